@@ -1,0 +1,199 @@
+"""Readers of interaction files into raw columns; every malformed line is named by file and line number."""
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import GraphrecError, WarningLog
+
+
+@dataclass
+class RawTable:
+    """Columns read from one file: raw user and item ids (int or str arrays), optional rating/timestamp."""
+
+    user: np.ndarray
+    item: np.ndarray
+    rating: Optional[np.ndarray] = None
+    timestamp: Optional[np.ndarray] = None
+
+
+class BadLines:
+    """Refuses (default) or skips and counts lines that do not fit the file's layout."""
+
+    def __init__(self, path: Path, skip: bool, warnings: WarningLog) -> None:
+        self.path, self.skip, self.warnings, self.lines = path, skip, warnings, []
+
+    def bad(self, lineno: int, why: str) -> None:
+        """Report line `lineno` of the file; raise unless skipping."""
+        if not self.skip:
+            raise GraphrecError(f"{self.path} line {lineno}: {why}; fix the line or set data.skip_bad_lines: true")
+        self.lines.append(lineno)
+
+    def finish(self) -> None:
+        """Emit one warning with the count and the first line numbers of what was skipped."""
+        if self.lines:
+            shown = ", ".join(map(str, self.lines[:10])) + (" ..." if len(self.lines) > 10 else "")
+            self.warnings.warn("skipped_bad_lines", len(self.lines),
+                               f"{self.path}: skipped {len(self.lines)} malformed line(s): {shown}")
+
+
+def _open_text(path: Path) -> list[str]:
+    """All lines of a text file, with one-line errors for a missing, empty or binary file."""
+    if not path.is_file():
+        raise GraphrecError(f"data file '{path}' not found; check data.path and data.files")
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise GraphrecError(f"{path}: not a UTF-8 text file") from None
+    if not any(line.strip() for line in lines):
+        raise GraphrecError(f"{path}: the file is empty")
+    return lines
+
+
+def _int_id(token: str) -> int:
+    value = int(token)
+    if value < 0:
+        raise ValueError
+    return value
+
+
+def read_lightgcn(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> RawTable:
+    """LightGCN txt: one line per user, `user item item ...`; a line with the user alone has no items."""
+    bad = BadLines(path, skip_bad_lines, warnings)
+    users: list[int] = []
+    items: list[int] = []
+    for lineno, line in enumerate(_open_text(path), 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        try:
+            ids = [_int_id(t) for t in tokens]
+        except ValueError:
+            bad.bad(lineno, "ids must be non-negative integers (format lightgcn: `user item item ...`)")
+            continue
+        users.extend([ids[0]] * (len(ids) - 1))
+        items.extend(ids[1:])
+    bad.finish()
+    return RawTable(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64))
+
+
+def read_pairs(path: Path, skip_bad_lines: bool, warnings: WarningLog, delimiter: Optional[str] = None) -> RawTable:
+    """One event per line, `user item [label]`; the column count is inferred and every line must match it."""
+    lines = _open_text(path)
+    split = (lambda s: s.split()) if delimiter is None else (lambda s: s.split(delimiter))  # noqa: E731
+    widths = Counter(len(split(line)) for line in lines[:2000] if line.strip())
+    width = widths.most_common(1)[0][0]
+    if width < 2:
+        raise GraphrecError(f"{path}: found {width} column per line; format pairs needs `user item [label]`"
+                            + ("" if delimiter else " separated by whitespace (set data.delimiter otherwise)"))
+    bad = BadLines(path, skip_bad_lines, warnings)
+    users, items, labels = [], [], []
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        tokens = split(line)
+        if len(tokens) != width:
+            bad.bad(lineno, f"expected {width} columns like the rest of the file, found {len(tokens)}")
+            continue
+        try:
+            user, item = _int_id(tokens[0]), _int_id(tokens[1])
+            label = float(tokens[2]) if width > 2 else 1.0
+        except ValueError:
+            bad.bad(lineno, "user and item must be non-negative integers and the label a number")
+            continue
+        users.append(user)
+        items.append(item)
+        labels.append(label)
+    bad.finish()
+    rating = np.asarray(labels, dtype=np.float32) if width > 2 else None
+    return RawTable(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64), rating)
+
+
+def _columns_from_rows(path: Path, rows: list[tuple[int, list[str]]], index: dict[str, int],
+                       skip_bad_lines: bool, warnings: WarningLog) -> RawTable:
+    """Pick user/item/rating/timestamp columns out of tokenized rows, checking widths and numbers."""
+    bad = BadLines(path, skip_bad_lines, warnings)
+    width = max(index.values()) + 1
+    out: dict[str, list] = {name: [] for name in index}
+    numeric = [name for name in ("rating", "timestamp") if name in index]
+    for lineno, tokens in rows:
+        if len(tokens) < width:
+            bad.bad(lineno, f"expected at least {width} columns, found {len(tokens)}")
+            continue
+        try:
+            values = {name: float(tokens[index[name]]) for name in numeric}
+        except ValueError:
+            bad.bad(lineno, f"{' and '.join(numeric)} must be numbers")
+            continue
+        if not tokens[index["user"]].strip() or not tokens[index["item"]].strip():
+            bad.bad(lineno, "empty user or item id")
+            continue
+        out["user"].append(tokens[index["user"]].strip())
+        out["item"].append(tokens[index["item"]].strip())
+        for name in numeric:
+            out[name].append(values[name])
+    bad.finish()
+    if not out["user"]:
+        raise GraphrecError(f"{path}: no usable rows")
+    return RawTable(_as_ids(out["user"]), _as_ids(out["item"]),
+                    np.asarray(out["rating"], dtype=np.float32) if "rating" in out else None,
+                    np.asarray(out["timestamp"], dtype=np.float64) if "timestamp" in out else None)
+
+
+def _as_ids(tokens: list[str]) -> np.ndarray:
+    """Integer ids where every token is an integer, else string ids."""
+    try:
+        return np.asarray([int(t) for t in tokens], dtype=np.int64)
+    except ValueError:
+        return np.asarray(tokens, dtype=object)
+
+
+def read_atomic(path: Path, columns: dict[str, str], skip_bad_lines: bool, warnings: WarningLog) -> RawTable:
+    """RecBole atomic `.inter`: tab-separated with a typed header such as `user_id:token item_id:token`."""
+    lines = _open_text(path)
+    header = [h.split(":")[0] for h in lines[0].split("\t")]
+    wanted = {"user": "user_id", "item": "item_id", "rating": "rating", "timestamp": "timestamp"}
+    wanted.update({k: str(v) for k, v in columns.items()})
+    index: dict[str, int] = {}
+    for role, name in wanted.items():
+        if name in header:
+            index[role] = header.index(name)
+        elif role in ("user", "item") or role in columns:
+            raise GraphrecError(f"{path} line 1: header {lines[0]!r} has no field '{name}' for the {role}; "
+                                f"set data.columns.{role} to one of {header}")
+    rows = [(n, line.split("\t")) for n, line in enumerate(lines[1:], 2) if line.strip()]
+    return _columns_from_rows(path, rows, index, skip_bad_lines, warnings)
+
+
+def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], header: bool,
+             skip_bad_lines: bool, warnings: WarningLog) -> RawTable:
+    """CSV/TSV with named (header: true) or numbered (header: false) columns given in data.columns."""
+    lines = _open_text(path)
+    delim = delimiter or ("\t" if path.suffix in (".tsv", ".tab") else ",")
+    parsed = list(csv.reader(lines, delimiter=delim))
+    if "user" not in columns or "item" not in columns:
+        raise GraphrecError(f"{path}: format csv needs data.columns.user and data.columns.item "
+                            f"(column {'names' if header else 'numbers'})")
+    index: dict[str, int] = {}
+    if header:
+        names = [h.strip() for h in parsed[0]]
+        for role, name in columns.items():
+            if str(name) not in names:
+                raise GraphrecError(f"{path} line 1: no column '{name}' (data.columns.{role}); the header has "
+                                    f"{names}" + ("" if len(names) > 1 else f"; is the delimiter {delim!r} right?"))
+            index[role] = names.index(str(name))
+        body = list(enumerate(parsed[1:], 2))
+    else:
+        for role, name in columns.items():
+            try:
+                index[role] = int(name)
+            except ValueError:
+                raise GraphrecError(f"{path}: data.header is false, so data.columns.{role} must be a column "
+                                    f"number, not {name!r}") from None
+        body = list(enumerate(parsed, 1))
+    return _columns_from_rows(path, [(n, row) for n, row in body if row], index, skip_bad_lines, warnings)

@@ -1,0 +1,199 @@
+"""From a config's data and split blocks to a Dataset: read, filter, remap ids, split, check."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Config, DataConfig, resolve_data_path
+from ..errors import GraphrecError, WarningLog
+from . import formats, splits, synthetic
+from .dataset import Dataset, Interactions
+from .formats import RawTable
+from .registry import preset_for
+
+
+def with_preset(data: DataConfig, folder: Path) -> DataConfig:
+    """data with format/files/columns filled from the registry when the folder is a known one and none are set."""
+    preset = preset_for(folder.name)
+    if preset is None or data.files:
+        return data
+    fields = {k: v for k, v in preset.items() if k in DataConfig.model_fields and k != "format"}
+    if data.format == "synthetic" or data.format == preset["format"]:
+        fields["format"] = preset["format"]
+    return data.model_copy(update=fields)
+
+
+def read_table(data: DataConfig, path: Path, warnings: WarningLog) -> RawTable:
+    """One file read with the reader of data.format."""
+    skip = data.skip_bad_lines
+    if data.format == "lightgcn":
+        return formats.read_lightgcn(path, skip, warnings)
+    if data.format == "pairs":
+        return formats.read_pairs(path, skip, warnings, data.delimiter)
+    columns = {k: str(v) for k, v in data.columns.items()}
+    if data.format == "atomic":
+        return formats.read_atomic(path, columns, skip, warnings)
+    return formats.read_csv(path, columns, data.delimiter, data.header, skip, warnings)
+
+
+def _filter_ratings(name: str, table: RawTable, min_rating: float | None) -> RawTable:
+    """Keep events rated at least min_rating (implicit feedback)."""
+    if min_rating is None:
+        return table
+    if table.rating is None:
+        raise GraphrecError(f"data.min_rating is set but the '{name}' file has no rating column; "
+                            "set data.columns.rating or remove data.min_rating")
+    keep = table.rating >= min_rating
+    if not keep.any():
+        raise GraphrecError(f"every rating in the '{name}' file is below data.min_rating={min_rating} "
+                            f"(max {table.rating.max():g}); lower it")
+    pick = lambda a: None if a is None else a[keep]  # noqa: E731
+    return RawTable(table.user[keep], table.item[keep], table.rating[keep], pick(table.timestamp))
+
+
+def _kcore(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
+    """Boolean mask of events kept by iterative k-core filtering (users and items with >= k events)."""
+    keep = np.ones(len(users), dtype=bool)
+    while True:
+        _, u_inv, u_cnt = np.unique(users[keep], return_inverse=True, return_counts=True)
+        _, i_inv, i_cnt = np.unique(items[keep], return_inverse=True, return_counts=True)
+        ok = (u_cnt[u_inv] >= k) & (i_cnt[i_inv] >= k)
+        if ok.all():
+            return keep
+        keep[np.flatnonzero(keep)[~ok]] = False
+
+
+def _remap(tables: dict[str, RawTable]) -> tuple[dict[str, Interactions], np.ndarray, np.ndarray]:
+    """Contiguous ids (sorted raw ids) over the union of all tables; returns splits and raw-id arrays."""
+    def ids(attr: str) -> np.ndarray:
+        parts = [getattr(t, attr) for t in tables.values()]
+        if any(p.dtype == object for p in parts):
+            parts = [p.astype(str) for p in parts]
+        return np.unique(np.concatenate(parts))
+    user_ids, item_ids = ids("user"), ids("item")
+    out = {}
+    for name, t in tables.items():
+        u = t.user.astype(str) if user_ids.dtype.kind == "U" else t.user
+        i = t.item.astype(str) if item_ids.dtype.kind == "U" else t.item
+        out[name] = Interactions(np.searchsorted(user_ids, u), np.searchsorted(item_ids, i), t.rating, t.timestamp)
+    return out, user_ids, item_ids
+
+
+def _dedupe(name: str, data: Interactions, num_items: int, warnings: WarningLog) -> Interactions:
+    """Drop repeated (user, item) events, keeping the first, with a warning."""
+    _, first = np.unique(data.keys(num_items), return_index=True)
+    if len(first) < len(data):
+        warnings.warn(f"duplicates_{name}", len(data) - len(first),
+                      f"{name}: dropped {len(data) - len(first)} duplicate (user, item) event(s)")
+        data = data.take(np.sort(first))
+    return data
+
+
+def _split_all(cfg: Config, data: Interactions) -> tuple[Interactions, Interactions, Interactions]:
+    """Train/valid/test from a single set of events with the configured split method."""
+    method, seed = cfg.split.method, cfg.split.seed if cfg.split.seed is not None else cfg.seed
+    if method == "given":
+        raise GraphrecError("the data is one file (data.files.all or synthetic), so it needs a split: "
+                            "set split.method to random, loo, temporal or temporal_global")
+    if method in ("temporal", "temporal_global") and data.timestamp is None:
+        raise GraphrecError(f"split.method {method} needs timestamps; set data.columns.timestamp "
+                            "or use split.method: random")
+    if method == "loo":
+        return splits.leave_one_out(data, seed)
+    fn = {"random": splits.random_split, "temporal": splits.temporal_split,
+          "temporal_global": splits.global_temporal_split}[method]
+    return fn(data, cfg.split.valid_ratio, cfg.split.test_ratio, seed)
+
+
+def _check(ds: Dataset) -> None:
+    """One warning line each for the data problems that do not stop a run."""
+    w = ds.warnings
+    train_users = np.bincount(ds.train.user, minlength=ds.num_users) > 0
+    train_items = np.bincount(ds.train.item, minlength=ds.num_items) > 0
+    train_keys = np.unique(ds.train.keys(ds.num_items))
+    for name, split in ds.eval_splits().items():
+        no_train = ~train_users[split.user]
+        w.warn(f"{name}_users_without_train", len(np.unique(split.user[no_train])),
+               f"{name}: {len(np.unique(split.user[no_train]))} user(s) have no training events "
+               "(skipped in evaluation)")
+        unseen = np.unique(split.item[~train_items[split.item]])
+        w.warn(f"{name}_items_unseen", len(unseen), f"{name}: {len(unseen)} item(s) never occur in training")
+        overlap = int(np.isin(split.keys(ds.num_items), train_keys).sum())
+        w.warn(f"{name}_pairs_in_train", overlap, f"{name}: {overlap} pair(s) also occur in train "
+               "(masked as seen items, so they can never count as hits)")
+        w.warn(f"{name}_users_without_events", int(train_users.sum()) - len(np.unique(split.user)),
+               f"{name}: {int(train_users.sum()) - len(np.unique(split.user))} training user(s) have no "
+               f"{name} events (not evaluated on {name})")
+
+
+def load_dataset(cfg: Config) -> Dataset:
+    """Read (or generate), filter, remap, split and check the data a config describes."""
+    warnings = WarningLog()
+    data = cfg.data
+    if data.format == "synthetic" and data.path is None:
+        s = data.synthetic
+        events = synthetic.generate(s.num_users, s.num_items, s.num_communities, s.mean_degree,
+                                    s.in_community, s.popularity_exponent, s.seed)
+        tables = {"all": RawTable(events.user, events.item, None, events.timestamp)}
+        name = "synthetic"
+    else:
+        folder = resolve_data_path(cfg)
+        if folder is None:
+            raise GraphrecError(f"data.format is {data.format} but data.path is not set")
+        if folder.is_file():
+            data = data.model_copy(update={"files": data.files or {"all": folder.name}})
+            folder = folder.parent
+        data = with_preset(data, folder)
+        if data.format == "synthetic":
+            raise GraphrecError(f"data.path '{folder}' is not a known dataset folder; set data.format "
+                                "(lightgcn, pairs, atomic, csv) and data.files")
+        if not data.files:
+            listing = ", ".join(sorted(p.name for p in folder.iterdir())[:8])
+            raise GraphrecError(f"{folder}: set data.files, e.g. {{train: train.txt, test: test.txt}} "
+                                f"(the folder has: {listing})")
+        if "all" in data.files and len(data.files) > 1:
+            raise GraphrecError("data.files: 'all' (one file to split) cannot be combined with other files")
+        if "all" not in data.files and "train" not in data.files:
+            raise GraphrecError(f"data.files needs a 'train' file (or 'all' to split one file); got "
+                                f"{sorted(data.files)}")
+        tables = {key: _filter_ratings(key, read_table(data, folder / fname, warnings), data.min_rating)
+                  for key, fname in data.files.items()}
+        name = folder.name
+    if data.kcore > 1:
+        base = "all" if "all" in tables else "train"
+        t = tables[base]
+        keep = _kcore(t.user.astype(str) if t.user.dtype == object else t.user,
+                      t.item.astype(str) if t.item.dtype == object else t.item, data.kcore)
+        if not keep.any():
+            raise GraphrecError(f"data.kcore={data.kcore} removes every event; lower it")
+        tables[base] = RawTable(t.user[keep], t.item[keep], pick_rows(t.rating, keep),
+                                pick_rows(t.timestamp, keep))
+        for key, other in list(tables.items()):
+            if key != base:
+                ok = np.isin(other.user, tables[base].user) & np.isin(other.item, tables[base].item)
+                tables[key] = RawTable(other.user[ok], other.item[ok], pick_rows(other.rating, ok),
+                                       pick_rows(other.timestamp, ok))
+    mapped, user_ids, item_ids = _remap(tables)
+    num_users, num_items = len(user_ids), len(item_ids)
+    mapped = {k: _dedupe(k, v, num_items, warnings) for k, v in mapped.items()}
+    if "all" in mapped:
+        train, valid, test = _split_all(cfg, mapped.pop("all"))
+        tests = {"test": test}
+    else:
+        train, valid = mapped.pop("train"), mapped.pop("valid", None)
+        tests = mapped
+        if valid is None:
+            seed = cfg.split.seed if cfg.split.seed is not None else cfg.seed
+            train, valid = splits.carve_validation(train, cfg.split.valid_ratio, seed)
+    if len(train) == 0:
+        raise GraphrecError("the split leaves the training set empty; lower split.test_ratio/valid_ratio "
+                            "or data.kcore, or check data.files.train")
+    ds = Dataset(name, num_users, num_items, train, valid, tests, user_ids, item_ids, warnings=warnings)
+    _check(ds)
+    return ds
+
+
+def pick_rows(values: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
+    """values[mask], or None when there are no values."""
+    return None if values is None else values[mask]

@@ -1,0 +1,54 @@
+"""Vectorized negative sampling and epoch batching: no Python loop per user or per event."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+
+from ..errors import GraphrecError
+from .dataset import Interactions
+
+
+class NegativeSampler:
+    """Uniform random items that are never a training positive of the user (rejection on sorted keys)."""
+
+    def __init__(self, train: Interactions, num_users: int, num_items: int, device: torch.device | str = "cpu"):
+        self.num_items = num_items
+        keys = torch.from_numpy(train.keys(num_items)).to(device)
+        self.positive_keys = torch.unique(keys)  # sorted
+        degree = torch.bincount(self.positive_keys // num_items, minlength=num_users)
+        full = torch.nonzero(degree >= num_items).flatten()
+        if len(full):
+            raise GraphrecError(f"user {int(full[0])} interacted with all {num_items} items in train, so no "
+                                "negative exists; drop such users (data.kcore) or add items")
+
+    def is_positive(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """(n,) bool: whether each (user, item) pair is a training positive."""
+        keys = users * self.num_items + items
+        pos = torch.searchsorted(self.positive_keys, keys).clamp_(max=len(self.positive_keys) - 1)
+        return self.positive_keys[pos] == keys
+
+    def sample(self, users: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(n,) int64 items, one per user, none of them a training positive of that user."""
+        items = torch.randint(0, self.num_items, users.shape, generator=generator, device=users.device)
+        redo = torch.nonzero(self.is_positive(users, items)).flatten()
+        while len(redo):
+            items[redo] = torch.randint(0, self.num_items, redo.shape, generator=generator, device=users.device)
+            redo = redo[self.is_positive(users[redo], items[redo])]
+        return items
+
+
+def epoch_batches(users: torch.Tensor, items: torch.Tensor, sampler: NegativeSampler, batch_size: int,
+                  generator: torch.Generator, rank: int = 0, world_size: int = 1
+                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Shuffled (user, positive, negative) batches over every training event once.
+
+    With world_size > 1, every rank walks the same global batches and takes its own 1/world_size share.
+    """
+    order = torch.randperm(len(users), generator=generator, device=users.device)
+    batch_users, batch_pos = users[order], items[order]
+    batch_neg = sampler.sample(batch_users, generator)
+    for start in range(0, len(order), batch_size):
+        stop = min(start + batch_size, len(order))
+        share = slice(start + rank, stop, world_size) if world_size > 1 else slice(start, stop)
+        yield batch_users[share], batch_pos[share], batch_neg[share]

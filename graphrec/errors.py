@@ -1,0 +1,29 @@
+"""User-facing errors and warnings: one clear line each, never a traceback."""
+from __future__ import annotations
+
+import sys
+from collections import Counter
+
+
+class GraphrecError(Exception):
+    """A user's mistake (bad file, key or value); the CLI prints its one-line message and exits 2."""
+
+
+class WarningLog:
+    """Collects one-line data warnings with counts so they can be printed and saved in the run folder."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.messages: dict[str, str] = {}
+
+    def warn(self, kind: str, count: int, message: str) -> None:
+        """Record `count` occurrences of `kind` and print `message` once, prefixed with 'warning:'."""
+        if count <= 0:
+            return
+        self.counts[kind] += count
+        self.messages[kind] = message
+        print(f"graphrec: warning: {message}", file=sys.stderr)
+
+    def as_dict(self) -> dict[str, dict[str, object]]:
+        """The warnings as {kind: {count, message}} for warnings.json."""
+        return {k: {"count": int(v), "message": self.messages[k]} for k, v in self.counts.items()}

@@ -1,0 +1,62 @@
+"""The symmetric-normalized bipartite adjacency D^-1/2 A D^-1/2 as a torch CSR tensor, built once, kept on device."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+
+class NormalizedAdjacency:
+    """D^-1/2 A D^-1/2 of the user-item graph, (num_users + num_items)^2; users first, then items.
+
+    Holds the CSR tensor (for torch.sparse.mm) and its COO rows (for the edge-wise backends).
+    The matrix is symmetric, which the propagation's backward pass relies on.
+    """
+
+    def __init__(self, users: torch.Tensor, items: torch.Tensor, num_users: int, num_items: int):
+        self.num_users, self.num_items = num_users, num_items
+        self.num_nodes = num_users + num_items
+        self.users, self.items = users, items
+        device = users.device
+        rows = torch.cat([users, items + num_users])
+        cols = torch.cat([items + num_users, users])
+        degree = torch.bincount(rows, minlength=self.num_nodes).to(torch.float32)
+        inv_sqrt = degree.pow(-0.5).masked_fill_(degree == 0, 0.0)
+        order = torch.argsort(rows * self.num_nodes + cols)
+        self.row, self.col = rows[order], cols[order]
+        self.values = inv_sqrt[self.row] * inv_sqrt[self.col]
+        crow = torch.zeros(self.num_nodes + 1, dtype=torch.int64, device=device)
+        crow[1:] = torch.cumsum(torch.bincount(self.row, minlength=self.num_nodes), 0)
+        self.csr = torch.sparse_csr_tensor(crow, self.col, self.values, (self.num_nodes, self.num_nodes))
+        self.degree = degree
+
+    @classmethod
+    def from_numpy(cls, users, items, num_users: int, num_items: int,
+                   device: torch.device | str = "cpu") -> "NormalizedAdjacency":
+        """Build from int arrays of the training events (duplicates must already be removed)."""
+        return cls(torch.as_tensor(users, dtype=torch.int64, device=device),
+                   torch.as_tensor(items, dtype=torch.int64, device=device), num_users, num_items)
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored entries (twice the number of training edges)."""
+        return int(self.values.numel())
+
+    def drop_edges(self, drop_rate: float, generator: Optional[torch.Generator] = None) -> "NormalizedAdjacency":
+        """A renormalized adjacency of a random subgraph keeping each user-item edge with prob 1 - drop_rate."""
+        keep = torch.rand(self.users.shape, generator=generator, device=self.users.device) >= drop_rate
+        return NormalizedAdjacency(self.users[keep], self.items[keep], self.num_users, self.num_items)
+
+    def row_block(self, nodes: torch.Tensor) -> torch.Tensor:
+        """CSR tensor (len(nodes), num_nodes) holding the rows `nodes` of the adjacency."""
+        crow = self.csr.crow_indices()
+        counts = crow[nodes + 1] - crow[nodes]
+        new_crow = torch.zeros(len(nodes) + 1, dtype=torch.int64, device=nodes.device)
+        new_crow[1:] = torch.cumsum(counts, 0)
+        take = torch.repeat_interleave(crow[nodes] - new_crow[:-1], counts)
+        take += torch.arange(len(take), device=nodes.device)
+        return torch.sparse_csr_tensor(new_crow, self.col[take], self.values[take], (len(nodes), self.num_nodes))
+
+    def to(self, device: torch.device | str) -> "NormalizedAdjacency":
+        """The same adjacency on another device."""
+        return NormalizedAdjacency(self.users.to(device), self.items.to(device), self.num_users, self.num_items)

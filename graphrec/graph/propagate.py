@@ -1,0 +1,111 @@
+"""One propagation API over a symmetric normalized adjacency, with interchangeable SpMM backends.
+
+Backends give identical results up to float rounding:
+- "torch" (default): torch.sparse.mm on the CSR tensor (MKL on CPU, cuSPARSE on CUDA).
+- "scatter": edge-wise gather + native `index_add_`.
+- "pyg": edge-wise gather + `torch_geometric.utils.scatter` (uses torch_scatter when it is installed).
+
+Because the adjacency is symmetric, the gradient of `adj @ x` is `adj @ grad`; the fused LightGCN
+propagation uses that to run its backward pass as a Horner scheme with no stored intermediates.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from .adjacency import NormalizedAdjacency
+
+BACKENDS = ("torch", "scatter", "pyg")
+Perturb = Callable[[torch.Tensor], torch.Tensor]
+
+
+def spmm_raw(adj: NormalizedAdjacency, x: torch.Tensor, backend: str = "torch") -> torch.Tensor:
+    """(num_nodes, d) = adj @ x without autograd bookkeeping, with the chosen backend."""
+    if backend == "torch":
+        return torch.sparse.mm(adj.csr, x)
+    messages = x[adj.col] * adj.values.unsqueeze(1)
+    if backend == "scatter":
+        return torch.zeros_like(x).index_add_(0, adj.row, messages)
+    if backend == "pyg":
+        from torch_geometric.utils import scatter
+        return scatter(messages, adj.row, dim=0, dim_size=adj.num_nodes, reduce="sum")
+    raise ValueError(f"unknown propagation backend {backend!r}; choose one of {BACKENDS}")
+
+
+class _SymmetricSpMM(torch.autograd.Function):
+    """adj @ x whose backward is adj @ grad (valid because adj is symmetric)."""
+
+    @staticmethod
+    def forward(ctx, x, adj, backend):  # type: ignore[override]
+        ctx.adj, ctx.backend = adj, backend
+        return spmm_raw(adj, x, backend)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return spmm_raw(ctx.adj, grad.contiguous(), ctx.backend), None, None
+
+
+def spmm(adj: NormalizedAdjacency, x: torch.Tensor, backend: str = "torch") -> torch.Tensor:
+    """Differentiable (num_nodes, d) = adj @ x."""
+    return _SymmetricSpMM.apply(x, adj, backend)
+
+
+def propagate_layers(adj: NormalizedAdjacency, x0: torch.Tensor, num_layers: int, backend: str = "torch",
+                     perturb: Optional[Perturb] = None) -> list[torch.Tensor]:
+    """[x0, x1, ..., xL], x_k = adj @ x_{k-1} (+ perturb(x_k) if given), each (num_nodes, d); autograd-ready."""
+    layers = [x0]
+    for _ in range(num_layers):
+        h = spmm(adj, layers[-1], backend)
+        layers.append(h + perturb(h) if perturb is not None else h)
+    return layers
+
+
+class _WeightedPropagation(torch.autograd.Function):
+    """sum_k w_k adj^k x0 (optionally only at `rows`), backward by Horner's scheme with num_layers SpMMs."""
+
+    @staticmethod
+    def forward(ctx, x0, adj, weights, rows, backend, perturb):  # type: ignore[override]
+        ctx.adj, ctx.weights, ctx.rows, ctx.backend = adj, weights, rows, backend
+        ctx.num_nodes = x0.shape[0]
+        num_layers = len(weights) - 1
+        pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))  # noqa: E731
+        out = pick(x0) * weights[0]
+        h = x0
+        for k in range(1, num_layers + 1):
+            last = k == num_layers
+            if last and rows is not None and perturb is None:
+                out.add_(torch.sparse.mm(adj.row_block(rows), h) if backend == "torch"
+                         else spmm_raw(adj, h, backend).index_select(0, rows), alpha=weights[k])
+                break
+            h = spmm_raw(adj, h, backend)
+            if perturb is not None:
+                h = h + perturb(h)
+            out.add_(pick(h), alpha=weights[k])
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):  # type: ignore[override]
+        weights, rows = ctx.weights, ctx.rows
+        if rows is None:
+            seed = grad_out.contiguous()
+        else:
+            seed = grad_out.new_zeros((ctx.num_nodes, grad_out.shape[1])).index_add_(0, rows, grad_out)
+        acc = seed * weights[-1]
+        for k in range(len(weights) - 2, -1, -1):
+            acc = spmm_raw(ctx.adj, acc, ctx.backend)
+            acc.add_(seed, alpha=weights[k])
+        return acc, None, None, None, None, None
+
+
+def weighted_propagation(adj: NormalizedAdjacency, x0: torch.Tensor, layer_weights: Sequence[float],
+                         rows: Optional[torch.Tensor] = None, backend: str = "torch",
+                         perturb: Optional[Perturb] = None) -> torch.Tensor:
+    """sum_k layer_weights[k] * (adj^k x0), as (num_nodes, d), or (len(rows), d) when rows are given.
+
+    The fused LightGCN combination: the same values and gradients as stacking `propagate_layers`,
+    with num_layers SpMMs backward and none stored. With `rows`, the last layer is computed only at
+    those rows (the loss needs nothing else), saving one full SpMM forward. `perturb(h)` adds a term
+    after each layer that must not depend differentiably on h (SimGCL's sign-aligned noise).
+    """
+    return _WeightedPropagation.apply(x0, adj, [float(w) for w in layer_weights], rows, backend, perturb)

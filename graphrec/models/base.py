@@ -1,0 +1,71 @@
+"""The model interface: loss(users, pos, neg) for training, embeddings() for full-ranking evaluation."""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ..config import ModelConfig
+from ..data.dataset import Dataset
+from ..graph.adjacency import NormalizedAdjacency
+from ..losses import bpr_loss, l2_reg
+
+
+class Recommender(torch.nn.Module):
+    """Base of every model: one (num_users + num_items, dim) ego embedding table, users first.
+
+    Initialization (the one documented init): normal(0, init_std), as in the LightGCN reference code.
+    Subclasses define `config_class`, `propagate(rows)` and may override `loss`.
+    """
+
+    config_class = ModelConfig
+    registry_name = "base"
+    summary = ""
+
+    def __init__(self, cfg: ModelConfig, dataset: Dataset, graph: Optional[NormalizedAdjacency]):
+        super().__init__()
+        self.cfg = cfg
+        self.num_users, self.num_items = dataset.num_users, dataset.num_items
+        self.graph = graph
+        self.embedding = torch.nn.Parameter(torch.empty(self.num_users + self.num_items, cfg.embedding_dim))
+        torch.nn.init.normal_(self.embedding, std=cfg.init_std)
+        self._cache: Optional[tuple[tuple, tuple[torch.Tensor, torch.Tensor]]] = None
+
+    def propagate(self, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Final node embeddings, (num_nodes, dim) or (len(rows), dim) for the given node rows."""
+        raise NotImplementedError
+
+    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float) -> dict[str, torch.Tensor]:
+        """BPR + reg * L2 on the batch's ego embeddings; users/pos/neg are (batch,) ids; returns named scalars."""
+        nodes = torch.cat([users, pos + self.num_users, neg + self.num_users])
+        unique, inverse = torch.unique(nodes, return_inverse=True)
+        final = self.propagate(unique)[inverse]
+        ego = self.embedding[nodes]
+        b = len(users)
+        u, p, n = final[:b], final[b:2 * b], final[2 * b:]
+        bpr = bpr_loss((u * p).sum(1), (u * n).sum(1))
+        l2 = l2_reg(b, ego[:b], ego[b:2 * b], ego[2 * b:])
+        return {"loss": bpr + reg * l2, "bpr": bpr, "l2": l2}
+
+    def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float) -> dict[str, torch.Tensor]:
+        """Same as loss(); lets DistributedDataParallel wrap the model."""
+        return self.loss(users, pos, neg, reg)
+
+    def train(self, mode: bool = True) -> "Recommender":
+        """Switch mode and drop cached embeddings (fused optimizers update parameters without a version bump)."""
+        self._cache = None
+        return super().train(mode)
+
+    def load_state_dict(self, *args, **kwargs):
+        """Load parameters and drop cached embeddings."""
+        self._cache = None
+        return super().load_state_dict(*args, **kwargs)
+
+    @torch.no_grad()
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final (num_users, dim) user and (num_items, dim) item embeddings, cached until parameters change."""
+        key = tuple((id(p), p._version, p.data_ptr()) for p in self.parameters())
+        if self._cache is None or self._cache[0] != key:
+            final = self.propagate()
+            self._cache = (key, (final[:self.num_users], final[self.num_users:]))
+        return self._cache[1]
