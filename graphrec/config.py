@@ -228,14 +228,15 @@ def config_to_dict(cfg: Config) -> dict:
 
 
 def resolve_data_path(cfg: Config) -> Optional[Path]:
-    """data.path as: absolute; else relative to the YAML file; else under $GRAPHREC_DATA."""
+    """data.path as: absolute; else relative to the YAML file or the working folder; else under $GRAPHREC_DATA
+    (default ../shared/data)."""
     if cfg.data.path is None:
         return None
     path = Path(os.path.expanduser(cfg.data.path))
     candidates = [path] if path.is_absolute() else [Path(cfg.base_dir) / path, Path.cwd() / path]
     env = os.environ.get("GRAPHREC_DATA")
-    if env and not path.is_absolute():
-        candidates.append(Path(env) / path)
+    if not path.is_absolute():
+        candidates.append(Path(env or Path.cwd().parent / "shared" / "data") / path)
     for candidate in candidates:
         if candidate.exists():
             return candidate.resolve()

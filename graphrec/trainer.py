@@ -19,6 +19,7 @@ import yaml
 from tqdm import tqdm
 
 from . import distributed as dist_utils
+from .allocator import tune_allocator
 from .checkpoint import (atomic_write_json, atomic_write_text, load_checkpoint, rng_state, save_checkpoint,
                          seed_everything, set_rng_state)
 from .config import Config, config_to_dict, resolve_data_path
@@ -120,6 +121,7 @@ class Trainer:
 
     def __init__(self, cfg: Config, run_dir: Optional[Path] = None, resume: bool = False,
                  dataset: Optional[Dataset] = None):
+        tune_allocator()
         if cfg.data.path is not None:
             cfg.data.path = str(resolve_data_path(cfg))
         self.cfg = cfg
@@ -348,6 +350,7 @@ def _get(data: dict, path: tuple):
 def evaluate_run(run_dir: Path, splits: Optional[list[str]] = None, checkpoint: str = "best.pt") -> dict[str, float]:
     """Re-evaluate a run folder's checkpoint on its splits (all by default); returns the metrics."""
     from .config import build_config
+    tune_allocator()
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise GraphrecError(f"'{run_dir}' is not a run folder (no config.yaml); pass runs/<name>-<time>/")

@@ -27,7 +27,10 @@ class NormalizedAdjacency:
         self.values = inv_sqrt[self.row] * inv_sqrt[self.col]
         crow = torch.zeros(self.num_nodes + 1, dtype=torch.int64, device=device)
         crow[1:] = torch.cumsum(torch.bincount(self.row, minlength=self.num_nodes), 0)
-        self.csr = torch.sparse_csr_tensor(crow, self.col, self.values, (self.num_nodes, self.num_nodes))
+        self.crow = crow
+        index_dtype = torch.int32 if self.row.numel() < 2 ** 31 else torch.int64  # MKL's fast path is int32
+        self.csr = torch.sparse_csr_tensor(crow.to(index_dtype), self.col.to(index_dtype), self.values,
+                                           (self.num_nodes, self.num_nodes))
         self.degree = degree
 
     @classmethod
@@ -49,13 +52,15 @@ class NormalizedAdjacency:
 
     def row_block(self, nodes: torch.Tensor) -> torch.Tensor:
         """CSR tensor (len(nodes), num_nodes) holding the rows `nodes` of the adjacency."""
-        crow = self.csr.crow_indices()
+        crow = self.crow
         counts = crow[nodes + 1] - crow[nodes]
         new_crow = torch.zeros(len(nodes) + 1, dtype=torch.int64, device=nodes.device)
         new_crow[1:] = torch.cumsum(counts, 0)
         take = torch.repeat_interleave(crow[nodes] - new_crow[:-1], counts)
         take += torch.arange(len(take), device=nodes.device)
-        return torch.sparse_csr_tensor(new_crow, self.col[take], self.values[take], (len(nodes), self.num_nodes))
+        index_dtype = self.csr.crow_indices().dtype
+        return torch.sparse_csr_tensor(new_crow.to(index_dtype), self.col[take].to(index_dtype), self.values[take],
+                                       (len(nodes), self.num_nodes))
 
     def to(self, device: torch.device | str) -> "NormalizedAdjacency":
         """The same adjacency on another device."""

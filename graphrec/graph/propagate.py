@@ -20,17 +20,26 @@ BACKENDS = ("torch", "scatter", "pyg")
 Perturb = Callable[[torch.Tensor], torch.Tensor]
 
 
-def spmm_raw(adj: NormalizedAdjacency, x: torch.Tensor, backend: str = "torch") -> torch.Tensor:
-    """(num_nodes, d) = adj @ x without autograd bookkeeping, with the chosen backend."""
-    if backend == "torch":
-        return torch.sparse.mm(adj.csr, x)
+def spmm_raw(adj: NormalizedAdjacency, x: torch.Tensor, backend: str = "torch",
+             add: Optional[torch.Tensor] = None, beta: float = 1.0) -> torch.Tensor:
+    """(num_nodes, d) = adj @ x (+ beta * add) without autograd bookkeeping, with the chosen backend.
+
+    The torch backend makes it one fused `addmm` on the int32-indexed CSR (no output fill, no index copy).
+    """
+    if backend == "torch":  # addmm writing into its own input avoids an extra (num_nodes, d) copy
+        if add is None:
+            out = x.new_empty((adj.num_nodes, x.shape[1]))
+            return torch.addmm(out, adj.csr, x, beta=0.0, out=out)
+        return (add * beta).addmm_(adj.csr, x)
     messages = x[adj.col] * adj.values.unsqueeze(1)
     if backend == "scatter":
-        return torch.zeros_like(x).index_add_(0, adj.row, messages)
-    if backend == "pyg":
+        out = torch.zeros_like(x).index_add_(0, adj.row, messages)
+    elif backend == "pyg":
         from torch_geometric.utils import scatter
-        return scatter(messages, adj.row, dim=0, dim_size=adj.num_nodes, reduce="sum")
-    raise ValueError(f"unknown propagation backend {backend!r}; choose one of {BACKENDS}")
+        out = scatter(messages, adj.row, dim=0, dim_size=adj.num_nodes, reduce="sum")
+    else:
+        raise ValueError(f"unknown propagation backend {backend!r}; choose one of {BACKENDS}")
+    return out if add is None else out.add_(add, alpha=beta)
 
 
 class _SymmetricSpMM(torch.autograd.Function):
@@ -75,8 +84,10 @@ class _WeightedPropagation(torch.autograd.Function):
         for k in range(1, num_layers + 1):
             last = k == num_layers
             if last and rows is not None and perturb is None:
-                out.add_(torch.sparse.mm(adj.row_block(rows), h) if backend == "torch"
-                         else spmm_raw(adj, h, backend).index_select(0, rows), alpha=weights[k])
+                if backend == "torch":
+                    out.addmm_(adj.row_block(rows), h, alpha=weights[k])
+                else:
+                    out.add_(spmm_raw(adj, h, backend).index_select(0, rows), alpha=weights[k])
                 break
             h = spmm_raw(adj, h, backend)
             if perturb is not None:
@@ -93,8 +104,7 @@ class _WeightedPropagation(torch.autograd.Function):
             seed = grad_out.new_zeros((ctx.num_nodes, grad_out.shape[1])).index_add_(0, rows, grad_out)
         acc = seed * weights[-1]
         for k in range(len(weights) - 2, -1, -1):
-            acc = spmm_raw(ctx.adj, acc, ctx.backend)
-            acc.add_(seed, alpha=weights[k])
+            acc = spmm_raw(ctx.adj, acc, ctx.backend, add=seed, beta=weights[k])
         return acc, None, None, None, None, None
 
 
