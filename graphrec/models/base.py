@@ -4,11 +4,23 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from ..config import ModelConfig
 from ..data.dataset import Dataset
 from ..graph.adjacency import NormalizedAdjacency
 from ..losses import bpr_loss, l2_reg
+
+_optimizer_steps = 0  # bumped after every torch optimizer step; fused ones do not bump parameters' _version
+
+
+def _count_optimizer_step(optimizer, args, kwargs) -> None:  # noqa: ARG001
+    """Global optimizer step hook: count the step so that every embeddings() cache sees it."""
+    global _optimizer_steps
+    _optimizer_steps += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
 
 
 class Recommender(torch.nn.Module):
@@ -64,7 +76,7 @@ class Recommender(torch.nn.Module):
     @torch.no_grad()
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final (num_users, dim) user and (num_items, dim) item embeddings, cached until parameters change."""
-        key = tuple((id(p), p._version, p.data_ptr()) for p in self.parameters())
+        key = (_optimizer_steps,) + tuple((id(p), p._version, p.data_ptr()) for p in self.parameters())
         if self._cache is None or self._cache[0] != key:
             final = self.propagate()
             self._cache = (key, (final[:self.num_users], final[self.num_users:]))
