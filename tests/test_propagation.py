@@ -1,0 +1,192 @@
+"""NormalizedAdjacency and the propagation backends against hand-computed D^-1/2 A D^-1/2 on a tiny graph."""
+from math import sqrt
+
+import numpy as np
+import pytest
+import torch
+
+from graphrec.graph.adjacency import NormalizedAdjacency
+from graphrec.graph.propagate import BACKENDS, propagate_layers, spmm, weighted_propagation
+
+torch.set_num_threads(1)
+
+# 3 users, 4 items; nodes: u0=0, u1=1, u2=2, i0=3, i1=4, i2=5, i3=6 (i3 has no edge).
+# Edges: u0-i0, u0-i1, u1-i0, u1-i1, u1-i2, u2-i1.
+# Degrees: u0=2, u1=3, u2=1, i0=2, i1=3, i2=1, i3=0.
+USERS = [0, 0, 1, 1, 1, 2]
+ITEMS = [0, 1, 0, 1, 2, 1]
+NUM_USERS, NUM_ITEMS, NUM_NODES = 3, 4, 7
+
+
+def hand_adjacency() -> torch.Tensor:
+    """D^-1/2 A D^-1/2 written out entry by entry."""
+    entries = {
+        (0, 3): 1 / sqrt(2 * 2),  # u0-i0
+        (0, 4): 1 / sqrt(2 * 3),  # u0-i1
+        (1, 3): 1 / sqrt(3 * 2),  # u1-i0
+        (1, 4): 1 / sqrt(3 * 3),  # u1-i1
+        (1, 5): 1 / sqrt(3 * 1),  # u1-i2
+        (2, 4): 1 / sqrt(1 * 3),  # u2-i1
+    }
+    dense = torch.zeros(NUM_NODES, NUM_NODES, dtype=torch.float64)
+    for (r, c), v in entries.items():
+        dense[r, c] = v
+        dense[c, r] = v
+    return dense
+
+
+def tiny_adj() -> NormalizedAdjacency:
+    return NormalizedAdjacency.from_numpy(np.array(USERS), np.array(ITEMS), NUM_USERS, NUM_ITEMS)
+
+
+def coo_dense(adj: NormalizedAdjacency) -> torch.Tensor:
+    """Dense matrix from the COO rows/cols/values the edge-wise backends use."""
+    dense = torch.zeros(adj.num_nodes, adj.num_nodes, dtype=torch.float64)
+    dense.index_put_((adj.row, adj.col), adj.values.double(), accumulate=True)
+    return dense
+
+
+def random_adj(num_users=20, num_items=30, num_edges=120, seed=0) -> NormalizedAdjacency:
+    rng = np.random.default_rng(seed)
+    keys = np.unique(rng.integers(0, num_users * num_items, num_edges))
+    return NormalizedAdjacency.from_numpy(keys // num_items, keys % num_items, num_users, num_items)
+
+
+def test_dense_matches_hand_computed():
+    adj = tiny_adj()
+    expected = hand_adjacency()
+    assert adj.num_nodes == 7 and adj.nnz == 12
+    assert torch.allclose(adj.csr.to_dense().double(), expected, atol=1e-7)
+    assert torch.allclose(coo_dense(adj), expected, atol=1e-7)
+    assert adj.degree.tolist() == [2, 3, 1, 2, 3, 1, 0]
+    assert torch.isfinite(adj.values).all()
+
+
+def test_symmetric():
+    for adj in (tiny_adj(), random_adj()):
+        dense = adj.csr.to_dense()
+        assert torch.equal(dense, dense.t())
+        assert torch.equal(coo_dense(adj), coo_dense(adj).t())
+
+
+def test_lightgcn_two_layers_hand_computed():
+    adj = tiny_adj()
+    x0 = torch.zeros(NUM_NODES, 2)
+    x0[0, 0] = 1.0  # column 0: one-hot u0
+    x0[5, 1] = 1.0  # column 1: one-hot i2 ...
+    x0[6, 1] = 2.0  # ... plus 2 on the isolated i3
+    out = weighted_propagation(adj, x0, [1 / 3, 1 / 3, 1 / 3]).double()
+    # column 0: A x0 = {i0: 1/2, i1: 1/sqrt6}; A^2 x0 = {u0: 1/4 + 1/6, u1: 1/(2 sqrt6) + 1/(3 sqrt6), u2: 1/sqrt18}
+    col0 = [(1 + 1 / 4 + 1 / 6) / 3, (1 / (2 * sqrt(6)) + 1 / (3 * sqrt(6))) / 3, (1 / sqrt(18)) / 3,
+            (1 / 2) / 3, (1 / sqrt(6)) / 3, 0.0, 0.0]
+    # column 1: A x0 = {u1: 1/sqrt3}; A^2 x0 = {i0: 1/sqrt18, i1: 1/(3 sqrt3), i2: 1/3}; i3 keeps only w0 * 2
+    col1 = [0.0, (1 / sqrt(3)) / 3, 0.0, (1 / sqrt(18)) / 3, (1 / (3 * sqrt(3))) / 3, (1 + 1 / 3) / 3, 2 / 3]
+    expected = torch.tensor([col0, col1], dtype=torch.float64).t()
+    assert torch.allclose(out, expected, atol=1e-6)
+    for backend in BACKENDS:
+        layers = propagate_layers(adj, x0, 2, backend)
+        assert torch.allclose(torch.stack(layers).mean(0).double(), expected, atol=1e-6)
+
+
+def _values_and_grad(fn, x0, probe):
+    x = x0.clone().requires_grad_(True)
+    out = fn(x)
+    (out * probe[:out.shape[0]]).sum().backward()
+    return out.detach(), x.grad
+
+
+def test_backends_agree_values_and_gradients():
+    torch.manual_seed(0)
+    adj = random_adj()
+    x0 = torch.randn(adj.num_nodes, 5)
+    probe = torch.randn(adj.num_nodes, 5)
+    dense = adj.csr.to_dense()
+    ref_out = dense @ dense @ x0
+    ref_grad = dense.t() @ dense.t() @ probe  # d/dx sum(probe * A A x)
+    for backend in BACKENDS:
+        out, grad = _values_and_grad(lambda x: spmm(adj, spmm(adj, x, backend), backend), x0, probe)
+        assert torch.allclose(out, ref_out, atol=1e-5), backend
+        assert torch.allclose(grad, ref_grad, atol=1e-5), backend
+    weights = [0.4, 0.3, 0.2, 0.1]
+    results = {b: _values_and_grad(lambda x: weighted_propagation(adj, x, weights, backend=b), x0, probe)
+               for b in BACKENDS}
+    for backend in BACKENDS[1:]:
+        assert torch.allclose(results[backend][0], results["torch"][0], atol=1e-5), backend
+        assert torch.allclose(results[backend][1], results["torch"][1], atol=1e-5), backend
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("weights", [[1.0], [0.5, 0.5], [1 / 4] * 4, [0.1, 0.2, 0.3, 0.4]])
+def test_weighted_propagation_matches_stacked_layers(backend, weights):
+    torch.manual_seed(1)
+    adj = random_adj(seed=1)
+    x0 = torch.randn(adj.num_nodes, 4)
+    probe_full = torch.randn(adj.num_nodes, 4)
+    num_layers = len(weights) - 1
+
+    def stacked(x, rows=None):
+        layers = propagate_layers(adj, x, num_layers, backend)
+        out = sum(w * h for w, h in zip(weights, layers))
+        return out if rows is None else out[rows]
+
+    ref_out, ref_grad = _values_and_grad(stacked, x0, probe_full)
+    out, grad = _values_and_grad(lambda x: weighted_propagation(adj, x, weights, backend=backend), x0, probe_full)
+    assert torch.allclose(out, ref_out, atol=1e-5)
+    assert torch.allclose(grad, ref_grad, atol=1e-5)
+
+    # rows: unsorted, with duplicates, a user and items, and the last node
+    rows = torch.tensor([3, 25, 3, 0, adj.num_nodes - 1, 25, 3])
+    probe_rows = torch.randn(len(rows), 4)
+    ref_out, ref_grad = _values_and_grad(lambda x: stacked(x, rows), x0, probe_rows)
+    out, grad = _values_and_grad(lambda x: weighted_propagation(adj, x, weights, rows=rows, backend=backend),
+                                 x0, probe_rows)
+    assert out.shape == (len(rows), 4)
+    assert torch.allclose(out, ref_out, atol=1e-5)
+    assert torch.allclose(grad, ref_grad, atol=1e-5)
+    assert torch.equal(out[0], out[2]) and torch.equal(out[1], out[5])
+
+
+def test_drop_edges_zero_is_identity():
+    adj = random_adj()
+    same = adj.drop_edges(0.0, torch.Generator().manual_seed(0))
+    assert same.nnz == adj.nnz
+    assert torch.equal(same.csr.to_dense(), adj.csr.to_dense())
+
+
+def test_drop_edges_symmetric_and_renormalized():
+    adj = random_adj(num_edges=200, seed=3)
+    dropped = adj.drop_edges(0.5, torch.Generator().manual_seed(0))
+    kept = len(dropped.users)
+    assert 0 < kept < len(adj.users)
+    assert dropped.nnz == 2 * kept
+    dense = dropped.csr.to_dense().double()
+    assert torch.equal(dense, dense.t())
+    # every kept edge was an edge before
+    before = set(zip(adj.users.tolist(), adj.items.tolist()))
+    after = list(zip(dropped.users.tolist(), dropped.items.tolist()))
+    assert set(after) <= before
+    # the values are 1/sqrt(d_u d_i) with the degrees of the kept subgraph, not the original one
+    user_deg = np.bincount(dropped.users.numpy(), minlength=adj.num_users)
+    item_deg = np.bincount(dropped.items.numpy(), minlength=adj.num_items)
+    expected = torch.zeros_like(dense)
+    for u, i in after:
+        value = 1 / sqrt(user_deg[u] * item_deg[i])
+        expected[u, adj.num_users + i] = expected[adj.num_users + i, u] = value
+    assert torch.allclose(dense, expected, atol=1e-6)
+    assert not torch.allclose(dense[dense != 0], adj.csr.to_dense().double()[dense != 0])
+    # different generators draw different subgraphs; the same one draws the same
+    again = adj.drop_edges(0.5, torch.Generator().manual_seed(0))
+    other = adj.drop_edges(0.5, torch.Generator().manual_seed(1))
+    assert torch.equal(again.csr.to_dense(), dropped.csr.to_dense())
+    assert not torch.equal(other.csr.to_dense(), dropped.csr.to_dense())
+
+
+def test_row_block_equals_dense_rows():
+    for adj in (tiny_adj(), random_adj()):
+        dense = adj.csr.to_dense()
+        nodes = torch.tensor([4, 0, 6, 4, adj.num_nodes - 1, 2])
+        block = adj.row_block(nodes)
+        assert block.shape == (len(nodes), adj.num_nodes)
+        assert torch.equal(block.to_dense(), dense[nodes])
+        x = torch.randn(adj.num_nodes, 3)
+        assert torch.allclose(block @ x, dense[nodes] @ x, atol=1e-6)
