@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -20,32 +22,52 @@ def format_table(metrics: dict[str, float]) -> str:
         name, k = metric.split("@")
         rows.setdefault((split, name), {})[int(k)] = value
     ks = sorted({k for row in rows.values() for k in row})
-    lines = [f"{'split':<10} {'metric':<10} " + " ".join(f"{'@' + str(k):>8}" for k in ks)]
+    lines = [f"{'split':<10} {'metric':<10} " + " ".join(f"{'@' + str(k):>9}" for k in ks)]
     for (split, name), row in rows.items():
-        lines.append(f"{split:<10} {name:<10} " + " ".join(f"{row.get(k, float('nan')):>8.4f}" for k in ks))
+        lines.append(f"{split:<10} {name:<10} " + " ".join(f"{row.get(k, float('nan')):>9.6f}" for k in ks))
     extras = {k: v for k, v in metrics.items() if "@" not in k and "/" not in k}
     if extras:
         lines.append("  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in extras.items()))
     return "\n".join(lines)
 
 
+def _check_output_dir(output_dir: str) -> None:
+    """One-line error before any work when output_dir cannot hold run folders."""
+    path = Path(os.path.expanduser(output_dir))
+    path = path if path.is_absolute() else Path.cwd() / path
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise GraphrecError(f"output_dir '{output_dir}': '{probe}' is a file, not a folder; set output_dir to a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise GraphrecError(f"output_dir '{output_dir}': no permission to write in '{probe}'; set output_dir "
+                            "to a writable folder")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from .config import build_config, load_config, read_yaml, apply_overrides
+    from .config import config_from_file
     from .trainer import Trainer
     if args.resume:
         run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            raise GraphrecError(f"--resume '{run_dir}': no such run folder; pass runs/<name>-<time>/ "
+                                "as printed by graphrec train")
         if not (run_dir / "config.yaml").is_file():
-            raise GraphrecError(f"--resume '{run_dir}' is not a run folder (no config.yaml)")
+            raise GraphrecError(f"--resume '{run_dir}' is not a run folder (no config.yaml); pass runs/<name>-<time>/")
+        if not (run_dir / "last.pt").is_file():
+            raise GraphrecError(f"--resume '{run_dir}': no last.pt (the run saved no checkpoint); start a new run "
+                                "with graphrec train CONFIG")
         if args.config:
-            cfg = load_config(args.config, args.set)
+            cfg = config_from_file(args.config, args.set)
         else:
-            raw = apply_overrides(read_yaml(run_dir / "config.yaml"), args.set)
-            cfg = build_config(raw, source=str(run_dir / "config.yaml"), base_dir=str(run_dir))
+            cfg = config_from_file(run_dir / "config.yaml", args.set, base_dir=str(run_dir))
         trainer = Trainer(cfg, run_dir=run_dir, resume=True)
     else:
         if not args.config:
             raise GraphrecError("graphrec train needs a config file (e.g. experiments/quickstart.yaml) or --resume RUN")
-        cfg = load_config(args.config, args.set)
+        cfg = config_from_file(args.config, args.set)
+        _check_output_dir(cfg.output_dir)
         trainer = Trainer(cfg)
     if trainer.is_writer:
         print(f"run folder: {trainer.run_dir}", file=sys.stderr)
@@ -56,10 +78,57 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+_RESUME_IGNORED = {"train.epochs", "train.progress", "tracking.mode", "output_dir"}
+
+
+def _first_difference(ours: dict, theirs: dict, prefix: str = "") -> Optional[tuple[str, object, object]]:
+    """The first key path (sorted) whose value differs between two nested dicts, with both values."""
+    for key in sorted(set(ours) & set(theirs), key=str):  # keys added or dropped by a newer version don't count
+        path = f"{prefix}.{key}" if prefix else str(key)
+        a, b = ours.get(key), theirs.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            found = _first_difference(a, b, path)
+            if found:
+                return found
+        elif a != b and path not in _RESUME_IGNORED and path.split(".")[0] not in ("tracking",):
+            return path, a, b
+    return None
+
+
+def _check_run_folder(run_dir: Path, checkpoint: str) -> None:
+    """One-line errors for a path that is not a run folder, a missing checkpoint or a config.yaml that no longer
+    matches the checkpoint; all before any data is read."""
+    from .checkpoint import load_checkpoint
+    from .config import config_from_file, config_to_dict
+    if not run_dir.exists():
+        raise GraphrecError(f"run folder '{run_dir}' not found; pass runs/<name>-<time>/ as printed by graphrec train")
+    if not run_dir.is_dir():
+        raise GraphrecError(f"'{run_dir}' is a file; pass its run folder runs/<name>-<time>/")
+    if not (run_dir / "config.yaml").is_file():
+        runs = sorted(p.name for p in run_dir.iterdir() if (p / "config.yaml").is_file())[:3]
+        hint = (f"; it holds runs: {', '.join(runs)}" if runs else
+                "; pass runs/<name>-<time>/ as written by graphrec train")
+        raise GraphrecError(f"'{run_dir}' is not a run folder (no config.yaml){hint}")
+    if not (run_dir / checkpoint).is_file():
+        present = sorted(p.name for p in run_dir.glob("*.pt"))
+        hint = (f"pass --checkpoint {present[0]}" if present else
+                "the run saved no checkpoint: train it again with graphrec train CONFIG")
+        raise GraphrecError(f"no checkpoint '{checkpoint}' in run folder '{run_dir}'; {hint}")
+    cfg = config_from_file(run_dir / "config.yaml", base_dir=str(run_dir))
+    saved = load_checkpoint(run_dir / checkpoint).get("config")
+    if isinstance(saved, dict):
+        diff = _first_difference(config_to_dict(cfg), saved)
+        if diff and (diff[0].startswith("model.") or diff[0].startswith("data.")):
+            raise GraphrecError(f"{run_dir / 'config.yaml'}: '{diff[0]}' is {diff[1]!r} but {checkpoint} was trained "
+                                f"with {diff[2]!r}; restore config.yaml to the run's values")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .trainer import evaluate_run
-    splits = [s.strip() for s in args.splits.split(",")] if args.splits else None
-    print(format_table(evaluate_run(Path(args.run), splits, args.checkpoint)))
+    run_dir = Path(args.run)
+    _check_run_folder(run_dir, args.checkpoint)
+    splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
+    print(format_table(evaluate_run(run_dir, splits, args.checkpoint)))
     return 0
 
 
@@ -70,27 +139,87 @@ def cmd_models(args: argparse.Namespace) -> int:  # noqa: ARG001
     return 0
 
 
+def _pairs(option: str, text: str, example: str) -> dict[str, str]:
+    """'a=b,c=d' -> {'a': 'b', 'c': 'd'} with a one-line error naming the option."""
+    out = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise GraphrecError(f"{option} '{text}': '{part}' is not of the form name=value, e.g. {option} {example}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def cmd_data_info(args: argparse.Namespace) -> int:
     from .config import build_config
     from .data.loader import load_dataset
-    path = Path(args.path)
-    data: dict = {"path": str(path.resolve()) if path.exists() else args.path}
+    from .data.registry import PRESETS, preset_for
+    path = Path(os.path.expanduser(args.path))
+    if not path.exists():
+        env = os.environ.get("GRAPHREC_DATA")
+        under = Path(env) / path if env and not path.is_absolute() else None
+        if under is None or not under.exists():
+            looked = f"{path.resolve()}" + (f" and {under}" if under is not None else "")
+            hint = "" if env else " (or set GRAPHREC_DATA to the folder that holds your datasets)"
+            raise GraphrecError(f"data info: '{args.path}' not found (looked in {looked}); pass a dataset folder "
+                                f"or file{hint}")
+        path = under
+    path = path.resolve()
+    folder = path if path.is_dir() else path.parent
+    if not args.format and not (path.is_dir() and preset_for(path.name)):
+        what = "folder" if path.is_dir() else "file"
+        raise GraphrecError(f"data info: '{args.path}' is not a known dataset folder ({', '.join(sorted(PRESETS))}); "
+                            f"pass --format (lightgcn, pairs, atomic, csv) and, for a {what}, "
+                            + ("--files train=train.txt,test=test.txt" if path.is_dir() else "nothing else"))
+    if path.is_dir() and args.format and not args.files and not preset_for(folder.name):
+        listing = ", ".join(sorted(p.name for p in folder.iterdir())[:8])
+        raise GraphrecError(f"data info: pass --files to say which file is which, e.g. --files "
+                            f"train=train.txt,test=test.txt (the folder has: {listing})")
+    data: dict = {"path": str(path)}
     if args.format:
         data["format"] = args.format
     if args.files:
-        data["files"] = dict(part.split("=", 1) for part in args.files.split(","))
-    cfg = build_config({"data": data, "split": {"method": args.split}} if args.split else {"data": data},
-                       source="graphrec data info")
+        data["files"] = _pairs("--files", args.files, "train=train.txt,test=test.txt")
+    if args.columns:
+        data["columns"] = _pairs("--columns", args.columns, "user=0,item=1,rating=2")
+    if args.no_header:
+        data["header"] = False
+    if args.delimiter:
+        data["delimiter"] = args.delimiter
+    split = {"method": args.split} if args.split else {"method": "random", "valid_ratio": 0.0, "test_ratio": 0.0}
+    cfg = build_config({"data": data, "split": split}, source="graphrec data info")
     dataset = load_dataset(cfg)
+    summary = dataset.summary()
+    interactions = len(dataset.train) + sum(len(s) for s in dataset.eval_splits().values())
+    ordered = {"users": summary.pop("users"), "items": summary.pop("items"), "interactions": interactions}
+    ordered.update(summary)
     print(f"dataset {dataset.name}")
-    for key, value in dataset.summary().items():
+    for key, value in ordered.items():
+        if key in dataset.tests and not value:
+            continue  # one file summarized without a split: no test part
         print(f"  {key:<22} {value:.6g}" if isinstance(value, float) else f"  {key:<22} {value}")
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with usage mistakes reported as one `graphrec: error:` line with a did-you-mean."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        hint = ""
+        match = re.search(r"invalid choice: '?([^'\s]*)'? \(choose from (.*)\)", message)
+        if match:
+            choices = [c.strip().strip("'\"") for c in match.group(2).split(",")]
+            close = difflib.get_close_matches(match.group(1), choices, n=1)
+            hint = f", did you mean '{close[0]}'?" if close else ""
+        where = f"{self.prog}: " if self.prog != "graphrec" else ""
+        self.exit(2, f"graphrec: error: {where}{message}{hint} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="graphrec", description="Graph-based recommendation from YAML experiments.")
+    parser = OneLineParser(prog="graphrec", description="Graph-based recommendation from YAML experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a model from a YAML experiment")
     train.add_argument("config", nargs="?", help="experiment YAML, e.g. experiments/quickstart.yaml")
@@ -111,18 +240,30 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("path", help="dataset folder (known folders use their registry preset) or file")
     info.add_argument("--format", help="lightgcn, pairs, atomic or csv (default: the preset's)")
     info.add_argument("--files", help="split=file pairs, e.g. train=train.txt,test=test.txt")
-    info.add_argument("--split", help="split method for one-file data (random, loo, temporal, temporal_global)")
+    info.add_argument("--split", help="show the split of this method (random, loo, temporal, temporal_global) "
+                      "with default ratios; by default the files are summarized as they are")
+    info.add_argument("--columns", help="format csv/atomic: role=column pairs, e.g. user=0,item=1,rating=2")
+    info.add_argument("--no-header", action="store_true", help="format csv: the first line is data, not names")
+    info.add_argument("--delimiter", help="field separator (default: whitespace for pairs, ',' for csv)")
     info.set_defaults(func=cmd_data_info)
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; user mistakes print one line and return 2."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:  # usage mistakes (one line, printed by OneLineParser) and --help
+        return exc.code if isinstance(exc.code, int) else 0
     try:
         return args.func(args)
     except GraphrecError as err:
         print(f"graphrec: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a file the user pointed at cannot be read or written
+        where = f"'{err.filename}'" if err.filename else "a file"
+        print(f"graphrec: error: cannot access {where}: {err.strerror or err}; check the path and its permissions",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("graphrec: interrupted", file=sys.stderr)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import difflib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,20 +45,30 @@ class BadLines:
 
 def _open_text(path: Path) -> list[str]:
     """All lines of a text file, with one-line errors for a missing, empty or binary file."""
+    if path.is_dir():
+        raise GraphrecError(f"data file '{path}' is a folder; data.files must name files inside data.path")
     if not path.is_file():
         raise GraphrecError(f"data file '{path}' not found; check data.path and data.files")
     try:
-        lines = path.read_text().splitlines()
-    except UnicodeDecodeError:
-        raise GraphrecError(f"{path}: not a UTF-8 text file") from None
+        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is not data
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise GraphrecError(f"{path} line {line}: not UTF-8 text (a compressed or binary file?); "
+                            "decompress it or convert it to UTF-8") from None
     if not any(line.strip() for line in lines):
-        raise GraphrecError(f"{path}: the file is empty")
+        raise GraphrecError(f"{path}: the file is empty; point data.files at the file with the interactions")
     return lines
+
+
+def _no_rows(path: Path, skipped: int, layout: str) -> GraphrecError:
+    """The error for a file in which no line held an interaction."""
+    why = f"all {skipped} line(s) were malformed and skipped" if skipped else "no line holds an interaction"
+    return GraphrecError(f"{path}: {why}; is data.format right? (this reader expects {layout})")
 
 
 def _int_id(token: str) -> int:
     value = int(token)
-    if value < 0:
+    if value < 0 or value >= 2 ** 63:
         raise ValueError
     return value
 
@@ -74,12 +85,24 @@ def read_lightgcn(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> Raw
         try:
             ids = [_int_id(t) for t in tokens]
         except ValueError:
-            bad.bad(lineno, "ids must be non-negative integers (format lightgcn: `user item item ...`)")
+            token = next(t for t in tokens if not _is_id(t))
+            bad.bad(lineno, f"'{token}' is not a non-negative integer id (format lightgcn: `user item item ...` "
+                            "separated by whitespace)")
             continue
         users.extend([ids[0]] * (len(ids) - 1))
         items.extend(ids[1:])
     bad.finish()
+    if not users:
+        raise _no_rows(path, len(bad.lines), "`user item item ...` per line")
     return RawTable(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64))
+
+
+def _is_id(token: str) -> bool:
+    try:
+        _int_id(token)
+        return True
+    except ValueError:
+        return False
 
 
 def read_pairs(path: Path, skip_bad_lines: bool, warnings: WarningLog, delimiter: Optional[str] = None) -> RawTable:
@@ -89,8 +112,13 @@ def read_pairs(path: Path, skip_bad_lines: bool, warnings: WarningLog, delimiter
     widths = Counter(len(split(line)) for line in lines[:2000] if line.strip())
     width = widths.most_common(1)[0][0]
     if width < 2:
-        raise GraphrecError(f"{path}: found {width} column per line; format pairs needs `user item [label]`"
-                            + ("" if delimiter else " separated by whitespace (set data.delimiter otherwise)"))
+        sample = next(line for line in lines if line.strip())[:40]
+        guess = next((d for d in (",", ";", "\t", "|") if d in sample), None)
+        how = (f"set data.delimiter: {guess!r}" if guess and delimiter is None else
+               "set data.delimiter to the separator the file uses" if delimiter is None else
+               f"data.delimiter is {delimiter!r}: is that the file's separator?")
+        raise GraphrecError(f"{path} line 1: found {width} column per line ({sample!r}); format pairs needs "
+                            f"`user item [label]`: {how}")
     bad = BadLines(path, skip_bad_lines, warnings)
     users, items, labels = [], [], []
     for lineno, line in enumerate(lines, 1):
@@ -104,12 +132,20 @@ def read_pairs(path: Path, skip_bad_lines: bool, warnings: WarningLog, delimiter
             user, item = _int_id(tokens[0]), _int_id(tokens[1])
             label = float(tokens[2]) if width > 2 else 1.0
         except ValueError:
-            bad.bad(lineno, "user and item must be non-negative integers and the label a number")
+            if not (_is_id(tokens[0]) and _is_id(tokens[1])):
+                token = tokens[0] if not _is_id(tokens[0]) else tokens[1]
+                hint = ("a header line? pairs files have none: remove it or use data.format: csv" if lineno == 1 else
+                        "format pairs needs non-negative integer ids; for string ids use data.format: csv")
+                bad.bad(lineno, f"'{token.strip()}' is not a non-negative integer id ({hint})")
+            else:
+                bad.bad(lineno, f"the label '{tokens[2].strip()}' is not a number")
             continue
         users.append(user)
         items.append(item)
         labels.append(label)
     bad.finish()
+    if not users:
+        raise _no_rows(path, len(bad.lines), "`user item [label]` per line")
     rating = np.asarray(labels, dtype=np.float32) if width > 2 else None
     return RawTable(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64), rating)
 
@@ -128,7 +164,8 @@ def _columns_from_rows(path: Path, rows: list[tuple[int, list[str]]], index: dic
         try:
             values = {name: float(tokens[index[name]]) for name in numeric}
         except ValueError:
-            bad.bad(lineno, f"{' and '.join(numeric)} must be numbers")
+            name = next(n for n in numeric if not _is_number(tokens[index[n]]))
+            bad.bad(lineno, f"the {name} '{tokens[index[name]].strip()}' (column {index[name]}) is not a number")
             continue
         if not tokens[index["user"]].strip() or not tokens[index["item"]].strip():
             bad.bad(lineno, "empty user or item id")
@@ -139,10 +176,18 @@ def _columns_from_rows(path: Path, rows: list[tuple[int, list[str]]], index: dic
             out[name].append(values[name])
     bad.finish()
     if not out["user"]:
-        raise GraphrecError(f"{path}: no usable rows")
+        raise _no_rows(path, len(bad.lines), "the columns named in data.columns")
     return RawTable(_as_ids(out["user"]), _as_ids(out["item"]),
                     np.asarray(out["rating"], dtype=np.float32) if "rating" in out else None,
                     np.asarray(out["timestamp"], dtype=np.float64) if "timestamp" in out else None)
+
+
+def _is_number(token: str) -> bool:
+    try:
+        float(token)
+        return True
+    except ValueError:
+        return False
 
 
 def _as_ids(tokens: list[str]) -> np.ndarray:
@@ -156,7 +201,17 @@ def _as_ids(tokens: list[str]) -> np.ndarray:
 def read_atomic(path: Path, columns: dict[str, str], skip_bad_lines: bool, warnings: WarningLog) -> RawTable:
     """RecBole atomic `.inter`: tab-separated with a typed header such as `user_id:token item_id:token`."""
     lines = _open_text(path)
-    header = [h.split(":")[0] for h in lines[0].split("\t")]
+    fields = lines[0].split("\t")
+    if len(fields) == 1 and len(lines[0].split()) > 1:
+        raise GraphrecError(f"{path} line 1: no tab in the header {lines[0][:60]!r}; atomic files are "
+                            "tab-separated (convert the separators to tabs, or use data.format: csv with "
+                            "data.delimiter)")
+    if not all(":" in f for f in fields):
+        untyped = next(f for f in fields if ":" not in f)
+        raise GraphrecError(f"{path} line 1: header field {untyped.strip()!r} has no type; atomic files start "
+                            "with a typed header like `user_id:token<TAB>item_id:token<TAB>rating:float` "
+                            "(for a plain header use data.format: csv)")
+    header = [h.split(":")[0].strip() for h in fields]
     wanted = {"user": "user_id", "item": "item_id", "rating": "rating", "timestamp": "timestamp"}
     wanted.update({k: str(v) for k, v in columns.items()})
     index: dict[str, int] = {}
@@ -164,8 +219,8 @@ def read_atomic(path: Path, columns: dict[str, str], skip_bad_lines: bool, warni
         if name in header:
             index[role] = header.index(name)
         elif role in ("user", "item") or role in columns:
-            raise GraphrecError(f"{path} line 1: header {lines[0]!r} has no field '{name}' for the {role}; "
-                                f"set data.columns.{role} to one of {header}")
+            raise GraphrecError(f"{path} line 1: the header has no field '{name}' for the {role} ({header}); "
+                                f"set data.columns.{role} to one of them")
     rows = [(n, line.split("\t")) for n, line in enumerate(lines[1:], 2) if line.strip()]
     return _columns_from_rows(path, rows, index, skip_bad_lines, warnings)
 
@@ -175,17 +230,32 @@ def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], head
     """CSV/TSV with named (header: true) or numbered (header: false) columns given in data.columns."""
     lines = _open_text(path)
     delim = delimiter or ("\t" if path.suffix in (".tsv", ".tab") else ",")
-    parsed = list(csv.reader(lines, delimiter=delim))
     if "user" not in columns or "item" not in columns:
         raise GraphrecError(f"{path}: format csv needs data.columns.user and data.columns.item "
                             f"(column {'names' if header else 'numbers'})")
+    reader = csv.reader(lines, delimiter=delim)
+    parsed: list[list[str]] = []
+    try:
+        for row in reader:
+            parsed.append(row)
+    except csv.Error as exc:
+        raise GraphrecError(f"{path} line {reader.line_num}: {exc}; fix the quoting on that line") from None
     index: dict[str, int] = {}
     if header:
         names = [h.strip() for h in parsed[0]]
         for role, name in columns.items():
             if str(name) not in names:
-                raise GraphrecError(f"{path} line 1: no column '{name}' (data.columns.{role}); the header has "
-                                    f"{names}" + ("" if len(names) > 1 else f"; is the delimiter {delim!r} right?"))
+                other = next((d for d in (",", ";", "\t", "|", " ") if d != delim and d in lines[0].strip()), None)
+                if len(names) == 1 and other:
+                    hint = f"; the delimiter is {delim!r} but the line has {other!r}: set data.delimiter: {other!r}"
+                elif all(_is_number(n) for n in names):
+                    hint = "; the first line looks like data: set data.header: false and give column numbers"
+                else:
+                    close = difflib.get_close_matches(str(name), names, n=1)
+                    hint = f"; did you mean data.columns.{role}: {close[0]}?" if close else \
+                        f"; set data.columns.{role} to one of them"
+                raise GraphrecError(f"{path} line 1: no column '{name}' (data.columns.{role}) in the header "
+                                    f"{names}{hint}")
             index[role] = names.index(str(name))
         body = list(enumerate(parsed[1:], 2))
     else:
@@ -196,4 +266,13 @@ def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], head
                 raise GraphrecError(f"{path}: data.header is false, so data.columns.{role} must be a column "
                                     f"number, not {name!r}") from None
         body = list(enumerate(parsed, 1))
-    return _columns_from_rows(path, [(n, row) for n, row in body if row], index, skip_bad_lines, warnings)
+    rows = [(n, row) for n, row in body if row]
+    if rows:
+        width = Counter(len(row) for _, row in rows[:2000]).most_common(1)[0][0]
+        role, column = max(index.items(), key=lambda kv: kv[1])
+        if column >= width:
+            hint = (f"; is the delimiter {delim!r} right? set data.delimiter" if width == 1 else
+                    " (columns are numbered from 0)")
+            raise GraphrecError(f"{path}: data.columns.{role} is column {column} but the lines have {width} "
+                                f"column(s){hint}")
+    return _columns_from_rows(path, rows, index, skip_bad_lines, warnings)

@@ -1,6 +1,7 @@
 """From a config's data and split blocks to a Dataset: read, filter, remap ids, split, check."""
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import numpy as np
@@ -37,17 +38,32 @@ def read_table(data: DataConfig, path: Path, warnings: WarningLog) -> RawTable:
     return formats.read_csv(path, columns, data.delimiter, data.header, skip, warnings)
 
 
+def _check_file(folder: Path, key: str, fname: str) -> None:
+    """One-line error naming data.files.<key> when its file is missing or is a folder."""
+    path = folder / fname
+    if path.is_file():
+        return
+    if path.is_dir():
+        raise GraphrecError(f"data.files.{key} '{path}' is a folder; name a file inside it")
+    names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    close = difflib.get_close_matches(fname, names, n=1, cutoff=0.8)
+    hint = (f"; did you mean '{close[0]}'?" if close else
+            f"; the folder has: {', '.join(names[:8])}{' ...' if len(names) > 8 else ''}" if names else
+            "; the folder is empty")
+    raise GraphrecError(f"data file '{path}' not found (data.files.{key}){hint}")
+
+
 def _filter_ratings(name: str, table: RawTable, min_rating: float | None) -> RawTable:
     """Keep events rated at least min_rating (implicit feedback)."""
     if min_rating is None:
         return table
     if table.rating is None:
-        raise GraphrecError(f"data.min_rating is set but the '{name}' file has no rating column; "
-                            "set data.columns.rating or remove data.min_rating")
+        raise GraphrecError(f"data.min_rating is set but {name} has no rating column; "
+                            "set data.columns.rating (or a label column) or remove data.min_rating")
     keep = table.rating >= min_rating
     if not keep.any():
-        raise GraphrecError(f"every rating in the '{name}' file is below data.min_rating={min_rating} "
-                            f"(max {table.rating.max():g}); lower it")
+        raise GraphrecError(f"{name}: every rating is below data.min_rating={min_rating:g} "
+                            f"(the highest is {table.rating.max():g}); lower data.min_rating")
     pick = lambda a: None if a is None else a[keep]  # noqa: E731
     return RawTable(table.user[keep], table.item[keep], table.rating[keep], pick(table.timestamp))
 
@@ -97,8 +113,9 @@ def _split_all(cfg: Config, data: Interactions) -> tuple[Interactions, Interacti
         raise GraphrecError("the data is one file (data.files.all or synthetic), so it needs a split: "
                             "set split.method to random, loo, temporal or temporal_global")
     if method in ("temporal", "temporal_global") and data.timestamp is None:
-        raise GraphrecError(f"split.method {method} needs timestamps; set data.columns.timestamp "
-                            "or use split.method: random")
+        raise GraphrecError(f"split.method {method} needs timestamps, which data.format {cfg.data.format} does not "
+                            "give; use split.method: random or loo, or data.format csv/atomic with "
+                            "data.columns.timestamp")
     if method == "loo":
         return splits.leave_one_out(data, seed)
     fn = {"random": splits.random_split, "temporal": splits.temporal_split,
@@ -113,6 +130,8 @@ def _check(ds: Dataset) -> None:
     train_items = np.bincount(ds.train.item, minlength=ds.num_items) > 0
     train_keys = np.unique(ds.train.keys(ds.num_items))
     for name, split in ds.eval_splits().items():
+        if len(split) == 0:
+            continue
         no_train = ~train_users[split.user]
         w.warn(f"{name}_users_without_train", len(np.unique(split.user[no_train])),
                f"{name}: {len(np.unique(split.user[no_train]))} user(s) have no training events "
@@ -157,7 +176,10 @@ def load_dataset(cfg: Config) -> Dataset:
         if "all" not in data.files and "train" not in data.files:
             raise GraphrecError(f"data.files needs a 'train' file (or 'all' to split one file); got "
                                 f"{sorted(data.files)}")
-        tables = {key: _filter_ratings(key, read_table(data, folder / fname, warnings), data.min_rating)
+        for key, fname in data.files.items():
+            _check_file(folder, key, fname)
+        tables = {key: _filter_ratings(f"{folder / fname}", read_table(data, folder / fname, warnings),
+                                       data.min_rating)
                   for key, fname in data.files.items()}
         name = folder.name
     if data.kcore > 1:

@@ -1,0 +1,124 @@
+"""End-to-end, in-process: graphrec train | eval | models | data info on tiny synthetic or hand-made data."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from graphrec.cli import main
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
+
+TINY = {
+    "name": "tiny",
+    "seed": 3,
+    "device": "cpu",
+    "data": {"format": "synthetic",
+             "synthetic": {"num_users": 60, "num_items": 40, "num_communities": 3, "mean_degree": 10, "seed": 1}},
+    "split": {"method": "random", "valid_ratio": 0.2, "test_ratio": 0.2},
+    "model": {"name": "lightgcn", "embedding_dim": 8, "num_layers": 2},
+    "train": {"epochs": 5, "batch_size": 128, "lr": 0.01, "progress": False},
+    "eval": {"topk": [5, 20]},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny run, `graphrec train CONFIG --set train.epochs=2`, shared by the tests below."""
+    root = tmp_path_factory.mktemp("cli")
+    config = root / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "output_dir": str(root / "runs")}, sort_keys=False))
+    code = main(["train", str(config), "--set", "train.epochs=2"])
+    assert code == 0
+    (run,) = (root / "runs").iterdir()
+    return run
+
+
+def test_train_writes_the_run_folder(trained):
+    assert trained.name.startswith("tiny-")
+    for name in ("config.yaml", "metrics.json", "log.jsonl", "best.pt", "last.pt", "warnings.json"):
+        assert (trained / name).is_file(), name
+    assert not list(trained.glob(".*.tmp"))  # no leftovers of atomic writes
+    config = yaml.safe_load((trained / "config.yaml").read_text())
+    assert config["train"]["epochs"] == 2 and config["model"]["num_layers"] == 2
+    metrics = json.loads((trained / "metrics.json").read_text())
+    for key in ("valid/recall@20", "valid/ndcg@5", "test/recall@20", "test/ndcg@20", "best_epoch", "train_seconds"):
+        assert key in metrics, key
+    assert metrics["epochs_run"] == 2 and 0 <= metrics["best_epoch"] < 2
+    assert 0.0 <= metrics["test/ndcg@20"] <= 1.0
+    records = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records if "epoch" in r and not r.get("final")] == [0, 1]
+    assert isinstance(json.loads((trained / "warnings.json").read_text()), dict)
+
+
+def _parse_table(text: str) -> dict[str, float]:
+    """'<split>/<metric>@<K>' -> value from the printed metric table."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    ks = [int(col.lstrip("@")) for col in lines[0].split()[2:]]
+    out = {}
+    for line in lines[1:]:
+        parts = line.split()
+        if len(parts) != len(ks) + 2 or "=" in line:
+            continue
+        for k, value in zip(ks, parts[2:]):
+            out[f"{parts[0]}/{parts[1]}@{k}"] = float(value)
+    return out
+
+
+def test_eval_reproduces_the_test_metrics(trained, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(trained)]) == 0
+    out, err = capsys.readouterr()
+    table = _parse_table(out)
+    metrics = json.loads((trained / "metrics.json").read_text())
+    test_keys = [k for k in metrics if k.startswith("test/") and "@" in k]
+    assert len(test_keys) == 10
+    for key in test_keys:
+        assert table[key] == pytest.approx(metrics[key], abs=1e-6), key
+    assert "Traceback" not in err
+
+
+def test_eval_one_split_and_last_checkpoint(trained, capsys):
+    capsys.readouterr()
+    assert main(["eval", str(trained), "--splits", "test", "--checkpoint", "last.pt"]) == 0
+    table = _parse_table(capsys.readouterr().out)
+    assert table and all(key.startswith("test/") for key in table)
+
+
+def test_models_lists_mf_and_lightgcn(capsys):
+    assert main(["models"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert {"mf", "lightgcn"} <= set(names)
+
+
+def test_data_info_on_a_hand_made_folder(capsys):
+    code = main(["data", "info", str(FIXTURES / "tiny_lightgcn"), "--format", "lightgcn",
+                 "--files", "train=train.txt,test=test.txt"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    stats = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:]}
+    assert stats["users"] == "4" and stats["items"] == "5"
+    assert stats["interactions"] == "16" and stats["train"] == "12" and stats["test"] == "4"
+    assert float(stats["density"]) == pytest.approx(12 / 20)
+
+
+def test_data_info_on_one_csv_file(capsys):
+    code = main(["data", "info", str(FIXTURES / "tiny_ratings.csv"), "--format", "csv",
+                 "--columns", "user=userId,item=movieId"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    stats = {line.split()[0]: line.split()[1] for line in out.splitlines()[1:]}
+    assert (stats["users"], stats["items"], stats["interactions"]) == ("3", "3", "5")
+    assert "test" not in stats
+
+
+def test_train_with_resume_continues_the_run(tmp_path, capsys):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "output_dir": str(tmp_path / "runs")}, sort_keys=False))
+    assert main(["train", str(config), "--set", "train.epochs=1"]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    assert main(["train", "--resume", str(run), "--set", "train.epochs=2"]) == 0
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2
+    assert len(list((tmp_path / "runs").iterdir())) == 1
