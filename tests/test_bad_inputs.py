@@ -1,6 +1,7 @@
 """Every case of tests/bad_inputs/cases.yaml through the CLI: one clear line, the right exit code, nothing written."""
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from graphrec.cli import main
 
 CASES_DIR = Path(__file__).parent / "bad_inputs"
 CASES = yaml.safe_load((CASES_DIR / "cases.yaml").read_text())
-SHARED_DATA = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+SHARED_DATA = Path(os.environ.get("GRAPHREC_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:

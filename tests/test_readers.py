@@ -1,6 +1,7 @@
 """Readers, id maps, filters and data.path resolution on hand-made files; read-only checks of the real datasets."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from graphrec.errors import GraphrecError, WarningLog
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "data" / "fixtures"
-SHARED = (REPO / ".." / "shared" / "data").resolve()
+SHARED = Path(os.environ.get("GRAPHREC_DATA") or REPO / ".." / "shared" / "data").resolve()
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not beside the repository")
 
 NO_SPLIT = {"method": "random", "valid_ratio": 0.0, "test_ratio": 0.0}  # one file, kept whole as train
