@@ -12,7 +12,8 @@ from graphrec.cli import main
 
 CASES_DIR = Path(__file__).parent / "bad_inputs"
 CASES = yaml.safe_load((CASES_DIR / "cases.yaml").read_text())
-SHARED_DATA = Path(os.environ.get("GRAPHREC_DATA") or Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
+SHARED_DATA = Path(os.environ.get("GRAPHREC_DATA")
+                   or Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve()
 
 
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
