@@ -1,0 +1,126 @@
+"""`tta`: wall time until LightGCN's test Recall@20 first reaches a target, paper protocol, with the curve."""
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from .common import PAPER_RECALL20_GOWALLA, REPO, Table, environment, fmt_s, publish, set_threads
+from .workloads import SETTINGS, GraphrecSession
+
+DOCS_CSV = REPO / "docs" / "benchmarks-tta.csv"
+DOCS_PNG = REPO / "docs" / "benchmarks-tta.png"
+PROTOCOL = ("paper protocol: train on all of train.txt (no validation split), evaluate test.txt; the first time "
+            "test Recall@20 reaches the target is reported. Not a model-selection protocol.")
+
+
+def plot(curve: list[dict[str, Any]], target: float, path: Path, title: str) -> str:
+    """Recall@20 against wall minutes; returns a note."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "plot skipped: matplotlib is not installed (pip install matplotlib)"
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([c["wall_s"] / 60 for c in curve], [c["recall@20"] for c in curve], "o-", ms=3, label="graphrec LightGCN")
+    ax.axhline(target, color="gray", ls="--", label=f"target {target}")
+    ax.set(xlabel="wall minutes (training + evaluation)", ylabel="test Recall@20", title=title)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"plot: {path}"
+
+
+def run(args: argparse.Namespace) -> int:
+    set_threads(args.threads)
+    from graphrec.trainer import StopRequest
+    quick = args.quick
+    budget = (0.05 if quick else args.minutes) * 60
+    if quick:
+        args.epochs = min(args.epochs, 4)
+    session = GraphrecSession(args.data, args.threads, quick=quick, batch_size=args.batch_size, lr=args.lr,
+                              epochs=args.epochs)
+    trainer, ds = session.trainer, session.dataset
+    print(PROTOCOL)
+    print(f"data: {ds.name}, {len(ds.train)} training events, {len(ds.tests['test'])} test events; batch "
+          f"{args.batch_size}, lr {args.lr}, reg {SETTINGS['reg']}, {SETTINGS['num_layers']} layers, dim "
+          f"{SETTINGS['embedding_dim']}; budget {fmt_s(budget)} or {args.epochs} epochs; target {args.target}")
+    curve: list[dict[str, Any]] = []
+    reached = None
+    train_s = eval_s = 0.0
+    start = time.perf_counter()
+    with StopRequest() as stop:
+        for epoch in range(args.epochs):
+            t0 = time.perf_counter()
+            losses = trainer._train_epoch(epoch, stop)
+            trainer._advance_epoch()
+            train_s += time.perf_counter() - t0
+            if losses is None:
+                print("interrupted; writing what was measured")
+                break
+            wall = time.perf_counter() - start
+            if (epoch + 1) % args.eval_every == 0 or wall >= budget or epoch + 1 == args.epochs:
+                t0 = time.perf_counter()
+                metrics = trainer.evaluate(["test"])
+                eval_s += time.perf_counter() - t0
+                wall = time.perf_counter() - start
+                point = {"epoch": epoch + 1, "wall_s": round(wall, 2), "train_s": round(train_s, 2),
+                         "eval_s": round(eval_s, 2), "loss": round(losses["loss"], 5),
+                         "recall@20": round(metrics["test/recall@20"], 5), "ndcg@20": round(metrics["test/ndcg@20"], 5)}
+                curve.append(point)
+                print(f"epoch {epoch + 1}: {wall / 60:.2f} min, loss {losses['loss']:.4f}, test recall@20 "
+                      f"{point['recall@20']:.4f}, ndcg@20 {point['ndcg@20']:.4f}", flush=True)
+                if reached is None and point["recall@20"] >= args.target:
+                    reached = point
+                    if not args.keep_going:
+                        break
+            if wall >= budget:
+                break
+    write = not (quick or args.no_write)
+    out_dir = REPO / "docs" if write else Path(tempfile.mkdtemp(prefix="graphrec-bench-tta-"))
+    csv_path = DOCS_CSV if write else out_dir / "benchmarks-tta.csv"
+    png_path = DOCS_PNG if write else out_dir / "benchmarks-tta.png"
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(curve[0]) if curve else ["epoch"])
+        writer.writeheader()
+        writer.writerows(curve)
+    best = max((c["recall@20"] for c in curve), default=0.0)
+    table = Table(f"Time to test Recall@20 >= {args.target} ({ds.name}, LightGCN, batch {args.batch_size}, "
+                  f"lr {args.lr})", ["result", "wall time", "epochs", "training time", "evaluation time",
+                                     "best Recall@20"])
+    if reached:
+        table.add("reached", fmt_s(reached["wall_s"]), reached["epoch"], fmt_s(reached["train_s"]),
+                  fmt_s(reached["eval_s"]), f"{best:.4f}")
+    else:
+        last = curve[-1] if curve else {"wall_s": 0, "epoch": 0, "train_s": 0, "eval_s": 0}
+        table.add(f"not reached within {fmt_s(budget)} / {args.epochs} epochs", fmt_s(last["wall_s"]),
+                  last["epoch"], fmt_s(last["train_s"]), fmt_s(last["eval_s"]), f"{best:.4f}")
+    table.notes.append(PROTOCOL)
+    table.notes.append(f"wall time counts training and the test evaluation every {args.eval_every} epoch(s), not the "
+                       f"one-time setup ({fmt_s(session.setup_seconds)}).")
+    table.notes.append(f"curve: {csv_path}")
+    table.notes.append(plot(curve, args.target, png_path, f"{ds.name}: LightGCN test Recall@20 (paper protocol)"))
+    results = {"reached_s": reached["wall_s"] if reached else None, "reached_epoch": reached["epoch"] if reached
+               else None, "budget_s": budget, "best_recall": best, "target": args.target,
+               "batch_size": args.batch_size, "lr": args.lr, "demo": budget < 30 * 60}
+    publish("tta", [table], environment(args.threads), results, write=write)
+    session.close()
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget")
+    parser.add_argument("--target", type=float, default=PAPER_RECALL20_GOWALLA, help="test Recall@20 to reach")
+    parser.add_argument("--batch-size", type=int, default=SETTINGS["batch_size"])
+    parser.add_argument("--lr", type=float, default=SETTINGS["lr"])
+    parser.add_argument("--epochs", type=int, default=1000, help="epoch budget (the paper trains 1000)")
+    parser.add_argument("--eval-every", type=int, default=1, help="evaluate test every N epochs")
+    parser.add_argument("--keep-going", action="store_true", help="continue after the target until the budget")

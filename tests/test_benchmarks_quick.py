@@ -1,0 +1,38 @@
+"""Each benchmark command runs in --quick mode (small synthetic data, no RecBole) and prints a table; no timings checked."""
+import os
+
+import pytest
+import torch
+
+from benchmarks.__main__ import COMMANDS, main
+from benchmarks.common import DOCS, RESULTS
+
+
+@pytest.fixture
+def restore_threads():
+    """The commands set torch's thread count and OMP/MKL variables for their process; undo that for other tests."""
+    threads = torch.get_num_threads()
+    env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    yield
+    torch.set_num_threads(threads)
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _stamp(path):
+    return path.stat().st_mtime_ns if path.exists() else None
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_quick_mode_prints_a_table(command, capsys, restore_threads):
+    before = (_stamp(DOCS), _stamp(RESULTS))
+    # one thread: quick mode must stay fast even when other jobs load the machine
+    code = main([command, "--quick", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "\n| " in out and "|---|" in out, out  # a markdown table was printed
+    assert "not written to docs/benchmarks.md" in out
+    assert (_stamp(DOCS), _stamp(RESULTS)) == before  # --quick never writes
