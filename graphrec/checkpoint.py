@@ -15,10 +15,19 @@ import torch
 from .errors import GraphrecError
 
 
+# Temp files being written right now; an immediate exit (a second Ctrl-C) removes them first.
+_IN_FLIGHT: set[str] = set()
+TEMP_SUFFIX = ".tmp"
+
+
 def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Write `payload` to `path` so that readers see the old file or the whole new one, never a part."""
+    """Write `payload` to `path` so that readers see the old file or the whole new one, never a part.
+
+    Temp file in the same folder, fsync, os.replace, then fsync of the folder so the rename itself is durable.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    _IN_FLIGHT.add(tmp)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)
@@ -29,6 +38,45 @@ def atomic_write_bytes(path: Path, payload: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    finally:
+        _IN_FLIGHT.discard(tmp)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Flush a folder's entries (the rename) to disk; a no-op where folders cannot be opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def discard_in_flight() -> None:
+    """Delete temp files of writes still in progress (called before an immediate exit); never raises."""
+    for tmp in list(_IN_FLIGHT):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def remove_stale_temps(folder: Path) -> list[Path]:
+    """Delete temp files that a killed writer left in `folder` (.<name>.<random>.tmp); returns them."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        if str(tmp) not in _IN_FLIGHT:
+            try:
+                tmp.unlink()
+                removed.append(tmp)
+            except OSError:
+                pass
+    return removed
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -64,20 +112,47 @@ def load_checkpoint(path: Path) -> dict:
 
 
 def rng_state() -> dict:
-    """The python, numpy, torch and CUDA global RNG states."""
+    """The python, numpy, torch and CUDA (current device, if CUDA is in use) global RNG states."""
     state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        # the current device only: get_rng_state_all() would create a context on every GPU from every rank
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore what rng_state() returned."""
+    """Restore what rng_state() returned (the CUDA state onto the current device)."""
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available():
+        if isinstance(cuda, (list, tuple)):  # older checkpoints: one state per device
+            torch.cuda.set_rng_state_all(cuda)
+        else:
+            torch.cuda.set_rng_state(cuda)
+
+
+def module_generator_states(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """States of the torch.Generator attributes a model keeps for itself (edge dropout, noise), by 'path.attr'."""
+    states = {}
+    for prefix, sub in module.named_modules():
+        for attr, value in vars(sub).items():
+            if isinstance(value, torch.Generator):
+                states[f"{prefix}.{attr}" if prefix else attr] = value.get_state()
+    return states
+
+
+def set_module_generator_states(module: torch.nn.Module, states: dict[str, torch.Tensor]) -> None:
+    """Restore what module_generator_states() returned; a generator missing from the model is an error."""
+    subs = dict(module.named_modules())
+    for key, state in states.items():
+        prefix, _, attr = key.rpartition(".")
+        generator = getattr(subs.get(prefix), attr, None) if prefix in subs else None
+        if not isinstance(generator, torch.Generator):
+            raise GraphrecError(f"checkpoint holds the state of the model's generator '{key}', which this model "
+                                "does not have; resume with the run's own code and config")
+        generator.set_state(state)
 
 
 def seed_everything(seed: int) -> None:

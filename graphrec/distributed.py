@@ -1,8 +1,15 @@
-"""Data-parallel training under torchrun: gloo on CPU, NCCL on GPU; a no-op context for a single process."""
+"""Data-parallel training under torchrun: gloo on CPU, NCCL on GPU; a no-op context for a single process.
+
+What is sharded (see docs/distributed.md): every rank walks the same seeded global permutation and takes every
+world_size-th event of each global batch; the trainer scales each rank's loss by its share so that DDP's gradient
+average is exactly the gradient of the global batch's mean loss; evaluation users are split across ranks and the
+metric sums added up. Only rank 0 writes files; decisions that end or redirect the run are agreed on all ranks.
+"""
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, Sequence
 
 import torch
 import torch.distributed as dist
@@ -19,31 +26,87 @@ class DistContext:
     device: torch.device = torch.device("cpu")
     is_cuda: bool = False
 
+    @property
+    def distributed(self) -> bool:
+        """True when more than one process trains together."""
+        return self.world_size > 1
+
+    @property
+    def _comm_device(self) -> torch.device:
+        return self.device if self.is_cuda else torch.device("cpu")
+
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
-        """The model wrapped in DistributedDataParallel when distributed, else the model itself."""
-        if self.world_size == 1:
+        """The model wrapped in DistributedDataParallel when distributed, else the model itself.
+
+        DDP broadcasts rank 0's parameters at construction, so wrap after loading a checkpoint.
+        """
+        if not self.distributed:
             return model
         from torch.nn.parallel import DistributedDataParallel
         return DistributedDataParallel(model, device_ids=[self.device.index] if self.is_cuda else None)
 
     def shard(self, users: torch.Tensor) -> torch.Tensor:
         """This rank's share of the users to evaluate (every world_size-th one)."""
-        return users if self.world_size == 1 else users[self.rank::self.world_size]
+        return users if not self.distributed else users[self.rank::self.world_size]
 
     def sum_result(self, result: EvalResult) -> EvalResult:
-        """Metric sums and user counts added up over all ranks."""
-        if self.world_size == 1:
+        """Metric sums and user counts added up over all ranks (float64; every rank gets the same bytes)."""
+        if not self.distributed:
             return result
-        keys = sorted(result.sums)
-        device = self.device if self.is_cuda else torch.device("cpu")
+        keys = list(result.sums)  # built in the same order on every rank
         packed = torch.tensor([result.sums[k] for k in keys] + [result.num_users], dtype=torch.float64,
-                              device=device)
+                              device=self._comm_device)
         dist.all_reduce(packed)
         return EvalResult({k: float(v) for k, v in zip(keys, packed[:-1].tolist())}, int(packed[-1]))
 
+    def sum_floats(self, values: Sequence[float]) -> list[float]:
+        """Element-wise sum over ranks of a list of floats (float64)."""
+        if not self.distributed or not values:
+            return list(values)
+        packed = torch.tensor(list(values), dtype=torch.float64, device=self._comm_device)
+        dist.all_reduce(packed)
+        return packed.tolist()
+
+    def any(self, *flags: bool) -> tuple[bool, ...]:
+        """Each flag OR-ed over all ranks, so that every rank takes the same branch (one small all_reduce)."""
+        if not self.distributed:
+            return tuple(bool(f) for f in flags)
+        packed = torch.tensor([int(bool(f)) for f in flags], dtype=torch.int32, device=self._comm_device)
+        dist.all_reduce(packed, op=dist.ReduceOp.MAX)
+        return tuple(bool(v) for v in packed.tolist())
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's `obj` on every rank (picklable objects only)."""
+        if not self.distributed:
+            return obj
+        box = [obj if self.rank == 0 else None]
+        dist.broadcast_object_list(box, src=0, device=self._comm_device if self.is_cuda else None)
+        return box[0]
+
+    def gather_object(self, obj: Any) -> list:
+        """[rank 0's obj, rank 1's obj, ...] on every rank (picklable objects only)."""
+        if not self.distributed:
+            return [obj]
+        out: list = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast_module(self, module: torch.nn.Module) -> None:
+        """Overwrite every rank's parameters and buffers with rank 0's, in place."""
+        if not self.distributed:
+            return
+        with torch.no_grad():
+            for tensor in list(module.parameters()) + list(module.buffers()):
+                dist.broadcast(tensor.data, src=0)
+
+    def barrier(self) -> None:
+        """Wait for every rank."""
+        if self.distributed and dist.is_initialized():
+            dist.barrier()
+
     def close(self) -> None:
         """Leave the process group."""
-        if self.world_size > 1 and dist.is_initialized():
+        if self.distributed and dist.is_initialized():
             dist.destroy_process_group()
 
 
