@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -40,11 +41,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _torchrun(args: list[str], cwd) -> subprocess.Popen:
+def _torchrun(args: list[str], cwd, new_session: bool = False) -> subprocess.Popen:
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
                f"--master_port={_free_port()}", "-m", "graphrec", "train", *args]
     return subprocess.Popen(command, cwd=cwd, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, start_new_session=new_session)
 
 
 @pytest.fixture(scope="module")
@@ -127,6 +128,21 @@ def test_ddp_sigterm_then_resume_is_bitwise_identical(ddp, tmp_path):
     assert results(json.loads((run_dir / "metrics.json").read_text())) == \
         results(json.loads((ddp[0] / "metrics.json").read_text()))
     assert history(run_dir) == history(ddp[0])
+
+
+def test_ctrl_c_under_torchrun_stops_cleanly(tmp_path):
+    """Ctrl-C in a terminal sends SIGINT to the launcher and both ranks, and the launcher forwards another one:
+    each rank must take the pair as one interrupt (stop after the batch and save), not as a second Ctrl-C."""
+    cfg = write_config(tmp_path, tmp_path / "runs", DDP_OVERRIDES)
+    proc = _torchrun([str(cfg)], tmp_path, new_session=True)
+    run_dir = wait_for_epochs(tmp_path / "runs", 2, proc, timeout=120)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert "second interrupt" not in err
+    assert "last.pt saved; resume with: torchrun --nproc_per_node=2" in err
+    state = load_checkpoint(run_dir / "last.pt")["state"]
+    assert state["epoch"] >= 2 and len(state["epoch_sums"]) in (0, 2)
 
 
 def test_loss_scale_makes_averaged_gradients_the_global_batch_gradient(tmp_path):

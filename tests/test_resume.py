@@ -135,6 +135,9 @@ def test_second_interrupt_exits_at_once_without_partial_files(tmp_path, monkeypa
     monkeypatch.setattr(ckpt, "_IN_FLIGHT", {str(partial)})
     stop._handle(signal.SIGINT, None)
     assert stop.requested and not exits and partial.exists()
+    stop._handle(signal.SIGINT, None)  # the same Ctrl-C delivered twice (terminal + torchrun): still one request
+    assert not exits and partial.exists()
+    stop._first_at -= stop.DUPLICATE_WINDOW
     stop._handle(signal.SIGINT, None)
     assert exits == [130] and not partial.exists()
 
