@@ -518,18 +518,21 @@ def _get(data: dict, path: tuple):
 
 def evaluate_run(run_dir: Path, splits: Optional[list[str]] = None, checkpoint: str = "best.pt") -> dict[str, float]:
     """Re-evaluate a run folder's checkpoint on its splits (all by default); returns the metrics."""
-    from .config import build_config
+    from .config import config_from_file
     tune_allocator()
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise GraphrecError(f"'{run_dir}' is not a run folder (no config.yaml); pass runs/<name>-<time>/")
     saved = load_checkpoint(run_dir / checkpoint)
-    raw = yaml.safe_load((run_dir / "config.yaml").read_text())
-    cfg = build_config(raw, source=str(run_dir / "config.yaml"), base_dir=str(run_dir))
+    cfg = config_from_file(run_dir / "config.yaml", base_dir=str(run_dir))
     device = resolve_device(cfg.device)
     dataset = load_dataset(cfg)
     model = build_model(cfg, dataset, device)
-    model.load_state_dict(saved["model"])
+    try:
+        model.load_state_dict(saved["model"])
+    except RuntimeError:
+        raise GraphrecError(f"{run_dir / checkpoint} does not match {run_dir / 'config.yaml'} (model shape); "
+                            "restore config.yaml to the run's values") from None
     model.eval()
     names = splits or list(dataset.eval_splits())
     unknown = [s for s in names if s not in dataset.eval_splits()]
