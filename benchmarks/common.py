@@ -60,6 +60,7 @@ def environment(threads: int, recbole_version: Optional[str] = None) -> dict[str
     return {"date": datetime.now().strftime("%Y-%m-%d %H:%M"), "cpu": cpu_model(), "cores": os.cpu_count(),
             "threads": threads, "torch": torch.__version__, "pyg": pyg,
             "recbole": recbole_version or "not run", "python": platform.python_version(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP default)"),
             "load_avg_start": round(START_LOAD[0], 2), "load_avg_end": round(os.getloadavg()[0], 2),
             "commit": git_commit(),
             "command": "python -m benchmarks " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
@@ -68,7 +69,8 @@ def environment(threads: int, recbole_version: Optional[str] = None) -> dict[str
 def env_line(env: dict[str, Any]) -> str:
     """One line with the environment facts for the printed and written header."""
     return (f"{env['date']} | {env['cpu']} ({env['cores']} cores) | {env['threads']} threads | torch {env['torch']} | "
-            f"PyG {env['pyg']} | RecBole {env['recbole']} | Python {env['python']} | 1-min load avg "
+            f"PyG {env['pyg']} | RecBole {env['recbole']} | Python {env['python']} | OMP_WAIT_POLICY "
+            f"{env.get('omp_wait_policy', '?')} | 1-min load avg "
             f"{env['load_avg_start']} at start, {env['load_avg_end']} at end | graphrec {env['commit']}")
 
 

@@ -129,5 +129,5 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--train-batches", type=int, default=None,
                         help="training batches before evaluating (default: one epoch, so metrics are not trivial)")
     parser.add_argument("--no-recbole", action="store_true")
-    parser.add_argument("--recbole-default-eval", action="store_true",
-                        help="also time RecBole with its default eval_batch_size (slow: one user per batch)")
+    parser.add_argument("--no-recbole-default-eval", dest="recbole_default_eval", action="store_false",
+                        help="skip the second RecBole run with its default eval_batch_size (one user per batch)")
