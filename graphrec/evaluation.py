@@ -34,17 +34,23 @@ def _to_csr(interactions: Sequence[Interactions], num_users: int, num_items: int
 
 
 def rank_topk(scores: torch.Tensor, k: int) -> torch.Tensor:
-    """(m, k) item ids of the k best scores per row of (m, n_items), by score then lower id."""
+    """(m, k) item ids of the k best scores per row of (m, n_items), by score then lower id.
+
+    One topk of k + 1 finds the rows whose k-th and (k+1)-th scores tie; only those rows pay for the
+    exact tie resolution over all their items.
+    """
     k = min(k, scores.shape[1])
-    values, index = torch.topk(scores, k, dim=1)
-    threshold = values[:, -1:]
-    above = (scores > threshold).sum(1)
-    tied = (scores == threshold).sum(1)
-    ambiguous = torch.nonzero(above + tied > k).flatten()
+    values, index = torch.topk(scores, min(k + 1, scores.shape[1]), dim=1)
+    if values.shape[1] > k:
+        ambiguous = torch.nonzero(values[:, k] == values[:, k - 1]).flatten()
+        values, index = values[:, :k], index[:, :k].contiguous()
+    else:
+        ambiguous = index.new_zeros(0)
     if len(ambiguous):  # the k-th place is shared: take the tied items of lowest id
-        sub, thr = scores[ambiguous], threshold[ambiguous]
+        sub, thr = scores[ambiguous], values[ambiguous, -1:]
+        above = (sub > thr).sum(1)
         equal = sub == thr
-        chosen = (sub > thr) | (equal & (torch.cumsum(equal, 1) <= (k - above[ambiguous]).unsqueeze(1)))
+        chosen = (sub > thr) | (equal & (torch.cumsum(equal, 1) <= (k - above).unsqueeze(1)))
         index[ambiguous] = torch.nonzero(chosen)[:, 1].view(len(ambiguous), k)
     index, _ = torch.sort(index, dim=1)
     order = torch.sort(scores.gather(1, index), dim=1, descending=True, stable=True).indices
