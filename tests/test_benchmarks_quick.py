@@ -1,11 +1,14 @@
 """Each benchmark command runs in --quick mode (small synthetic data, no RecBole) and prints a table; no timings checked."""
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from benchmarks.__main__ import COMMANDS, main
-from benchmarks.common import DOCS, RESULTS
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # benchmarks/ lives at the repo root, not installed
+from benchmarks.__main__ import COMMANDS, main  # noqa: E402
+from benchmarks.common import DOCS, RESULTS  # noqa: E402
 
 
 @pytest.fixture
