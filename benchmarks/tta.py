@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             if wall >= budget:
                 break
     write = not (quick or args.no_write)
-    out_dir = REPO / "docs" if write else Path(tempfile.mkdtemp(prefix="graphrec-bench-tta-"))
+    out_dir = REPO / "docs" if write else Path(tempfile.gettempdir()) / "graphrec-benchmarks-tta"  # overwritten
     csv_path = DOCS_CSV if write else out_dir / "benchmarks-tta.csv"
     png_path = DOCS_PNG if write else out_dir / "benchmarks-tta.png"
     csv_path.parent.mkdir(parents=True, exist_ok=True)
