@@ -97,14 +97,16 @@ class _WeightedPropagation(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):  # type: ignore[override]
-        weights, rows = ctx.weights, ctx.rows
+        weights, rows, grad_out = ctx.weights, ctx.rows, grad_out.contiguous()
         if rows is None:
-            seed = grad_out.contiguous()
-        else:
-            seed = grad_out.new_zeros((ctx.num_nodes, grad_out.shape[1])).index_add_(0, rows, grad_out)
-        acc = seed * weights[-1]
-        for k in range(len(weights) - 2, -1, -1):
-            acc = spmm_raw(ctx.adj, acc, ctx.backend, add=seed, beta=weights[k])
+            acc = grad_out * weights[-1]
+            for k in range(len(weights) - 2, -1, -1):
+                acc = spmm_raw(ctx.adj, acc, ctx.backend, add=grad_out, beta=weights[k])
+        else:  # the seed lives on the batch's rows only: add it there instead of over every node
+            acc = grad_out.new_zeros((ctx.num_nodes, grad_out.shape[1])).index_add_(0, rows, grad_out,
+                                                                                   alpha=weights[-1])
+            for k in range(len(weights) - 2, -1, -1):
+                acc = spmm_raw(ctx.adj, acc, ctx.backend).index_add_(0, rows, grad_out, alpha=weights[k])
         return acc, None, None, None, None, None
 
 
