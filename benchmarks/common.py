@@ -265,3 +265,13 @@ def run_worker(kind: str, spec: dict[str, Any], threads: int, timeout: float = 3
         why = "killed by the OS (out of memory?)" if proc.returncode in (-9, 137) else f"exit {proc.returncode}"
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         return {"error": f"{why}: {' / '.join(tail)}"}
+
+
+def save_figure(fig: Any, path: Path) -> str:
+    """Lay out, write and close a matplotlib figure; returns the 'plot: PATH' note line."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return f"plot: {path}"

@@ -6,7 +6,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .common import (REPO, Table, available_mib, environment, fmt_count, fmt_mib, fmt_s, parse_count, publish,
+from .common import (REPO, Table, available_mib, save_figure, environment, fmt_count, fmt_mib, fmt_s, parse_count, publish,
                      run_worker)
 
 PLOT = REPO / "docs" / "benchmarks-scale.png"
@@ -47,11 +47,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> str:
     for ax in (left, right):
         ax.grid(True, which="both", alpha=0.3)
         ax.xaxis.set_minor_formatter(NullFormatter())
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return f"plot: {path}"
+    return save_figure(fig, path)
 
 
 def run(args: argparse.Namespace) -> int:

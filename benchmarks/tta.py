@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import PAPER_RECALL20_GOWALLA, REPO, Table, environment, fmt_s, publish, set_threads
+from .common import PAPER_RECALL20_GOWALLA, REPO, Table, environment, fmt_s, publish, save_figure, set_threads
 from .workloads import SETTINGS, GraphrecSession
 
 DOCS_CSV = REPO / "docs" / "benchmarks-tta.csv"
@@ -31,11 +31,7 @@ def plot(curve: list[dict[str, Any]], target: float, path: Path, title: str) -> 
     ax.set(xlabel="wall minutes (training + evaluation)", ylabel="test Recall@20", title=title)
     ax.grid(True, alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return f"plot: {path}"
+    return save_figure(fig, path)
 
 
 def run(args: argparse.Namespace) -> int:
