@@ -22,6 +22,11 @@ class RawTable:
     rating: Optional[np.ndarray] = None
     timestamp: Optional[np.ndarray] = None
 
+    def take(self, keep: np.ndarray) -> "RawTable":
+        """The rows selected by a boolean mask."""
+        pick = lambda a: None if a is None else a[keep]  # noqa: E731
+        return RawTable(self.user[keep], self.item[keep], pick(self.rating), pick(self.timestamp))
+
 
 class BadLines:
     """Refuses (default) or skips and counts lines that do not fit the file's layout."""

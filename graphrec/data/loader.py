@@ -64,8 +64,7 @@ def _filter_ratings(name: str, table: RawTable, min_rating: float | None) -> Raw
     if not keep.any():
         raise GraphrecError(f"{name}: every rating is below data.min_rating={min_rating:g} "
                             f"(the highest is {table.rating.max():g}); lower data.min_rating")
-    pick = lambda a: None if a is None else a[keep]  # noqa: E731
-    return RawTable(table.user[keep], table.item[keep], table.rating[keep], pick(table.timestamp))
+    return table.take(keep)
 
 
 def _kcore(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
@@ -78,6 +77,20 @@ def _kcore(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
         if ok.all():
             return keep
         keep[np.flatnonzero(keep)[~ok]] = False
+
+
+def _apply_kcore(tables: dict[str, RawTable], k: int) -> dict[str, RawTable]:
+    """k-core filter the 'all' (or 'train') table; other tables keep only events of surviving users and items."""
+    base = "all" if "all" in tables else "train"
+    t = tables[base]
+    as_key = lambda a: a.astype(str) if a.dtype == object else a  # noqa: E731
+    keep = _kcore(as_key(t.user), as_key(t.item), k)
+    if not keep.any():
+        raise GraphrecError(f"data.kcore={k} removes every event; lower it")
+    kept = t.take(keep)
+    return {key: kept if key == base else
+            other.take(np.isin(other.user, kept.user) & np.isin(other.item, kept.item))
+            for key, other in tables.items()}
 
 
 def _remap(tables: dict[str, RawTable]) -> tuple[dict[str, Interactions], np.ndarray, np.ndarray]:
@@ -183,19 +196,7 @@ def load_dataset(cfg: Config) -> Dataset:
                   for key, fname in data.files.items()}
         name = folder.name
     if data.kcore > 1:
-        base = "all" if "all" in tables else "train"
-        t = tables[base]
-        keep = _kcore(t.user.astype(str) if t.user.dtype == object else t.user,
-                      t.item.astype(str) if t.item.dtype == object else t.item, data.kcore)
-        if not keep.any():
-            raise GraphrecError(f"data.kcore={data.kcore} removes every event; lower it")
-        tables[base] = RawTable(t.user[keep], t.item[keep], pick_rows(t.rating, keep),
-                                pick_rows(t.timestamp, keep))
-        for key, other in list(tables.items()):
-            if key != base:
-                ok = np.isin(other.user, tables[base].user) & np.isin(other.item, tables[base].item)
-                tables[key] = RawTable(other.user[ok], other.item[ok], pick_rows(other.rating, ok),
-                                       pick_rows(other.timestamp, ok))
+        tables = _apply_kcore(tables, data.kcore)
     mapped, user_ids, item_ids = _remap(tables)
     num_users, num_items = len(user_ids), len(item_ids)
     mapped = {k: _dedupe(k, v, num_items, warnings) for k, v in mapped.items()}
@@ -214,8 +215,3 @@ def load_dataset(cfg: Config) -> Dataset:
     ds = Dataset(name, num_users, num_items, train, valid, tests, user_ids, item_ids, warnings=warnings)
     _check(ds)
     return ds
-
-
-def pick_rows(values: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:
-    """values[mask], or None when there are no values."""
-    return None if values is None else values[mask]
