@@ -190,3 +190,26 @@ def test_row_block_equals_dense_rows():
         assert torch.equal(block.to_dense(), dense[nodes])
         x = torch.randn(adj.num_nodes, 3)
         assert torch.allclose(block @ x, dense[nodes] @ x, atol=1e-6)
+
+
+def test_fused_perturbation_matches_stacked_layers():
+    """SimGCL-style sign-aligned noise: fused values and gradients equal the autograd layer stack."""
+    adj = random_adj(seed=3)
+    gen = torch.Generator().manual_seed(0)
+    noise = [torch.rand(adj.num_nodes, 4, generator=gen) * 0.1 for _ in range(3)]
+
+    def make_perturb():
+        calls = iter(noise)
+        return lambda h: torch.sign(h).detach() * next(calls)
+
+    x0 = torch.randn(adj.num_nodes, 4, generator=gen, requires_grad=True)
+    probe = torch.randn(adj.num_nodes, 4, generator=gen)
+    fused = weighted_propagation(adj, x0, [0.25] * 4, perturb=make_perturb())
+    (fused_grad,) = torch.autograd.grad((fused * probe).sum(), x0)
+    layers = propagate_layers(adj, x0, 3, perturb=make_perturb())
+    stacked = sum(0.25 * layer for layer in layers)
+    (stacked_grad,) = torch.autograd.grad((stacked * probe).sum(), x0)
+    assert torch.allclose(fused, stacked, atol=1e-6)
+    assert torch.allclose(fused_grad, stacked_grad, atol=1e-6)
+    unperturbed = weighted_propagation(adj, x0, [0.25] * 4)
+    assert not torch.allclose(fused, unperturbed, atol=1e-3)
