@@ -13,14 +13,13 @@ import numpy as np
 import torch
 
 from .data.dataset import Dataset, Interactions
+from .graph.adjacency import csr_row_entries
 
 
 def _csr_rows(crow: torch.Tensor, col: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(row position in `rows`, column) pairs of the CSR rows `rows`, both (total,) int64."""
-    counts = crow[rows + 1] - crow[rows]
-    position = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), counts)
-    starts = torch.repeat_interleave(crow[rows] - torch.cumsum(counts, 0) + counts, counts)
-    return position, col[starts + torch.arange(len(starts), device=rows.device)]
+    counts, take = csr_row_entries(crow, rows)
+    return torch.repeat_interleave(torch.arange(len(rows), device=rows.device), counts), col[take]
 
 
 def _to_csr(interactions: Sequence[Interactions], num_users: int, num_items: int,

@@ -6,6 +6,13 @@ from typing import Optional
 import torch
 
 
+def csr_row_entries(crow: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(len(rows),) entry counts and (total,) positions in col/values of the CSR rows `rows`, in order."""
+    counts = crow[rows + 1] - crow[rows]
+    starts = torch.repeat_interleave(crow[rows] - torch.cumsum(counts, 0) + counts, counts)
+    return counts, starts + torch.arange(len(starts), device=rows.device)
+
+
 class NormalizedAdjacency:
     """D^-1/2 A D^-1/2 of the user-item graph, (num_users + num_items)^2; users first, then items.
 
@@ -28,8 +35,8 @@ class NormalizedAdjacency:
         crow = torch.zeros(self.num_nodes + 1, dtype=torch.int64, device=device)
         crow[1:] = torch.cumsum(torch.bincount(self.row, minlength=self.num_nodes), 0)
         self.crow = crow
-        index_dtype = torch.int32 if self.row.numel() < 2 ** 31 else torch.int64  # MKL's fast path is int32
-        self.csr = torch.sparse_csr_tensor(crow.to(index_dtype), self.col.to(index_dtype), self.values,
+        self.index_dtype = torch.int32 if self.row.numel() < 2 ** 31 else torch.int64  # MKL's fast path is int32
+        self.csr = torch.sparse_csr_tensor(crow.to(self.index_dtype), self.col.to(self.index_dtype), self.values,
                                            (self.num_nodes, self.num_nodes))
         self.degree = degree
 
@@ -52,14 +59,10 @@ class NormalizedAdjacency:
 
     def row_block(self, nodes: torch.Tensor) -> torch.Tensor:
         """CSR tensor (len(nodes), num_nodes) holding the rows `nodes` of the adjacency."""
-        crow = self.crow
-        counts = crow[nodes + 1] - crow[nodes]
-        new_crow = torch.zeros(len(nodes) + 1, dtype=torch.int64, device=nodes.device)
+        counts, take = csr_row_entries(self.crow, nodes)
+        new_crow = torch.zeros(len(nodes) + 1, dtype=self.index_dtype, device=nodes.device)
         new_crow[1:] = torch.cumsum(counts, 0)
-        take = torch.repeat_interleave(crow[nodes] - new_crow[:-1], counts)
-        take += torch.arange(len(take), device=nodes.device)
-        index_dtype = self.csr.crow_indices().dtype
-        return torch.sparse_csr_tensor(new_crow.to(index_dtype), self.col[take].to(index_dtype), self.values[take],
+        return torch.sparse_csr_tensor(new_crow, self.col[take].to(self.index_dtype), self.values[take],
                                        (len(nodes), self.num_nodes))
 
     def to(self, device: torch.device | str) -> "NormalizedAdjacency":
