@@ -34,6 +34,30 @@ def plot(curve: list[dict[str, Any]], target: float, path: Path, title: str) -> 
     return save_figure(fig, path)
 
 
+def train_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The train.* keys the flags set: negatives, dynamic negative candidates and the learning-rate schedule."""
+    out: dict[str, Any] = {"num_negatives": args.num_negatives, "negative_candidates": args.negative_candidates}
+    if args.lr_drop_epoch is not None:
+        out.update(lr_schedule="step", lr_milestones=[args.lr_drop_epoch], lr_gamma=args.lr_drop_to / args.lr)
+    elif args.lr_schedule == "cosine":
+        out.update(lr_schedule="cosine", lr_min=args.lr_min)
+    return out
+
+
+def describe(args: argparse.Namespace) -> str:
+    """The training settings in words, for the table title."""
+    parts = [f"lr {args.lr}"]
+    if args.lr_drop_epoch is not None:
+        parts[0] += f", {args.lr_drop_to} from epoch {args.lr_drop_epoch}"
+    elif args.lr_schedule == "cosine":
+        parts[0] += f" cosine to {args.lr_min} over {args.epochs} epochs"
+    if args.num_negatives > 1:
+        parts.append(f"{args.num_negatives} negatives per positive")
+    if args.negative_candidates > 1:
+        parts.append(f"dynamic negatives (hardest of {args.negative_candidates} uniform candidates)")
+    return ", ".join(parts)
+
+
 def run(args: argparse.Namespace) -> int:
     set_threads(args.threads)
     from graphrec.trainer import StopRequest
@@ -42,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if quick:
         args.epochs = min(args.epochs, 4)
     session = GraphrecSession(args.data, args.threads, quick=quick, batch_size=args.batch_size, lr=args.lr,
-                              epochs=args.epochs)
+                              epochs=args.epochs, train_extra=train_settings(args))
     trainer, ds = session.trainer, session.dataset
     print(PROTOCOL)
     print(f"data: {ds.name}, {len(ds.train)} training events, {len(ds.tests['test'])} test events; batch "
@@ -55,9 +79,6 @@ def run(args: argparse.Namespace) -> int:
     interrupted = False
     with StopRequest() as stop:
         for epoch in range(args.epochs):
-            if args.lr_drop_epoch is not None and epoch == args.lr_drop_epoch:
-                for group in trainer.optimizer.param_groups:
-                    group["lr"] = args.lr_drop_to
             t0 = time.perf_counter()
             losses = trainer._train_epoch(epoch, stop)
             trainer._advance_epoch()
@@ -94,8 +115,7 @@ def run(args: argparse.Namespace) -> int:
         writer.writeheader()
         writer.writerows(curve)
     best = max((c["recall@20"] for c in curve), default=0.0)
-    schedule = (f"lr {args.lr}" if args.lr_drop_epoch is None
-                else f"lr {args.lr}, {args.lr_drop_to} from epoch {args.lr_drop_epoch}")
+    schedule = describe(args)
     table = Table(f"Time to test Recall@20 >= {args.target} ({ds.name}, LightGCN, batch {args.batch_size}, "
                   f"{schedule})", ["result", "wall time", "epochs", "training time", "evaluation time",
                                      "best Recall@20"])
@@ -115,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     table.notes.append(plot(curve, args.target, png_path, f"{ds.name}: LightGCN test Recall@20 (paper protocol)"))
     results = {"reached_s": reached["wall_s"] if reached else None, "reached_epoch": reached["epoch"] if reached
                else None, "budget_s": budget, "best_recall": best, "target": args.target,
-               "batch_size": args.batch_size, "lr": args.lr, "demo": budget < 30 * 60}
+               "batch_size": args.batch_size, "lr": args.lr, "settings": describe(args), "demo": budget < 30 * 60}
     publish("tta", [table], environment(args.threads), results, write=write)
     session.close()
     return 0
@@ -127,7 +147,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=SETTINGS["batch_size"])
     parser.add_argument("--lr", type=float, default=SETTINGS["lr"])
     parser.add_argument("--epochs", type=int, default=1000, help="epoch budget (the paper trains 1000)")
+    parser.add_argument("--num-negatives", type=int, default=1, help="uniform negatives per positive (train.num_negatives)")
+    parser.add_argument("--negative-candidates", type=int, default=1,
+                        help="dynamic negative sampling: keep the hardest of N uniform candidates (1 = uniform)")
     parser.add_argument("--eval-every", type=int, default=1, help="evaluate test every N epochs")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                        help="cosine: from --lr to --lr-min over --epochs (train.lr_schedule)")
+    parser.add_argument("--lr-min", type=float, default=0.0)
     parser.add_argument("--lr-drop-epoch", type=int, default=None, help="epoch (0-based) from which lr is --lr-drop-to")
     parser.add_argument("--lr-drop-to", type=float, default=0.001)
     parser.add_argument("--keep-going", action="store_true", help="continue after the target until the budget")

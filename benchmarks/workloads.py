@@ -21,7 +21,7 @@ QUICK_SYNTHETIC = {"num_users": 1500, "num_items": 1000, "mean_degree": 20.0}
 
 def graphrec_config(data: Optional[str], threads: int, output_dir: str, quick: bool = False,
                     batch_size: int = SETTINGS["batch_size"], lr: float = SETTINGS["lr"], epochs: int = 1,
-                    topk: tuple[int, ...] = (20,), synthetic: Optional[dict] = None):
+                    topk: tuple[int, ...] = (20,), synthetic: Optional[dict] = None, train_extra: Optional[dict] = None):
     """A graphrec Config for LightGCN with the shared settings on a LightGCN-format folder or synthetic data.
 
     split.valid_ratio is 0: the paper protocol (train on all of train.txt, evaluate on test.txt).
@@ -33,7 +33,7 @@ def graphrec_config(data: Optional[str], threads: int, output_dir: str, quick: b
         "model": {"name": "lightgcn", "embedding_dim": SETTINGS["embedding_dim"],
                   "num_layers": SETTINGS["num_layers"], "init_std": 0.1},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "reg": SETTINGS["reg"], "threads": threads,
-                  "progress": False, "patience": 0},
+                  "progress": False, "patience": 0, **(train_extra or {})},
         "eval": {"topk": list(topk), "metrics": ["recall", "ndcg", "precision", "hit", "mrr"]},
         "tracking": {"mode": "disabled"},
     }
@@ -71,7 +71,9 @@ class GraphrecSession:
         """A fresh epoch's (users, pos, neg) batch iterator from graphrec.data.sampling.epoch_batches."""
         from graphrec.data.sampling import epoch_batches
         t = self.trainer
-        return epoch_batches(t.train_users, t.train_items, t.sampler, self.cfg.train.batch_size, t.sample_gen)
+        return epoch_batches(t.train_users, t.train_items, t.sampler, self.cfg.train.batch_size, t.sample_gen,
+                             num_negatives=self.cfg.train.num_negatives,
+                             candidates=self.cfg.train.negative_candidates)
 
     def epoch_overhead(self) -> float:
         """Seconds of the per-epoch work before the first batch: shuffle and negative sampling of every event."""

@@ -71,7 +71,13 @@ class TrainConfig(Section):
     batch_size: int = Field(2048, ge=1)
     lr: float = Field(0.001, gt=0)
     reg: float = Field(1e-4, ge=0)
+    num_negatives: int = Field(1, ge=1)
+    negative_candidates: int = Field(1, ge=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr_schedule: Literal["constant", "cosine", "step"] = "constant"
+    lr_min: float = Field(0.0, ge=0)
+    lr_milestones: list[int] = Field(default_factory=list)
+    lr_gamma: float = Field(0.1, gt=0)
     eval_every: int = Field(1, ge=1)
     patience: int = Field(10, ge=0)
     select_metric: str = "recall@20"
@@ -144,6 +150,12 @@ ALIASES: dict[str, dict[str, str]] = {
               "l2_reg": "reg", "reg_weight": "reg", "regs": "reg", "lambda": "reg", "epoch": "epochs",
               "num_epochs": "epochs", "n_epochs": "epochs", "max_epochs": "epochs", "max_epoch": "epochs",
               "train_batch_size": "batch_size", "batch": "batch_size", "bs": "batch_size",
+              "neg_num": "num_negatives", "negatives": "num_negatives", "num_neg": "num_negatives",
+              "neg_samples": "num_negatives", "train_neg_sample_num": "num_negatives",
+              "candidate_num": "negative_candidates", "dns_candidates": "negative_candidates",
+              "candidates": "negative_candidates",
+              "scheduler": "lr_schedule", "lr_scheduler": "lr_schedule", "schedule": "lr_schedule",
+              "eta_min": "lr_min", "min_lr": "lr_min", "milestones": "lr_milestones", "gamma": "lr_gamma",
               "stopping_step": "patience", "early_stop": "patience", "early_stopping": "patience",
               "eval_step": "eval_every", "eval_interval": "eval_every", "valid_metric": "select_metric",
               "metric": "select_metric", "clip_grad_norm": "grad_clip", "max_grad_norm": "grad_clip",

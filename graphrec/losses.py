@@ -6,7 +6,12 @@ import torch.nn.functional as F
 
 
 def bpr_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
-    """Scalar mean over the batch of softplus(neg - pos) = -log sigmoid(pos - neg); inputs (batch,)."""
+    """Scalar mean of softplus(neg - pos) = -log sigmoid(pos - neg); pos (batch,), neg (batch,) or (batch, k).
+
+    With k negatives per positive, every (positive, negative) pair counts once: the mean over batch x k.
+    """
+    if neg_scores.dim() == 2:
+        pos_scores = pos_scores.unsqueeze(1)
     return F.softplus(neg_scores - pos_scores).mean()
 
 

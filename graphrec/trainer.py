@@ -65,6 +65,17 @@ def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimize
         return cls(params, lr=cfg.train.lr)
 
 
+def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer
+                    ) -> Optional[torch.optim.lr_scheduler.LRScheduler]:
+    """The per-epoch learning-rate schedule of train.lr_schedule: None (constant), cosine to lr_min, or step."""
+    train = cfg.train
+    if train.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(train.epochs, 1), eta_min=train.lr_min)
+    if train.lr_schedule == "step":
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=train.lr_milestones, gamma=train.lr_gamma)
+    return None
+
+
 def run_metadata(cfg: Config) -> dict:
     """Seed, versions, thread count and git commit, saved beside every run."""
     try:
@@ -189,7 +200,7 @@ class Trainer:
         self.dataset = dataset if dataset is not None else load_dataset(cfg)
         self.model = build_model(cfg, self.dataset, self.device)
         self.optimizer = build_optimizer(cfg, self.model)
-        self.scheduler: Optional[torch.optim.lr_scheduler.LRScheduler] = None  # saved/restored when one is set
+        self.scheduler = build_scheduler(cfg, self.optimizer)
         self.sampler = NegativeSampler(self.dataset.train, self.dataset.num_users, self.dataset.num_items,
                                        self.device)
         self.train_users = torch.from_numpy(self.dataset.train.user).to(self.device)
@@ -334,7 +345,8 @@ class Trainer:
         cfg = self.cfg.train
         self.sample_gen.set_state(self.epoch_start_gen_state)
         batches = epoch_batches(self.train_users, self.train_items, self.sampler, cfg.batch_size,
-                                self.sample_gen, self.dist.rank, self.dist.world_size)
+                                self.sample_gen, self.dist.rank, self.dist.world_size, cfg.num_negatives,
+                                cfg.negative_candidates)
         total = self._epoch_batches()
         events = len(self.train_users)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -423,6 +435,7 @@ class Trainer:
                         self._save("last.pt")
                         self._stopped(stop, f"in epoch {epoch} after batch {self.state.batch_in_epoch}")
                     record = {"epoch": epoch, **{f"train/{k}": v for k, v in losses.items()},
+                              "train/lr": self.optimizer.param_groups[0]["lr"],
                               "train_seconds": self.state.train_seconds}
                     if has_valid and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
                         # rank 0's numbers drive every rank's decisions (they are all_reduce results anyway)
@@ -463,6 +476,8 @@ class Trainer:
         raise TrainingStopped(stop.exit_code)
 
     def _advance_epoch(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.step()
         self.state.epoch += 1
         self.state.batch_in_epoch = 0
         self.state.epoch_sums = []

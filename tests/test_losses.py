@@ -90,3 +90,49 @@ def test_lightgcn_loss_uses_propagated_scores_and_ego_l2():
     assert out["bpr"] == pytest.approx(float(bpr), rel=1e-6)
     assert out["l2"] == pytest.approx(float(l2), rel=1e-6)
     assert out["loss"] == pytest.approx(float(bpr + 0.01 * l2), rel=1e-6)
+
+
+def test_bpr_loss_with_k_negatives_averages_every_pair():
+    pos = torch.tensor([2.0, 0.0])
+    neg = torch.tensor([[1.0, 3.0, 2.0], [0.5, -1.0, 0.0]])
+    pairs = [1.0 - 2.0, 3.0 - 2.0, 0.0, 0.5, -1.0, 0.0]
+    expected = sum(log(1 + exp(d)) for d in pairs) / 6
+    assert float(bpr_loss(pos, neg)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_mf_loss_with_two_negatives_per_positive():
+    model = make_model("mf")
+    with torch.no_grad():
+        model.embedding.copy_(torch.tensor(EGO))
+    users, pos, neg = torch.tensor([0, 1]), torch.tensor([0, 2]), torch.tensor([[1, 2], [0, 1]])
+    out = {k: v.item() for k, v in model.loss(users, pos, neg, 0.1).items()}
+    # u0: pos i0 = 2, negs i1 = 0, i2 = -1 | u1: pos i2 = -1, negs i0 = 0, i1 = -1
+    bpr = (log(1 + exp(0 - 2)) + log(1 + exp(-1 - 2)) + log(1 + exp(0 + 1)) + log(1 + exp(-1 + 1))) / 4
+    # users u0 1 + u1 1.25, positives i0 5 + i2 1.25, negatives (1 + 1.25 + 5 + 1) / 2 (each counts 1/k)
+    l2 = 0.5 * (2.25 + 6.25 + 8.25 / 2) / 2
+    assert out["bpr"] == pytest.approx(bpr, rel=1e-6)
+    assert out["l2"] == pytest.approx(l2, rel=1e-6)
+    # k = 1 in a (batch, 1) column is the single-negative loss
+    one = model.loss(users, pos, neg[:, :1], 0.1)
+    single = model.loss(users, pos, neg[:, 0], 0.1)
+    assert torch.allclose(one["loss"], single["loss"])
+
+
+def test_dynamic_negatives_keep_the_hardest_candidate():
+    model = make_model("mf")
+    with torch.no_grad():
+        model.embedding.copy_(torch.tensor(EGO))
+    users, pos = torch.tensor([0, 1]), torch.tensor([0, 2])
+    # scores u0: i0 2, i1 0, i2 -1 | u1: i0 0, i1 -1, i2 -1
+    candidates = torch.tensor([[[2, 1]], [[1, 0]]])  # (batch 2, k 1, c 2)
+    dns = model.loss(users, pos, candidates, 0.1)
+    picked = model.loss(users, pos, torch.tensor([[1], [0]]), 0.1)  # u0 keeps i1 (0 > -1), u1 keeps i0 (0 > -1)
+    for key in ("loss", "bpr", "l2"):
+        assert torch.allclose(dns[key], picked[key])
+    # the gradient is that of the kept candidates alone
+    grads = []
+    for negatives in (candidates, torch.tensor([[1], [0]])):
+        model.zero_grad()
+        model.loss(users, pos, negatives, 0.1)["loss"].backward()
+        grads.append(model.embedding.grad.clone())
+    assert torch.allclose(grads[0], grads[1])

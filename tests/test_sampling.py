@@ -92,6 +92,18 @@ def test_epoch_batches_cover_every_event_once():
     assert orders[0] != orders[1]
 
 
+def test_epoch_batches_with_k_negatives():
+    train, nu, ni = _events()
+    sampler = NegativeSampler(train, nu, ni)
+    users, items = torch.from_numpy(train.user), torch.from_numpy(train.item)
+    batches = list(epoch_batches(users, items, sampler, 6, torch.Generator().manual_seed(0), num_negatives=3))
+    for bu, _, bn in batches:
+        assert bn.shape == (len(bu), 3)
+        assert not sampler.is_positive(bu.unsqueeze(1).expand_as(bn).reshape(-1), bn.reshape(-1)).any()
+    negs = torch.cat([bn for _, _, bn in batches])
+    assert (negs[:, 0] != negs[:, 1]).any()  # independent draws, not one repeated
+
+
 def test_two_ranks_partition_each_global_batch():
     train, nu, ni = _events(seed=1)
     sampler = NegativeSampler(train, nu, ni)

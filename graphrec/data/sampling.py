@@ -39,15 +39,23 @@ class NegativeSampler:
 
 
 def epoch_batches(users: torch.Tensor, items: torch.Tensor, sampler: NegativeSampler, batch_size: int,
-                  generator: torch.Generator, rank: int = 0, world_size: int = 1
-                  ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+                  generator: torch.Generator, rank: int = 0, world_size: int = 1, num_negatives: int = 1,
+                  candidates: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Shuffled (user, positive, negative) batches over every training event once.
 
+    Negatives are (batch,) by default, (batch, num_negatives) with num_negatives > 1, and
+    (batch, num_negatives, candidates) with candidates > 1 (the model keeps the hardest candidate).
     With world_size > 1, every rank walks the same global batches and takes its own 1/world_size share.
     """
     order = torch.randperm(len(users), generator=generator, device=users.device)
     batch_users, batch_pos = users[order], items[order]
-    batch_neg = sampler.sample(batch_users, generator)
+    per_event = num_negatives * candidates
+    if per_event == 1:
+        batch_neg = sampler.sample(batch_users, generator)
+    else:
+        repeated = batch_users.unsqueeze(1).expand(-1, per_event).reshape(-1)
+        shape = (-1, num_negatives) if candidates == 1 else (-1, num_negatives, candidates)
+        batch_neg = sampler.sample(repeated, generator).view(shape)
     for start in range(0, len(order), batch_size):
         stop = min(start + batch_size, len(order))
         share = slice(start + rank, stop, world_size) if world_size > 1 else slice(start, stop)

@@ -23,6 +23,16 @@ def _count_optimizer_step(optimizer, args, kwargs) -> None:  # noqa: ARG001
 register_optimizer_step_post_hook(_count_optimizer_step)
 
 
+def hardest_candidates(users: torch.Tensor, candidates: torch.Tensor, embeddings: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per (row, slot), the candidate the user scores highest: users (b, d), candidates (b, k, c) ids and
+    embeddings (b, k, c, d) -> ((b, k) ids, (b, k, d) embeddings). The choice itself carries no gradient."""
+    with torch.no_grad():
+        pick = torch.einsum("bkcd,bd->bkc", embeddings, users).argmax(-1, keepdim=True)  # (b, k, 1)
+    chosen = embeddings.gather(2, pick.unsqueeze(-1).expand(-1, -1, -1, embeddings.shape[-1])).squeeze(2)
+    return candidates.gather(2, pick).squeeze(2), chosen
+
+
 class Recommender(torch.nn.Module):
     """Base of every model: one (num_users + num_items, dim) ego embedding table, users first.
 
@@ -48,15 +58,24 @@ class Recommender(torch.nn.Module):
         raise NotImplementedError
 
     def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float) -> dict[str, torch.Tensor]:
-        """BPR + reg * L2 on the batch's ego embeddings; users/pos/neg are (batch,) ids; returns named scalars."""
-        nodes = torch.cat([users, pos + self.num_users, neg + self.num_users])
+        """BPR + reg * L2 on the batch's ego embeddings; returns named scalars.
+
+        users/pos: (batch,) ids. neg: (batch,) one negative each; (batch, k) k negatives, BPR averaged over
+        every pair and each negative's L2 counted 1/k; (batch, k, c) dynamic negative sampling, where each of
+        the k negatives is the highest-scoring of c candidates under the current model (Zhang et al., 2013).
+        """
+        b = len(users)
+        nodes = torch.cat([users, pos + self.num_users, neg.reshape(-1) + self.num_users])
         unique, inverse = torch.unique(nodes, return_inverse=True)
         final = self.propagate(unique)[inverse]
-        ego = self.embedding[nodes]
-        b = len(users)
-        u, p, n = final[:b], final[b:2 * b], final[2 * b:]
-        bpr = bpr_loss((u * p).sum(1), (u * n).sum(1))
-        l2 = l2_reg(b, ego[:b], ego[b:2 * b], ego[2 * b:])
+        u, p, n = final[:b], final[b:2 * b], final[2 * b:].view(*neg.shape, -1)
+        if neg.dim() == 3:
+            neg, n = hardest_candidates(u, neg, n)
+        neg_scores = (u * n).sum(-1) if neg.dim() == 1 else (u.unsqueeze(1) * n).sum(-1)
+        bpr = bpr_loss((u * p).sum(1), neg_scores)
+        k = neg.shape[1] if neg.dim() == 2 else 1
+        ego = self.embedding
+        l2 = l2_reg(b, ego[users], ego[pos + self.num_users]) + l2_reg(b, ego[neg.reshape(-1) + self.num_users]) / k
         return {"loss": bpr + reg * l2, "bpr": bpr, "l2": l2}
 
     def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float) -> dict[str, torch.Tensor]:
