@@ -192,6 +192,19 @@ def test_row_block_equals_dense_rows():
         assert torch.allclose(block @ x, dense[nodes] @ x, atol=1e-6)
 
 
+def test_column_block_equals_dense_columns():
+    for adj in (tiny_adj(), random_adj()):
+        dense = adj.csr.to_dense()
+        nodes = torch.tensor([4, 0, 6, adj.num_nodes - 1, 2])
+        block = adj.column_block(nodes)
+        assert block.shape == (adj.num_nodes, len(nodes))
+        assert torch.equal(block.to_dense(), dense[:, nodes])
+        y = torch.randn(len(nodes), 3)
+        x = torch.zeros(adj.num_nodes, 3)
+        x[nodes] = y
+        assert torch.allclose(block @ y, dense @ x, atol=1e-6)
+
+
 def test_fused_perturbation_matches_stacked_layers():
     """SimGCL-style sign-aligned noise: fused values and gradients equal the autograd layer stack."""
     adj = random_adj(seed=3)

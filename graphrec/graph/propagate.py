@@ -70,6 +70,17 @@ def propagate_layers(adj: NormalizedAdjacency, x0: torch.Tensor, num_layers: int
     return layers
 
 
+def _seed_product(adj: NormalizedAdjacency, rows: torch.Tensor, seed: torch.Tensor, backend: str) -> torch.Tensor:
+    """(num_nodes, d) = adj @ s for s zero except s[rows] += seed (rows may repeat); seed is (len(rows), d)."""
+    if backend != "torch":
+        full = seed.new_zeros((adj.num_nodes, seed.shape[1])).index_add_(0, rows, seed)
+        return spmm_raw(adj, full, backend)
+    nodes, inverse = torch.unique(rows, return_inverse=True)
+    summed = seed if len(nodes) == len(rows) and torch.equal(nodes, rows) else \
+        seed.new_zeros((len(nodes), seed.shape[1])).index_add_(0, inverse, seed)
+    return adj.column_block(nodes) @ summed
+
+
 class _WeightedPropagation(torch.autograd.Function):
     """sum_k w_k adj^k x0 (optionally only at `rows`), backward by Horner's scheme with num_layers SpMMs."""
 
@@ -102,10 +113,12 @@ class _WeightedPropagation(torch.autograd.Function):
             acc = grad_out * weights[-1]
             for k in range(len(weights) - 2, -1, -1):
                 acc = spmm_raw(ctx.adj, acc, ctx.backend, add=grad_out, beta=weights[k])
-        else:  # the seed lives on the batch's rows only: add it there instead of over every node
-            acc = grad_out.new_zeros((ctx.num_nodes, grad_out.shape[1])).index_add_(0, rows, grad_out,
-                                                                                   alpha=weights[-1])
-            for k in range(len(weights) - 2, -1, -1):
+        elif len(weights) == 1:
+            acc = grad_out.new_zeros((ctx.num_nodes, grad_out.shape[1])).index_add_(0, rows, grad_out, alpha=weights[0])
+        else:  # the seed lives on the batch's rows only: the first product needs only the adjacency's columns there
+            acc = _seed_product(ctx.adj, rows, grad_out * weights[-1], ctx.backend)
+            acc.index_add_(0, rows, grad_out, alpha=weights[-2])
+            for k in range(len(weights) - 3, -1, -1):
                 acc = spmm_raw(ctx.adj, acc, ctx.backend).index_add_(0, rows, grad_out, alpha=weights[k])
         return acc, None, None, None, None, None
 
