@@ -65,21 +65,6 @@ class NormalizedAdjacency:
         return torch.sparse_csr_tensor(new_crow, self.col[take].to(self.index_dtype), self.values[take],
                                        (len(nodes), self.num_nodes))
 
-    def column_block(self, nodes: torch.Tensor) -> torch.Tensor:
-        """CSR tensor (num_nodes, len(nodes)) holding the columns `nodes` (distinct) of the adjacency.
-
-        By symmetry it is row_block(nodes) transposed: `column_block(nodes) @ y` equals `adj @ x` for an x that
-        is y at `nodes` and zero elsewhere, at the cost of the block's entries instead of the whole matrix.
-        """
-        position = torch.full((self.num_nodes,), -1, dtype=torch.int64, device=nodes.device)
-        position[nodes] = torch.arange(len(nodes), device=nodes.device)
-        local = position[self.col]
-        keep = local >= 0
-        kept_before = torch.zeros(self.nnz + 1, dtype=torch.int64, device=nodes.device)
-        torch.cumsum(keep, 0, out=kept_before[1:])
-        return torch.sparse_csr_tensor(kept_before[self.crow].to(self.index_dtype), local[keep].to(self.index_dtype),
-                                       self.values[keep], (self.num_nodes, len(nodes)))
-
     def to(self, device: torch.device | str) -> "NormalizedAdjacency":
         """The same adjacency on another device."""
         return NormalizedAdjacency(self.users.to(device), self.items.to(device), self.num_users, self.num_items)

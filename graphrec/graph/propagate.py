@@ -70,15 +70,10 @@ def propagate_layers(adj: NormalizedAdjacency, x0: torch.Tensor, num_layers: int
     return layers
 
 
-def _seed_product(adj: NormalizedAdjacency, rows: torch.Tensor, seed: torch.Tensor, backend: str) -> torch.Tensor:
-    """(num_nodes, d) = adj @ s for s zero except s[rows] += seed (rows may repeat); seed is (len(rows), d)."""
-    if backend != "torch":
-        full = seed.new_zeros((adj.num_nodes, seed.shape[1])).index_add_(0, rows, seed)
-        return spmm_raw(adj, full, backend)
-    nodes, inverse = torch.unique(rows, return_inverse=True)
-    summed = seed if len(nodes) == len(rows) and torch.equal(nodes, rows) else \
-        seed.new_zeros((len(nodes), seed.shape[1])).index_add_(0, inverse, seed)
-    return adj.column_block(nodes) @ summed
+# The backward's first product may use the forward's row block transposed (the seed lives on the batch's rows
+# only) when the block holds at most this fraction of the adjacency's entries: MKL's transposed product is ~4x
+# slower per entry than the plain one, so past ~1/4 of the entries one full product is cheaper (Gowalla, CPU).
+TRANSPOSED_BLOCK_MAX_FRACTION = 0.2
 
 
 class _WeightedPropagation(torch.autograd.Function):
@@ -87,7 +82,7 @@ class _WeightedPropagation(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x0, adj, weights, rows, backend, perturb):  # type: ignore[override]
         ctx.adj, ctx.weights, ctx.rows, ctx.backend = adj, weights, rows, backend
-        ctx.num_nodes = x0.shape[0]
+        ctx.num_nodes, ctx.block = x0.shape[0], None
         num_layers = len(weights) - 1
         pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))  # noqa: E731
         out = pick(x0) * weights[0]
@@ -96,7 +91,10 @@ class _WeightedPropagation(torch.autograd.Function):
             last = k == num_layers
             if last and rows is not None and perturb is None:
                 if backend == "torch":
-                    out.addmm_(adj.row_block(rows), h, alpha=weights[k])
+                    block = adj.row_block(rows)
+                    out.addmm_(block, h, alpha=weights[k])
+                    if block.values().numel() <= TRANSPOSED_BLOCK_MAX_FRACTION * adj.nnz:
+                        ctx.block = block
                 else:
                     out.add_(spmm_raw(adj, h, backend).index_select(0, rows), alpha=weights[k])
                 break
@@ -115,8 +113,13 @@ class _WeightedPropagation(torch.autograd.Function):
                 acc = spmm_raw(ctx.adj, acc, ctx.backend, add=grad_out, beta=weights[k])
         elif len(weights) == 1:
             acc = grad_out.new_zeros((ctx.num_nodes, grad_out.shape[1])).index_add_(0, rows, grad_out, alpha=weights[0])
-        else:  # the seed lives on the batch's rows only: the first product needs only the adjacency's columns there
-            acc = _seed_product(ctx.adj, rows, grad_out * weights[-1], ctx.backend)
+        else:  # the seed lives on the batch's rows only
+            if ctx.block is not None:  # adj @ seed = (adj[rows, :])^T @ grad by symmetry; repeated rows add up
+                acc = torch.mm(ctx.block.t(), grad_out * weights[-1])
+            else:
+                seed = grad_out.new_zeros((ctx.num_nodes, grad_out.shape[1])).index_add_(0, rows, grad_out,
+                                                                                         alpha=weights[-1])
+                acc = spmm_raw(ctx.adj, seed, ctx.backend)
             acc.index_add_(0, rows, grad_out, alpha=weights[-2])
             for k in range(len(weights) - 3, -1, -1):
                 acc = spmm_raw(ctx.adj, acc, ctx.backend).index_add_(0, rows, grad_out, alpha=weights[k])
