@@ -127,7 +127,8 @@ def summary_markdown(results: dict[str, Any]) -> str:
         else "not measured", "—"]) + " |")
     reached = _num(tta, "reached_s")
     if tta and reached is not None:
-        tta_cell = f"{fmt_s(reached)} (epoch {_num(tta, 'reached_epoch')})"
+        tta_cell = (f"{fmt_s(reached)} (epoch {_num(tta, 'reached_epoch')}; batch {_num(tta, 'batch_size')}, "
+                    f"{_num(tta, 'settings') or 'lr ' + str(_num(tta, 'lr'))})")
     elif tta:
         tta_cell = (f"not reached in {fmt_s(_num(tta, 'budget_s'))} (best {_num(tta, 'best_recall') or 0:.4f})"
                     if not _num(tta, "demo") else "not yet measured (only a short demo run)")

@@ -23,14 +23,10 @@ def _count_optimizer_step(optimizer, args, kwargs) -> None:  # noqa: ARG001
 register_optimizer_step_post_hook(_count_optimizer_step)
 
 
-def hardest_candidates(users: torch.Tensor, candidates: torch.Tensor, embeddings: torch.Tensor
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per (row, slot), the candidate the user scores highest: users (b, d), candidates (b, k, c) ids and
-    embeddings (b, k, c, d) -> ((b, k) ids, (b, k, d) embeddings). The choice itself carries no gradient."""
-    with torch.no_grad():
-        pick = torch.einsum("bkcd,bd->bkc", embeddings, users).argmax(-1, keepdim=True)  # (b, k, 1)
-    chosen = embeddings.gather(2, pick.unsqueeze(-1).expand(-1, -1, -1, embeddings.shape[-1])).squeeze(2)
-    return candidates.gather(2, pick).squeeze(2), chosen
+@torch.no_grad()
+def hardest_candidates(users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+    """(b, k, 1) index of the candidate each user scores highest; users (b, d), candidates (b, k, c, d)."""
+    return torch.einsum("bkcd,bd->bkc", candidates, users).argmax(-1, keepdim=True)
 
 
 class Recommender(torch.nn.Module):
@@ -67,10 +63,12 @@ class Recommender(torch.nn.Module):
         b = len(users)
         nodes = torch.cat([users, pos + self.num_users, neg.reshape(-1) + self.num_users])
         unique, inverse = torch.unique(nodes, return_inverse=True)
-        final = self.propagate(unique)[inverse]
-        u, p, n = final[:b], final[b:2 * b], final[2 * b:].view(*neg.shape, -1)
-        if neg.dim() == 3:
-            neg, n = hardest_candidates(u, neg, n)
+        table = self.propagate(unique)  # final embeddings of the batch's distinct nodes
+        u, p, slots = table[inverse[:b]], table[inverse[b:2 * b]], inverse[2 * b:].view(neg.shape)
+        if neg.dim() == 3:  # only the kept candidates enter the loss (and the autograd graph)
+            choice = hardest_candidates(u.detach(), table.detach()[slots])
+            neg, slots = neg.gather(2, choice).squeeze(2), slots.gather(2, choice).squeeze(2)
+        n = table[slots]
         neg_scores = (u * n).sum(-1) if neg.dim() == 1 else (u.unsqueeze(1) * n).sum(-1)
         bpr = bpr_loss((u * p).sum(1), neg_scores)
         k = neg.shape[1] if neg.dim() == 2 else 1
