@@ -104,17 +104,21 @@ def test_epoch_batches_with_k_negatives():
     assert (negs[:, 0] != negs[:, 1]).any()  # independent draws, not one repeated
 
 
-def test_two_ranks_partition_each_global_batch():
+@pytest.mark.parametrize("negatives", [{}, {"num_negatives": 2, "candidates": 3}])
+def test_two_ranks_partition_each_global_batch(negatives):
+    """Each rank's share of a global batch, negatives included, is exactly its slice of the one-process batch."""
     train, nu, ni = _events(seed=1)
     sampler = NegativeSampler(train, nu, ni)
     users, items = torch.from_numpy(train.user), torch.from_numpy(train.item)
-    single = list(epoch_batches(users, items, sampler, 5, torch.Generator().manual_seed(3)))
-    rank0 = list(epoch_batches(users, items, sampler, 5, torch.Generator().manual_seed(3), rank=0, world_size=2))
-    rank1 = list(epoch_batches(users, items, sampler, 5, torch.Generator().manual_seed(3), rank=1, world_size=2))
+
+    def epoch(**kw):
+        return list(epoch_batches(users, items, sampler, 5, torch.Generator().manual_seed(3), **negatives, **kw))
+
+    single, rank0, rank1 = epoch(), epoch(rank=0, world_size=2), epoch(rank=1, world_size=2)
     assert len(single) == len(rank0) == len(rank1)
     for whole, a, b in zip(single, rank0, rank1):
-        triples = lambda batch: [tuple(t) for t in torch.stack(batch, 1).tolist()]  # noqa: E731
         assert 0 < len(a[0]) and abs(len(a[0]) - len(b[0])) <= 1
-        assert sorted(triples(a) + triples(b)) == sorted(triples(whole))
-        # disjoint: positions within the global batch are split, so the shares add up exactly
         assert len(a[0]) + len(b[0]) == len(whole[0])
+        for part, share in ((a, slice(0, None, 2)), (b, slice(1, None, 2))):
+            for got, expected in zip(part, whole):
+                assert torch.equal(got, expected[share])

@@ -45,18 +45,22 @@ def epoch_batches(users: torch.Tensor, items: torch.Tensor, sampler: NegativeSam
 
     Negatives are (batch,) by default, (batch, num_negatives) with num_negatives > 1, and
     (batch, num_negatives, candidates) with candidates > 1 (the model keeps the hardest candidate).
+    One negative per event is drawn for the whole epoch at once; several are drawn per global batch, so that
+    memory holds one batch of them, not events x num_negatives x candidates ids.
     With world_size > 1, every rank walks the same global batches and takes its own 1/world_size share.
     """
     order = torch.randperm(len(users), generator=generator, device=users.device)
     batch_users, batch_pos = users[order], items[order]
     per_event = num_negatives * candidates
-    if per_event == 1:
-        batch_neg = sampler.sample(batch_users, generator)
-    else:
-        repeated = batch_users.unsqueeze(1).expand(-1, per_event).reshape(-1)
-        shape = (-1, num_negatives) if candidates == 1 else (-1, num_negatives, candidates)
-        batch_neg = sampler.sample(repeated, generator).view(shape)
+    shape = (-1,) if per_event == 1 else (-1, num_negatives) if candidates == 1 else (-1, num_negatives, candidates)
+    epoch_neg = sampler.sample(batch_users, generator) if per_event == 1 else None
     for start in range(0, len(order), batch_size):
         stop = min(start + batch_size, len(order))
+        if epoch_neg is None:
+            repeated = batch_users[start:stop].unsqueeze(1).expand(-1, per_event).reshape(-1)
+            neg, offset = sampler.sample(repeated, generator).view(shape), start
+        else:
+            neg, offset = epoch_neg, 0
         share = slice(start + rank, stop, world_size) if world_size > 1 else slice(start, stop)
-        yield batch_users[share], batch_pos[share], batch_neg[share]
+        local = slice(share.start - offset, share.stop - offset, share.step)
+        yield batch_users[share], batch_pos[share], neg[local]
