@@ -68,12 +68,8 @@ class GraphrecSession:
         return math.ceil(len(self.dataset.train) / self.cfg.train.batch_size)
 
     def batches(self):
-        """A fresh epoch's (users, pos, neg) batch iterator from graphrec.data.sampling.epoch_batches."""
-        from graphrec.data.sampling import epoch_batches
-        t = self.trainer
-        return epoch_batches(t.train_users, t.train_items, t.sampler, self.cfg.train.batch_size, t.sample_gen,
-                             num_negatives=self.cfg.train.num_negatives,
-                             candidates=self.cfg.train.negative_candidates)
+        """A fresh epoch's (users, pos, neg) batch iterator, as the Trainer draws it (Trainer.batches)."""
+        return self.trainer.batches()
 
     def epoch_overhead(self) -> float:
         """Seconds of the per-epoch work before the first batch: shuffle and negative sampling of every event."""

@@ -344,9 +344,7 @@ class Trainer:
         """
         cfg = self.cfg.train
         self.sample_gen.set_state(self.epoch_start_gen_state)
-        batches = epoch_batches(self.train_users, self.train_items, self.sampler, cfg.batch_size,
-                                self.sample_gen, self.dist.rank, self.dist.world_size, cfg.num_negatives,
-                                cfg.negative_candidates)
+        batches = self.batches()
         total = self._epoch_batches()
         events = len(self.train_users)
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -474,6 +472,12 @@ class Trainer:
             print(f"graphrec: stopped {where}; last.pt saved; resume with: {self._resume_command()}",
                   file=sys.stderr)
         raise TrainingStopped(stop.exit_code)
+
+    def batches(self):
+        """This rank's (users, pos, neg) batches of one epoch, drawn from the sample generator's current state."""
+        cfg = self.cfg.train
+        return epoch_batches(self.train_users, self.train_items, self.sampler, cfg.batch_size, self.sample_gen,
+                             self.dist.rank, self.dist.world_size, cfg.num_negatives, cfg.negative_candidates)
 
     def _advance_epoch(self) -> None:
         if self.scheduler is not None:

@@ -228,8 +228,8 @@ def _stop_at_step(trainer: Trainer, step: int) -> StopRequest:
 @pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 def test_cosine_schedule_with_dynamic_negatives_resumes_exactly(tmp_path):
     """The learning rate follows the cosine formula per epoch, and a run stopped mid-epoch resumes onto it."""
-    overrides = {"train": {**RESUME_CONFIG["train"], "epochs": 6, "patience": 0, "lr_schedule": "cosine",
-                           "lr_min": 0.0004, "num_negatives": 2, "negative_candidates": 3}}
+    overrides = {"train": {"epochs": 6, "patience": 0, "lr_schedule": "cosine", "lr_min": 0.0004,
+                           "num_negatives": 2, "negative_candidates": 3}}
     whole = Trainer(load_config(write_config(tmp_path / "a", tmp_path / "a" / "runs", overrides)))
     expected = results(whole.fit())
     records = history(whole.run_dir)

@@ -54,13 +54,12 @@ def epoch_batches(users: torch.Tensor, items: torch.Tensor, sampler: NegativeSam
     per_event = num_negatives * candidates
     shape = (-1,) if per_event == 1 else (-1, num_negatives) if candidates == 1 else (-1, num_negatives, candidates)
     epoch_neg = sampler.sample(batch_users, generator) if per_event == 1 else None
+    share = slice(rank, None, world_size)  # this rank's positions within each global batch
     for start in range(0, len(order), batch_size):
-        stop = min(start + batch_size, len(order))
+        batch = slice(start, start + batch_size)
+        users_b = batch_users[batch]
         if epoch_neg is None:
-            repeated = batch_users[start:stop].unsqueeze(1).expand(-1, per_event).reshape(-1)
-            neg, offset = sampler.sample(repeated, generator).view(shape), start
+            neg = sampler.sample(users_b.unsqueeze(1).expand(-1, per_event).reshape(-1), generator).view(shape)
         else:
-            neg, offset = epoch_neg, 0
-        share = slice(start + rank, stop, world_size) if world_size > 1 else slice(start, stop)
-        local = slice(share.start - offset, share.stop - offset, share.step)
-        yield batch_users[share], batch_pos[share], neg[local]
+            neg = epoch_neg[batch]
+        yield users_b[share], batch_pos[batch][share], neg[share]
