@@ -9,6 +9,8 @@ import numpy as np
 import torch
 
 from .common import Table, Timing, environment, fmt_count, fmt_s, fmt_x, publish, set_threads
+from graphrec.models.base import dot_scorer
+
 from .workloads import GraphrecSession, dense_reference_metrics, per_user_lists
 
 TOL = 1e-6
@@ -36,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         user_emb, item_emb = model.embeddings()
         prop.add(time.perf_counter() - start)
         start = time.perf_counter()
-        full = evaluator.evaluate(user_emb, item_emb)
+        full = evaluator.evaluate(dot_scorer(user_emb, item_emb))
         rank.add(time.perf_counter() - start)
     g_metrics = full.means()
 
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     ref = dense_reference_metrics(user_emb, item_emb, subset, seen, truth, 20)
     ref_s = time.perf_counter() - start
-    ours_sub = evaluator.evaluate(user_emb, item_emb, torch.from_numpy(subset)).means()
+    ours_sub = evaluator.evaluate(dot_scorer(user_emb, item_emb), torch.from_numpy(subset)).means()
     diffs = {k: abs(ours_sub[k] - ref[k]) for k in ref}
     worst = max(diffs, key=diffs.get)
     # the same check with many exactly tied scores (embeddings rounded to quarter units: exact float sums),
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
     scale = 4.0 / float(torch.cat([user_emb, item_emb]).abs().max())
     tied_u, tied_i = (user_emb * scale).round() / 4, (item_emb * scale).round() / 4
     tied_ref = dense_reference_metrics(tied_u, tied_i, subset, seen, truth, 20)
-    tied_ours = evaluator.evaluate(tied_u, tied_i, torch.from_numpy(subset)).means()
+    tied_ours = evaluator.evaluate(dot_scorer(tied_u, tied_i), torch.from_numpy(subset)).means()
     tied_diff = max(abs(tied_ours[k] - tied_ref[k]) for k in tied_ref)
     match = diffs[worst] <= TOL and tied_diff <= TOL
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from graphrec.models.base import dot_scorer
+
 from .common import peak_rss_mib, rss_mib, set_threads
 
 GOWALLA_DEGREE = 810128 / 29858  # mean training events per user
@@ -77,14 +79,14 @@ def scale_one(spec: dict[str, Any], threads: int) -> dict[str, Any]:
         probe = users[torch.randperm(n_users, generator=torch.Generator().manual_seed(0))[
             :min(n_users, max(4 * evaluator.chunk_users, 512))]].sort().values
         t0 = time.perf_counter()
-        evaluator.evaluate(user_emb, item_emb, probe)
+        evaluator.evaluate(dot_scorer(user_emb, item_emb), probe)
         per_user = (time.perf_counter() - t0) / len(probe)
         estimate = per_user * n_users
         out.update(eval_users=n_users, eval_chunk_users=evaluator.chunk_users, eval_probe_users=len(probe),
                    eval_estimate_s=estimate)
         if estimate <= spec.get("eval_budget_s", 300):
             t0 = time.perf_counter()
-            result = evaluator.evaluate(user_emb, item_emb)
+            result = evaluator.evaluate(dot_scorer(user_emb, item_emb))
             out.update(eval_s=time.perf_counter() - t0, eval_measured=True,
                        recall20=result.means().get("recall@20"))
         else:
@@ -125,7 +127,7 @@ def eval_memory(spec: dict[str, Any], threads: int) -> dict[str, Any]:
     session.model.eval()
     user_emb, item_emb = session.model.embeddings()
     evaluator = session.trainer.evaluators["test"]
-    result = evaluator.evaluate(user_emb, item_emb)
+    result = evaluator.evaluate(dot_scorer(user_emb, item_emb))
     out.update(eval_s=time.perf_counter() - start, users=result.num_users, rss_end_mib=rss_mib(),
                peak_rss_mib=peak_rss_mib(), largest_chunk_elements=evaluator.largest_chunk_elements)
     session.close()

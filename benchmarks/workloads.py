@@ -79,11 +79,7 @@ class GraphrecSession:
 
     def step(self, batch) -> float:
         """One training step as the Trainer does it: loss, zero_grad, backward, optimizer step; returns the loss."""
-        users, pos, neg = batch
-        losses = self.trainer.ddp_model(users, pos, neg, self.cfg.train.reg)
-        self.optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        self.optimizer.step()
+        losses, _ = self.trainer.step(batch)
         return float(losses["loss"].detach())
 
     def close(self) -> None:

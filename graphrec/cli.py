@@ -78,28 +78,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-_RESUME_IGNORED = {"train.epochs", "train.progress", "tracking.mode", "output_dir"}
-
-
-def _first_difference(ours: dict, theirs: dict, prefix: str = "") -> Optional[tuple[str, object, object]]:
-    """The first key path (sorted) whose value differs between two nested dicts, with both values."""
-    for key in sorted(set(ours) & set(theirs), key=str):  # keys added or dropped by a newer version don't count
-        path = f"{prefix}.{key}" if prefix else str(key)
-        a, b = ours.get(key), theirs.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            found = _first_difference(a, b, path)
-            if found:
-                return found
-        elif a != b and path not in _RESUME_IGNORED and path.split(".")[0] not in ("tracking",):
-            return path, a, b
-    return None
-
-
 def _check_run_folder(run_dir: Path, checkpoint: str) -> None:
     """One-line errors for a path that is not a run folder, a missing checkpoint or a config.yaml that no longer
     matches the checkpoint; all before any data is read."""
     from .checkpoint import load_checkpoint
     from .config import config_from_file, config_to_dict
+    from .runs import first_difference
     if not run_dir.exists():
         raise GraphrecError(f"run folder '{run_dir}' not found; pass runs/<name>-<time>/ as printed by graphrec train")
     if not run_dir.is_dir():
@@ -117,7 +101,7 @@ def _check_run_folder(run_dir: Path, checkpoint: str) -> None:
     cfg = config_from_file(run_dir / "config.yaml", base_dir=str(run_dir))
     saved = load_checkpoint(run_dir / checkpoint).get("config")
     if isinstance(saved, dict):
-        diff = _first_difference(config_to_dict(cfg), saved)
+        diff = first_difference(config_to_dict(cfg), saved)
         if diff and (diff[0].startswith("model.") or diff[0].startswith("data.")):
             raise GraphrecError(f"{run_dir / 'config.yaml'}: '{diff[0]}' is {diff[1]!r} but {checkpoint} was trained "
                                 f"with {diff[2]!r}; restore config.yaml to the run's values")

@@ -7,13 +7,18 @@ of the first hit (0 if none within K). Ties in score are broken by the lower ite
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
 from .data.dataset import Dataset, Interactions
 from .graph.adjacency import csr_row_entries
+
+
+RANKING_METRICS = ("recall", "ndcg", "precision", "hit", "mrr")
+
+Scorer = Callable[[torch.Tensor], torch.Tensor]  # users (m,) -> scores (m, num_items)
 
 
 def _csr_rows(crow: torch.Tensor, col: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +90,7 @@ def ranking_metrics(hits: torch.Tensor, num_relevant: torch.Tensor, ks: Sequence
 
 @dataclass
 class EvalResult:
-    """Sums of per-user metric values and the number of users they cover (summable across ranks)."""
+    """Sums of per-user (per-row) metric values and the number of users (rows) they cover, summable across ranks."""
 
     sums: dict[str, float]
     num_users: int
@@ -98,8 +103,12 @@ class EvalResult:
 class Evaluator:
     """Full ranking of one split: every user with test and training events, seen items masked.
 
-    Holds at most `max_score_elements` entries of the users x items score matrix at once.
+    Holds at most `max_score_elements` entries of the users x items score matrix at once. Scores come from the
+    model's scorer (graphrec.models.base.Recommender.scorer), a dot product of embeddings by default.
     """
+
+    shardable = True  # users can be split across ranks and the sums added
+    unit = "users"
 
     def __init__(self, dataset: Dataset, split: str, ks: Sequence[int], metrics: Sequence[str],
                  max_score_elements: int, device: torch.device | str = "cpu"):
@@ -115,16 +124,19 @@ class Evaluator:
         self.chunk_users = max(1, max_score_elements // max(1, self.num_items))
         self.largest_chunk_elements = 0
 
+    def prepare(self, model) -> Scorer:
+        """What evaluate() takes: the model's scorer, computed once for every split and chunk."""
+        return model.scorer()
+
     @torch.no_grad()
-    def evaluate(self, user_emb: torch.Tensor, item_emb: torch.Tensor, users: torch.Tensor | None = None) -> EvalResult:
-        """Metric sums over `users` (default: all evaluable users) from (num_users, d) and (num_items, d) embeddings."""
+    def evaluate(self, scorer: Scorer, users: torch.Tensor | None = None) -> EvalResult:
+        """Metric sums over `users` (default: all evaluable users), scoring each chunk of users with `scorer`."""
         users = self.users if users is None else users
         max_k = max(self.ks)
         sums = {f"{m}@{k}": 0.0 for k in self.ks for m in self.metrics}
-        item_t = item_emb.t().contiguous()
         for start in range(0, len(users), self.chunk_users):
             chunk = users[start:start + self.chunk_users]
-            scores = user_emb[chunk] @ item_t
+            scores = scorer(chunk)
             self.largest_chunk_elements = max(self.largest_chunk_elements, scores.numel())
             row, col = _csr_rows(self.seen_crow, self.seen_col, chunk)
             scores[row, col] = -torch.inf
@@ -138,3 +150,23 @@ class Evaluator:
             for key, values in ranking_metrics(hits, num_relevant, self.ks, self.metrics).items():
                 sums[key] += float(values.sum())
         return EvalResult(sums, len(users))
+
+
+def evaluate_splits(model, evaluators: dict, splits: list[str], dist=None) -> dict[str, float]:
+    """Metrics '<split>/<metric>' of a model on the named splits; users are sharded over ranks when `dist` is given.
+
+    The model's scorer (or the model, for pointwise tasks) is prepared once for all splits.
+    """
+    model.eval()
+    out: dict[str, float] = {}
+    prepared = None
+    for split in splits:
+        evaluator = evaluators[split]
+        prepared = evaluator.prepare(model) if prepared is None else prepared
+        if dist is not None and evaluator.shardable:
+            result = dist.sum_result(evaluator.evaluate(prepared, dist.shard(evaluator.users)))
+        else:
+            result = evaluator.evaluate(prepared)
+        out.update({f"{split}/{k}": v for k, v in result.means().items()})
+        out[f"{split}/{evaluator.unit}"] = result.num_users
+    return out

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import TrackingConfig
+from .schema import TrackingConfig
 from .errors import GraphrecError
 
 

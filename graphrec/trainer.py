@@ -1,39 +1,41 @@
-"""The training loop: BPR batches, early stopping on validation, atomic checkpoints, exact resume, signals."""
+"""The training loop: batches of the model's kind, per-group optimizers, stages, early stopping on validation,
+atomic checkpoints, exact resume, signals."""
 from __future__ import annotations
 
 import json
 import math
-import os
-import platform
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
-import numpy as np
 import torch
 import yaml
 from tqdm import tqdm
 
 from . import distributed as dist_utils
 from .allocator import tune_allocator
-from .checkpoint import (atomic_write_json, atomic_write_text, discard_in_flight, load_checkpoint,
-                         module_generator_states, remove_stale_temps, rng_state, save_checkpoint, seed_everything,
-                         set_module_generator_states, set_rng_state)
-from .config import Config, config_to_dict, resolve_data_path
+from .batches import BATCH_KINDS, GraphStep, PointBatch
+from .checkpoint import (atomic_write_json, atomic_write_text, load_checkpoint, module_generator_states,
+                         remove_stale_temps, rng_state, save_checkpoint, seed_everything, set_module_generator_states,
+                         set_rng_state)
+from .config import Config, config_from_file, config_to_dict
 from .data.dataset import Dataset
 from .data.loader import load_dataset
-from .data.sampling import NegativeSampler, epoch_batches
+from .data.sampling import NegativeSampler, epoch_batches, row_batches
 from .errors import GraphrecError
-from .evaluation import EvalResult, Evaluator
-from .graph.adjacency import NormalizedAdjacency
-from .models import get_model_class
-from .models.base import Recommender
+from .evaluation import evaluate_splits
+from .models import build_model
+from .models.base import Model, Stage
+from .optim import build_optimizers, build_scheduler
+from .runs import first_difference, new_run_dir, run_metadata
+from .signals import StopRequest, TrainingStopped  # noqa: F401 (re-exported: tests and callers import them here)
+from .tasks import build_evaluators, lower_is_better, point_labels
 from .tracking import Tracker
+
+# Keys a resumed run may change: they do not alter what is trained.
+RESUME_MAY_CHANGE = {"train.epochs", "train.progress", "train.threads", "tracking", "output_dir"}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -43,49 +45,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise GraphrecError("device: cuda but no CUDA device is visible; set device: cpu or auto")
     return torch.device(name)
-
-
-def build_model(cfg: Config, dataset: Dataset, device: torch.device) -> Recommender:
-    """The configured model on `device`, over the normalized training graph."""
-    cls = get_model_class(cfg.model["name"])
-    graph = NormalizedAdjacency.from_numpy(dataset.train.user, dataset.train.item, dataset.num_users,
-                                           dataset.num_items, device)
-    return cls(cls.config_class(**cfg.model), dataset, graph).to(device)
-
-
-def build_optimizer(cfg: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """Adam (fused kernel where the build has one), AdamW or SGD with train.lr."""
-    params = list(model.parameters())
-    if cfg.train.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.train.lr)
-    cls = torch.optim.Adam if cfg.train.optimizer == "adam" else torch.optim.AdamW
-    try:
-        return cls(params, lr=cfg.train.lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return cls(params, lr=cfg.train.lr)
-
-
-def build_scheduler(cfg: Config, optimizer: torch.optim.Optimizer
-                    ) -> Optional[torch.optim.lr_scheduler.LRScheduler]:
-    """The per-epoch learning-rate schedule of train.lr_schedule: None (constant), cosine to lr_min, or step."""
-    train = cfg.train
-    if train.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(train.epochs, 1), eta_min=train.lr_min)
-    if train.lr_schedule == "step":
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=train.lr_milestones, gamma=train.lr_gamma)
-    return None
-
-
-def run_metadata(cfg: Config) -> dict:
-    """Seed, versions, thread count and git commit, saved beside every run."""
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                                cwd=Path(__file__).parent).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {"seed": cfg.seed, "torch": torch.__version__, "python": platform.python_version(),
-            "numpy": np.__version__, "threads": torch.get_num_threads(), "git_commit": commit,
-            "platform": platform.platform(), "command": " ".join(sys.argv)}
 
 
 def ddp_loss_scale(local_size: int, global_size: int, world_size: int) -> float:
@@ -114,148 +73,145 @@ class TrainState:
     history: list = field(default_factory=list)
 
 
-class TrainingStopped(SystemExit):
-    """Raised by fit() once a SIGINT/SIGTERM stop has saved last.pt; its exit code is 128 + the signal number."""
-
-
-class StopRequest:
-    """SIGINT/SIGTERM: the first asks to stop after the current batch, a second exits at once.
-
-    The immediate exit deletes the temp file of a checkpoint being written, so no half-written file is left
-    (checkpoints are renamed into place only when complete). A signal within `DUPLICATE_WINDOW` seconds of the
-    first counts as the same interrupt: under torchrun a Ctrl-C reaches each rank twice, from the terminal
-    and forwarded by the launcher. `request()` does what a first signal does.
-    """
-
-    DUPLICATE_WINDOW = 0.5
-
-    def __init__(self, announce: bool = True) -> None:
-        self.requested = False
-        self.signum: Optional[int] = None
-        self.announce = announce
-        self._first_at = 0.0
-        self._previous: dict[int, object] = {}
-
-    def request(self, signum: int = signal.SIGINT) -> None:
-        """Ask the training loop to stop after the current batch."""
-        if not self.requested:
-            self._first_at = time.monotonic()
-        self.requested = True
-        if self.signum is None:
-            self.signum = int(signum)
-
-    @property
-    def exit_code(self) -> int:
-        """128 + the signal number, as a shell reports a process ended by that signal (130 for SIGINT)."""
-        return 128 + (self.signum or int(signal.SIGINT))
-
-    def _handle(self, signum, frame) -> None:  # noqa: ARG002
-        # os.write, not print: a handler may run while the main thread is inside a print to stderr.
-        if self.requested:
-            if time.monotonic() - self._first_at < self.DUPLICATE_WINDOW:
-                return
-            discard_in_flight()
-            os.write(2, b"graphrec: second interrupt, exiting now (no checkpoint is half-written)\n")
-            os._exit(128 + signum)
-        self.request(signum)
-        if self.announce:
-            os.write(2, f"graphrec: {signal.Signals(signum).name} received; finishing the current batch and saving "
-                        "last.pt (interrupt again to exit at once)\n".encode())
-
-    def __enter__(self) -> "StopRequest":
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread
-                pass
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
+def check_stages(model: Model) -> list[Stage]:
+    """The model's stages, checked: known groups and batch kinds, only the last one open-ended."""
+    stages, groups = model.stages(), model.param_groups()
+    for index, stage in enumerate(stages):
+        unknown = sorted(set(stage.groups or ()) - set(groups))
+        kind = stage.batch_kind or model.batch_kind
+        if unknown or kind not in BATCH_KINDS or (stage.epochs is None and index < len(stages) - 1):
+            raise GraphrecError(f"model {model.registry_name}: stage '{stage.name}' is malformed (groups "
+                                f"{unknown or 'ok'}, batch kind {kind!r}, epochs {stage.epochs}); fix its stages()")
+    return stages
 
 
 class Trainer:
     """Trains one config into one run folder; `fit()` returns the final metrics.
 
-    Under torchrun every rank builds the same Trainer; rank 0 chooses the run folder and writes every file.
+    The model declares its batch kind, parameter groups and stages (graphrec.models.base); the loop is the same for
+    all of them. Under torchrun every rank builds the same Trainer; rank 0 chooses the run folder and writes every
+    file.
     """
 
     def __init__(self, cfg: Config, run_dir: Optional[Path] = None, resume: bool = False,
                  dataset: Optional[Dataset] = None):
         tune_allocator()
-        if cfg.data.path is not None:
-            cfg.data.path = str(resolve_data_path(cfg))
         self.cfg = cfg
         self.dist = dist_utils.init_from_env()
         self.is_writer = self.dist.rank == 0
-        if cfg.train.select_metric not in self._metric_keys():
-            raise GraphrecError(f"train.select_metric '{cfg.train.select_metric}' is not computed; choose one of "
-                                f"{', '.join(self._metric_keys())} (eval.metrics x eval.topk)")
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
         self.device = resolve_device(cfg.device) if not self.dist.is_cuda else self.dist.device
         seed_everything(cfg.seed)
         self.dataset = dataset if dataset is not None else load_dataset(cfg)
+        if self.dataset.source is not None:  # the folder the loader resolved, recorded in config.yaml
+            cfg.data.path = self.dataset.source
         self.model = build_model(cfg, self.dataset, self.device)
-        self.optimizer = build_optimizer(cfg, self.model)
-        self.scheduler = build_scheduler(cfg, self.optimizer)
-        self.sampler = NegativeSampler(self.dataset.train, self.dataset.num_users, self.dataset.num_items,
-                                       self.device)
-        self.train_users = torch.from_numpy(self.dataset.train.user).to(self.device)
-        self.train_items = torch.from_numpy(self.dataset.train.item).to(self.device)
+        self.stages = check_stages(self.model)
+        kinds = {stage.batch_kind or self.model.batch_kind for stage in self.stages}
+        if "graph" in kinds and self.dist.distributed:
+            raise GraphrecError(f"model {cfg.model['name']} trains whole-graph steps, which torchrun cannot split; "
+                                "run it as one process (graphrec train)")
+        self.groups = self.model.param_groups()
+        self.optimizers = build_optimizers(cfg.train, self.groups)
+        self.schedulers = {name: s for name, opt in self.optimizers.items()
+                           if (s := build_scheduler(cfg.train, opt)) is not None}
         self.sample_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
-        self.evaluators = {name: Evaluator(self.dataset, name, cfg.eval.topk, cfg.eval.metrics,
-                                           cfg.eval.max_score_elements, self.device)
-                           for name in self.dataset.eval_splits()}
+        self.view_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        if "pairwise" in kinds:
+            self.sampler = NegativeSampler(self.dataset.train, self.dataset.num_users, self.dataset.num_items,
+                                           self.device)
+            self.train_users = torch.from_numpy(self.dataset.train.user).to(self.device)
+            self.train_items = torch.from_numpy(self.dataset.train.item).to(self.device)
+        if "pointwise" in kinds:
+            rows = self.dataset.fields.rows["train"]
+            self.point_features = torch.from_numpy(rows.features).to(self.device)
+            self.point_values = torch.from_numpy(rows.values).to(self.device)
+            self.point_labels = torch.from_numpy(point_labels(self.dataset, cfg.task)).to(self.device)
+        self.evaluators = build_evaluators(self.dataset, cfg, self.device)
         self.state = TrainState()
         self.epoch_start_gen_state = self.sample_gen.get_state()
+        self.epoch_start_view_state = self.view_gen.get_state()
         self.last_saved: Optional[str] = None  # what last.pt holds, for error messages
         if run_dir is not None:
             self.run_dir = Path(run_dir)
         else:  # rank 0 claims a fresh folder and tells the others its name
-            claimed = str(self._new_run_dir()) if self.is_writer else None
+            claimed = str(new_run_dir(cfg.output_dir, cfg.name)) if self.is_writer else None
             self.run_dir = Path(self.dist.broadcast_object(claimed))
         if resume:
             self._resume()
         elif self.is_writer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-            atomic_write_json(self.run_dir / "run.json", run_metadata(cfg))
+            atomic_write_json(self.run_dir / "run.json", run_metadata(cfg.seed))
             atomic_write_json(self.run_dir / "warnings.json", self.dataset.warnings.as_dict())
         self.ddp_model = self.dist.wrap(self.model)  # after _resume: DDP starts from rank 0's loaded parameters
         self.tracker = Tracker(cfg.tracking, self.run_dir, self.run_dir.name, config_to_dict(cfg), self.is_writer)
 
-    def _metric_keys(self) -> list[str]:
-        return [f"{m}@{k}" for k in self.cfg.eval.topk for m in self.cfg.eval.metrics]
-
-    def _new_run_dir(self) -> Path:
-        """Create and return output_dir/<name>-<time>[-n]; mkdir without exist_ok claims the name atomically."""
-        base = Path(self.cfg.output_dir)
-        if not base.is_absolute():
-            base = Path.cwd() / base
-        base.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-        path, suffix = base / f"{self.cfg.name}-{stamp}", 1
-        while True:
-            try:
-                path.mkdir()
-                return path
-            except FileExistsError:
-                path = base / f"{self.cfg.name}-{stamp}-{suffix}"
-                suffix += 1
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer of the 'main' group (the only one for most models)."""
+        return self.optimizers.get("main") or next(iter(self.optimizers.values()))
 
     def _resume_command(self) -> str:
         launcher = (f"torchrun --nproc_per_node={self.dist.world_size} -m graphrec" if self.dist.distributed
                     else "graphrec")
         return f"{launcher} train --resume {self.run_dir}"
 
+    # ---- stages and batches ------------------------------------------------------------------------
+    def stage(self, epoch: Optional[int] = None) -> Stage:
+        """The stage that epoch `epoch` (default: the current one) belongs to."""
+        epoch = self.state.epoch if epoch is None else epoch
+        start = 0
+        for stage in self.stages:
+            if stage.epochs is None or epoch < start + stage.epochs:
+                return stage
+            start += stage.epochs
+        return self.stages[-1]
+
+    def _batch_kind(self) -> str:
+        return self.stage().batch_kind or self.model.batch_kind
+
+    def _num_events(self, kind: str) -> int:
+        """Training units one epoch walks: events (pairwise), rows (pointwise), steps (graph)."""
+        if kind == "pairwise":
+            return len(self.train_users)
+        if kind == "pointwise":
+            return len(self.point_labels)
+        return self.model.graph_steps
+
+    def _epoch_batches(self) -> int:
+        """Global batches per epoch: every event (row) once, or the model's graph steps; at most train.max_batches.
+
+        Under DDP a last global batch smaller than the world size is skipped, so that no rank gets an empty share.
+        """
+        cfg, kind = self.cfg.train, self._batch_kind()
+        events = self._num_events(kind)
+        total = events if kind == "graph" else math.ceil(events / cfg.batch_size)
+        if self.dist.distributed and total and events - (total - 1) * cfg.batch_size < self.dist.world_size:
+            total -= 1
+        return min(total, cfg.max_batches) if cfg.max_batches else total
+
+    def batches(self) -> Iterator:
+        """This rank's batches of one epoch of the current stage's kind, drawn from the sample generator's state."""
+        cfg, kind = self.cfg.train, self._batch_kind()
+        rank, world = self.dist.rank, self.dist.world_size
+        if kind == "pairwise":
+            return epoch_batches(self.train_users, self.train_items, self.sampler, cfg.batch_size, self.sample_gen,
+                                 rank, world, cfg.num_negatives, cfg.negative_candidates)
+        if kind == "pointwise":
+            return (PointBatch(self.point_features[index], self.point_values[index], self.point_labels[index])
+                    for index in row_batches(len(self.point_labels), cfg.batch_size, self.sample_gen, self.device,
+                                             rank, world))
+        return (GraphStep(self.state.epoch, index) for index in range(self.model.graph_steps))
+
     # ---- checkpoints -------------------------------------------------------------------------------
     def _checkpoint(self) -> dict:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+        return {"model": self.model.state_dict(),
+                "optimizer": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+                "scheduler": {name: s.state_dict() for name, s in self.schedulers.items()} or None,
                 "state": asdict(self.state), "epoch_start_gen_state": self.epoch_start_gen_state,
+                "epoch_start_view_state": self.epoch_start_view_state,
                 "model_generators": module_generator_states(self.model), "rng": rng_state(),
                 "config": config_to_dict(self.cfg), "world_size": self.dist.world_size}
 
@@ -268,25 +224,23 @@ class Trainer:
 
     def _resume(self) -> None:
         saved = load_checkpoint(self.run_dir / "last.pt")
-        ours = config_to_dict(self.cfg)
-        theirs = saved.get("config", {})
-        ignore = {("train", "epochs"), ("train", "progress"), ("train", "threads"), ("tracking", "mode"),
-                  ("output_dir",)}
-        diffs = [k for k in _diff_keys(ours, theirs) if k not in ignore and k[:1] not in ignore]
-        if diffs:
-            key = ".".join(diffs[0])
-            raise GraphrecError(f"--resume {self.run_dir}: config differs from the run's at '{key}' "
-                                f"({_get(ours, diffs[0])!r} vs {_get(theirs, diffs[0])!r}); resume with the "
-                                "run's own config (omit the config file) or start a new run")
+        diff = first_difference(config_to_dict(self.cfg), saved.get("config", {}), RESUME_MAY_CHANGE)
+        if diff:
+            raise GraphrecError(f"--resume {self.run_dir}: config differs from the run's at '{diff[0]}' "
+                                f"({diff[1]!r} vs {diff[2]!r}); resume with the run's own config (omit the config "
+                                "file) or start a new run")
         self.model.load_state_dict(saved["model"])
-        self.optimizer.load_state_dict(saved["optimizer"])
-        if self.scheduler is not None and saved.get("scheduler") is not None:
-            self.scheduler.load_state_dict(saved["scheduler"])
+        for name, state in _by_group(saved["optimizer"], "param_groups").items():
+            self.optimizers[name].load_state_dict(state)
+        for name, state in _by_group(saved.get("scheduler"), "last_epoch").items():
+            if name in self.schedulers:
+                self.schedulers[name].load_state_dict(state)
         known = {f.name for f in fields(TrainState)}
         self.state = TrainState(**{k: v for k, v in saved["state"].items() if k in known})
         if isinstance(self.state.epoch_sums, dict):  # one merged dict, as an older checkpoint may hold
             self.state.epoch_sums = [self.state.epoch_sums] if self.state.epoch_sums else []
         self.epoch_start_gen_state = saved["epoch_start_gen_state"]
+        self.epoch_start_view_state = saved.get("epoch_start_view_state", self.epoch_start_view_state)
         set_module_generator_states(self.model, saved.get("model_generators", {}))
         set_rng_state(saved["rng"])
         self.last_saved = _describe(self.state)
@@ -298,18 +252,6 @@ class Trainer:
             print(f"graphrec: resuming {self.run_dir} from last.pt ({self.last_saved})", file=sys.stderr)
 
     # ---- training ----------------------------------------------------------------------------------
-    def _epoch_batches(self) -> int:
-        """Global batches per epoch: every event once, at most train.max_batches.
-
-        Under DDP a last global batch smaller than the world size is skipped, so that no rank gets an empty share.
-        """
-        cfg = self.cfg.train
-        events = len(self.train_users)
-        total = math.ceil(events / cfg.batch_size)
-        if self.dist.distributed and total and events - (total - 1) * cfg.batch_size < self.dist.world_size:
-            total -= 1
-        return min(total, cfg.max_batches) if cfg.max_batches else total
-
     def _numeric_error(self, what: str, epoch: int, batch: int) -> GraphrecError:
         where = (f"last good checkpoint: {self.run_dir / 'last.pt'} ({self.last_saved})" if self.last_saved
                  else "no checkpoint was saved yet")
@@ -335,18 +277,42 @@ class Trainer:
         keys = sorted(set(sums).union(*self.state.epoch_sums))  # the same key list on every rank
         return dict(zip(keys, self.dist.sum_floats([sums.get(k, 0.0) for k in keys])))
 
-    def _train_epoch(self, epoch: int, stop: StopRequest) -> Optional[dict[str, float]]:
-        """One pass over the training events; None if a stop was requested (the state then marks the batch).
+    def active_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The optimizers of the groups the current stage trains."""
+        groups = self.stage().groups
+        return {name: opt for name, opt in self.optimizers.items() if groups is None or name in groups}
 
-        Each batch: forward, backward (DDP averages gradients), optional clipping, step; then one host sync reads
-        the losses, the gradient norm and one sum per parameter (NaN/Inf in any entry makes its sum non-finite),
-        and, under DDP, one all_reduce agrees on stopping, so every rank leaves at the same batch.
+    def step(self, batch, loss_scale: float = 1.0) -> tuple[dict[str, torch.Tensor], Optional[torch.Tensor]]:
+        """One optimization step of the current stage: loss, backward (DDP averages gradients), optional clipping,
+        then each active group's optimizer; returns the named losses and the pre-clip gradient norm (or None)."""
+        losses = self.ddp_model(batch)
+        self.model.zero_grad(set_to_none=True)
+        (losses["loss"] * loss_scale if loss_scale != 1.0 else losses["loss"]).backward()
+        optimizers = self.active_optimizers()
+        norm = None
+        if self.cfg.train.grad_clip:
+            params = [p for opt in optimizers.values() for group in opt.param_groups for p in group["params"]]
+            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.train.grad_clip)
+        for opt in optimizers.values():
+            opt.step()
+        return losses, norm
+
+    def _train_epoch(self, epoch: int, stop: StopRequest) -> Optional[dict[str, float]]:
+        """One pass over the training data; None if a stop was requested (the state then marks the batch).
+
+        Before the first batch the model's on_epoch_start hook runs with the view generator at its epoch-start
+        state, so a resumed epoch redraws the same views. Each batch is one `step`; then one host sync reads the
+        losses, the gradient norm and one sum per parameter (NaN/Inf in any entry makes its sum non-finite), and,
+        under DDP, one all_reduce agrees on stopping, so every rank leaves at the same batch.
         """
         cfg = self.cfg.train
         self.sample_gen.set_state(self.epoch_start_gen_state)
+        self.view_gen.set_state(self.epoch_start_view_state)
+        self.model.stage = self.stage().name
+        self.model.on_epoch_start(epoch, self.view_gen)
         batches = self.batches()
         total = self._epoch_batches()
-        events = len(self.train_users)
+        events = self._num_events(self._batch_kind())
         params = [p for p in self.model.parameters() if p.requires_grad]
         distributed = self.dist.distributed
         sums = self._resumed_sums()
@@ -355,28 +321,24 @@ class Trainer:
                    initial=min(self.state.batch_in_epoch, total))
         started = time.perf_counter()
         try:
-            for index, (users, pos, neg) in enumerate(batches):
+            for index, batch in enumerate(batches):
                 if index >= total:
                     break
                 if index < self.state.batch_in_epoch:
                     continue
-                losses = self.ddp_model(users, pos, neg, cfg.reg)
-                loss = losses["loss"]
-                share = 1.0  # this rank's fraction of the global batch
+                share, scale = 1.0, 1.0  # this rank's fraction of the global batch, and the loss factor for DDP
                 if distributed:
                     global_size = min(cfg.batch_size, events - index * cfg.batch_size)
-                    share = len(users) / global_size
-                    loss = loss * ddp_loss_scale(len(users), global_size, self.dist.world_size)
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                    share = len(batch) / global_size
+                    scale = ddp_loss_scale(len(batch), global_size, self.dist.world_size)
+                losses, norm = self.step(batch, scale)
                 watched = [v.detach() for v in losses.values()]
-                if cfg.grad_clip:
-                    watched.append(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
-                self.optimizer.step()
+                if norm is not None:
+                    watched.append(norm)
                 watched += [p.detach().sum() for p in params]
                 values = torch.stack([w.to(torch.float64) for w in watched]).tolist()
                 loss_values = dict(zip(losses, values))
-                param_sums = values[len(losses) + bool(cfg.grad_clip):]
+                param_sums = values[len(losses) + (norm is not None):]
                 bad_loss = not math.isfinite(loss_values["loss"])
                 bad_params = not all(map(math.isfinite, param_sums)) and not all(
                     bool(torch.isfinite(p).all()) for p in params)  # a sum can overflow with finite entries
@@ -388,7 +350,7 @@ class Trainer:
                     raise self._numeric_error("embeddings became NaN/Inf", epoch, index)
                 for key, value in loss_values.items():
                     sums[key] = sums.get(key, 0.0) + (value * share if distributed else value)
-                if cfg.grad_clip:  # the pre-clip norm, the same on every rank: counted once (rank 0)
+                if norm is not None:  # the pre-clip norm, the same on every rank: counted once (rank 0)
                     sums["grad_norm"] = sums.get("grad_norm", 0.0) + (values[len(losses)] if self.is_writer else 0.0)
                 self.state.batch_in_epoch = index + 1
                 bar.update(1)
@@ -403,17 +365,12 @@ class Trainer:
         return {k: v / n for k, v in totals.items()}
 
     def evaluate(self, splits: list[str]) -> dict[str, float]:
-        """Metrics '<split>/<metric>@<K>' of the current model on the named splits (users sharded over ranks)."""
-        self.model.eval()
-        user_emb, item_emb = self.model.embeddings()
-        out: dict[str, float] = {}
-        for split in splits:
-            evaluator = self.evaluators[split]
-            users = self.dist.shard(evaluator.users)
-            result = self.dist.sum_result(evaluator.evaluate(user_emb, item_emb, users))
-            out.update({f"{split}/{k}": v for k, v in result.means().items()})
-            out[f"{split}/users"] = result.num_users
-        return out
+        """Metrics '<split>/<metric>' of the current model on the named splits (users sharded over ranks)."""
+        return evaluate_splits(self.model, self.evaluators, splits, self.dist)
+
+    def _selection_score(self, value: float) -> float:
+        """The validation value as a score where higher is better (RMSE and logloss negated)."""
+        return -value if lower_is_better(self.cfg.train.select_metric) else value
 
     def fit(self, stop: Optional[StopRequest] = None) -> dict[str, float]:
         """Train until train.epochs or early stopping, then evaluate the best checkpoint on every split.
@@ -428,6 +385,7 @@ class Trainer:
             with stop:
                 while not self.state.stopped_early and self.state.epoch < cfg.epochs:
                     epoch = self.state.epoch
+                    stage = self.stage()
                     losses = self._train_epoch(epoch, stop)
                     if losses is None:
                         self._save("last.pt")
@@ -435,15 +393,18 @@ class Trainer:
                     record = {"epoch": epoch, **{f"train/{k}": v for k, v in losses.items()},
                               "train/lr": self.optimizer.param_groups[0]["lr"],
                               "train_seconds": self.state.train_seconds}
-                    if has_valid and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+                    if len(self.stages) > 1:
+                        record["stage"] = stage.name
+                    due = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+                    if has_valid and stage.evaluate and due:
                         # rank 0's numbers drive every rank's decisions (they are all_reduce results anyway)
                         started = time.perf_counter()
                         metrics = self.dist.broadcast_object(self.evaluate(["valid"]))
                         self.state.eval_seconds += time.perf_counter() - started
                         record.update(metrics, eval_seconds=self.state.eval_seconds)
-                        if metrics[select] > self.state.best_score:
-                            self.state.best_score, self.state.best_epoch, self.state.bad_evals = \
-                                metrics[select], epoch, 0
+                        score = self._selection_score(metrics[select])
+                        if score > self.state.best_score:
+                            self.state.best_score, self.state.best_epoch, self.state.bad_evals = score, epoch, 0
                             self._save("best.pt")
                         else:
                             self.state.bad_evals += 1
@@ -453,7 +414,8 @@ class Trainer:
                     self._save("last.pt")
                     self.tracker.log(record)  # after last.pt: a logged epoch is always in the checkpoint
                     if self.is_writer:
-                        shown = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "epoch")
+                        shown = ", ".join(f"{k}={v:.4f}" for k, v in record.items()
+                                          if k not in ("epoch", "stage"))
                         print(f"epoch {epoch}: {shown}", file=sys.stderr)
                         if self.state.stopped_early:
                             print(f"graphrec: early stop after epoch {epoch} (best {select} at epoch "
@@ -473,19 +435,14 @@ class Trainer:
                   file=sys.stderr)
         raise TrainingStopped(stop.exit_code)
 
-    def batches(self):
-        """This rank's (users, pos, neg) batches of one epoch, drawn from the sample generator's current state."""
-        cfg = self.cfg.train
-        return epoch_batches(self.train_users, self.train_items, self.sampler, cfg.batch_size, self.sample_gen,
-                             self.dist.rank, self.dist.world_size, cfg.num_negatives, cfg.negative_candidates)
-
     def _advance_epoch(self) -> None:
-        if self.scheduler is not None:
-            self.scheduler.step()
+        for scheduler in self.schedulers.values():
+            scheduler.step()
         self.state.epoch += 1
         self.state.batch_in_epoch = 0
         self.state.epoch_sums = []
         self.epoch_start_gen_state = self.sample_gen.get_state()
+        self.epoch_start_view_state = self.view_gen.get_state()
 
     def finish(self) -> dict[str, float]:
         """Load best.pt (or keep the last model without validation), evaluate all splits, write metrics.json."""
@@ -510,6 +467,13 @@ class Trainer:
         return metrics
 
 
+def _by_group(saved: Optional[dict], marker: str) -> dict[str, dict]:
+    """Optimizer (scheduler) states by group; an older checkpoint holds one state (recognized by `marker`)."""
+    if not saved:
+        return {}
+    return {"main": saved} if marker in saved else saved
+
+
 def _describe(state: TrainState) -> str:
     """Where a checkpoint with this state stands, e.g. 'end of epoch 4' or 'epoch 5 after batch 12'."""
     if state.batch_in_epoch:
@@ -517,27 +481,8 @@ def _describe(state: TrainState) -> str:
     return f"end of epoch {state.epoch - 1}" if state.epoch else "before training"
 
 
-def _diff_keys(a: dict, b: dict, prefix: tuple = ()) -> list[tuple]:
-    """Key paths whose values differ between two nested dicts."""
-    out = []
-    for key in sorted(set(a) | set(b)):
-        va, vb = a.get(key), b.get(key)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _diff_keys(va, vb, prefix + (key,))
-        elif va != vb:
-            out.append(prefix + (key,))
-    return out
-
-
-def _get(data: dict, path: tuple):
-    for key in path:
-        data = data.get(key) if isinstance(data, dict) else None
-    return data
-
-
 def evaluate_run(run_dir: Path, splits: Optional[list[str]] = None, checkpoint: str = "best.pt") -> dict[str, float]:
     """Re-evaluate a run folder's checkpoint on its splits (all by default); returns the metrics."""
-    from .config import config_from_file
     tune_allocator()
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -552,16 +497,9 @@ def evaluate_run(run_dir: Path, splits: Optional[list[str]] = None, checkpoint: 
     except RuntimeError:
         raise GraphrecError(f"{run_dir / checkpoint} does not match {run_dir / 'config.yaml'} (model shape); "
                             "restore config.yaml to the run's values") from None
-    model.eval()
-    names = splits or list(dataset.eval_splits())
-    unknown = [s for s in names if s not in dataset.eval_splits()]
+    evaluators = build_evaluators(dataset, cfg, device)
+    names = splits or list(evaluators)
+    unknown = [s for s in names if s not in evaluators]
     if unknown:
-        raise GraphrecError(f"unknown split '{unknown[0]}'; this run has {', '.join(dataset.eval_splits())}")
-    user_emb, item_emb = model.embeddings()
-    out: dict[str, float] = {}
-    for name in names:
-        result: EvalResult = Evaluator(dataset, name, cfg.eval.topk, cfg.eval.metrics, cfg.eval.max_score_elements,
-                                       device).evaluate(user_emb, item_emb)
-        out.update({f"{name}/{k}": v for k, v in result.means().items()})
-        out[f"{name}/users"] = result.num_users
-    return out
+        raise GraphrecError(f"unknown split '{unknown[0]}'; this run has {', '.join(evaluators)}")
+    return evaluate_splits(model, evaluators, names)

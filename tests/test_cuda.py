@@ -6,6 +6,7 @@ import torch
 from graphrec.config import build_config
 from graphrec.data.loader import load_dataset
 from graphrec.data.sampling import NegativeSampler
+from graphrec.models.base import dot_scorer
 from graphrec.evaluation import Evaluator
 from graphrec.graph.adjacency import NormalizedAdjacency
 from graphrec.graph.propagate import weighted_propagation
@@ -45,8 +46,8 @@ def test_sampler_on_cuda_never_returns_positive(dataset):
 def test_evaluation_agrees(dataset):
     torch.manual_seed(0)
     user_emb, item_emb = torch.randn(dataset.num_users, 8), torch.randn(dataset.num_items, 8)
-    cpu = Evaluator(dataset, "test", [10, 20], ["recall", "ndcg", "mrr"], 2 ** 20).evaluate(user_emb, item_emb)
+    cpu = Evaluator(dataset, "test", [10, 20], ["recall", "ndcg", "mrr"], 2 ** 20).evaluate(dot_scorer(user_emb, item_emb))
     gpu = Evaluator(dataset, "test", [10, 20], ["recall", "ndcg", "mrr"], 2 ** 20, "cuda").evaluate(
-        user_emb.cuda(), item_emb.cuda())
+        dot_scorer(user_emb.cuda(), item_emb.cuda()))
     for key, value in cpu.sums.items():
         assert np.isclose(value, gpu.sums[key], atol=1e-6)

@@ -8,7 +8,9 @@ import torch
 from graphrec.data.dataset import Dataset, Interactions
 from graphrec.graph.adjacency import NormalizedAdjacency
 from graphrec.losses import bpr_loss, l2_reg
+from graphrec.batches import PairBatch
 from graphrec.models import get_model_class
+from graphrec.models.base import ModelContext
 
 torch.set_num_threads(1)
 
@@ -39,11 +41,17 @@ def toy_dataset() -> Dataset:
                    np.arange(2), np.arange(3))
 
 
+def pair_loss(model, users, pos, neg, reg):
+    """The model's named losses of one (users, pos, neg) batch with L2 weight `reg`."""
+    model.reg = reg
+    return model.loss(PairBatch(users, pos, neg))
+
+
 def make_model(name: str, **model_keys):
     ds = toy_dataset()
     cls = get_model_class(name)
     graph = NormalizedAdjacency.from_numpy(ds.train.user, ds.train.item, ds.num_users, ds.num_items)
-    return cls(cls.config_class(name=name, embedding_dim=2, **model_keys), ds, graph)
+    return cls(cls.config_class(name=name, embedding_dim=2, **model_keys), ModelContext(ds, torch.device("cpu"), _graph=graph))
 
 
 # ego embeddings: rows u0, u1, i0, i1, i2
@@ -56,7 +64,7 @@ def test_mf_loss_equals_hand_formula():
         model.embedding.copy_(torch.tensor(EGO))
     users, pos, neg = torch.tensor([0, 1, 0]), torch.tensor([0, 2, 1]), torch.tensor([1, 0, 2])
     reg = 0.1
-    out = {k: v.item() for k, v in model.loss(users, pos, neg, reg).items()}
+    out = {k: v.item() for k, v in pair_loss(model, users, pos, neg, reg).items()}
     # scores: u0.i0 = 2, u0.i1 = 0 | u1.i2 = -0.5 - 0.5 = -1, u1.i0 = 1 - 1 = 0 | u0.i1 = 0, u0.i2 = -1
     bpr = (log(1 + exp(0 - 2)) + log(1 + exp(0 - (-1))) + log(1 + exp(-1 - 0))) / 3
     # squared norms: u0 = 1, u1 = 1.25, i0 = 5, i1 = 1, i2 = 1.25 (each counted once per occurrence in the batch)
@@ -67,7 +75,7 @@ def test_mf_loss_equals_hand_formula():
     assert out["loss"] == pytest.approx(bpr + reg * l2, rel=1e-6)
     # the gradient of the L2 term alone is reg * ego / batch per occurrence
     model.zero_grad()
-    model.loss(users, pos, neg, reg)["l2"].backward()
+    pair_loss(model, users, pos, neg, reg)["l2"].backward()
     expected_grad = torch.zeros(5, 2)
     for node in [0, 1, 0, 2 + 0, 2 + 2, 2 + 1, 2 + 1, 2 + 0, 2 + 2]:
         expected_grad[node] += torch.tensor(EGO[node]) / 3
@@ -79,7 +87,7 @@ def test_lightgcn_loss_uses_propagated_scores_and_ego_l2():
     with torch.no_grad():
         model.embedding.copy_(torch.tensor(EGO))
     users, pos, neg = torch.tensor([0, 1, 0]), torch.tensor([0, 2, 1]), torch.tensor([1, 0, 2])
-    out = {k: v.item() for k, v in model.loss(users, pos, neg, 0.01).items()}
+    out = {k: v.item() for k, v in pair_loss(model, users, pos, neg, 0.01).items()}
     final = model.propagate().detach()
     # only the edges u0-i0, u0-i1, u1-i2: final embeddings differ from the ego ones
     assert not torch.allclose(final, torch.tensor(EGO))
@@ -105,7 +113,7 @@ def test_mf_loss_with_two_negatives_per_positive():
     with torch.no_grad():
         model.embedding.copy_(torch.tensor(EGO))
     users, pos, neg = torch.tensor([0, 1]), torch.tensor([0, 2]), torch.tensor([[1, 2], [0, 1]])
-    out = {k: v.item() for k, v in model.loss(users, pos, neg, 0.1).items()}
+    out = {k: v.item() for k, v in pair_loss(model, users, pos, neg, 0.1).items()}
     # u0: pos i0 = 2, negs i1 = 0, i2 = -1 | u1: pos i2 = -1, negs i0 = 0, i1 = -1
     bpr = (log(1 + exp(0 - 2)) + log(1 + exp(-1 - 2)) + log(1 + exp(0 + 1)) + log(1 + exp(-1 + 1))) / 4
     # users u0 1 + u1 1.25, positives i0 5 + i2 1.25, negatives (1 + 1.25 + 5 + 1) / 2 (each counts 1/k)
@@ -113,8 +121,8 @@ def test_mf_loss_with_two_negatives_per_positive():
     assert out["bpr"] == pytest.approx(bpr, rel=1e-6)
     assert out["l2"] == pytest.approx(l2, rel=1e-6)
     # k = 1 in a (batch, 1) column is the single-negative loss
-    one = model.loss(users, pos, neg[:, :1], 0.1)
-    single = model.loss(users, pos, neg[:, 0], 0.1)
+    one = pair_loss(model, users, pos, neg[:, :1], 0.1)
+    single = pair_loss(model, users, pos, neg[:, 0], 0.1)
     assert torch.allclose(one["loss"], single["loss"])
 
 
@@ -125,14 +133,14 @@ def test_dynamic_negatives_keep_the_hardest_candidate():
     users, pos = torch.tensor([0, 1]), torch.tensor([0, 2])
     # scores u0: i0 2, i1 0, i2 -1 | u1: i0 0, i1 -1, i2 -1
     candidates = torch.tensor([[[2, 1]], [[1, 0]]])  # (batch 2, k 1, c 2)
-    dns = model.loss(users, pos, candidates, 0.1)
-    picked = model.loss(users, pos, torch.tensor([[1], [0]]), 0.1)  # u0 keeps i1 (0 > -1), u1 keeps i0 (0 > -1)
+    dns = pair_loss(model, users, pos, candidates, 0.1)
+    picked = pair_loss(model, users, pos, torch.tensor([[1], [0]]), 0.1)  # u0 keeps i1 (0 > -1), u1 keeps i0 (0 > -1)
     for key in ("loss", "bpr", "l2"):
         assert torch.allclose(dns[key], picked[key])
     # the gradient is that of the kept candidates alone
     grads = []
     for negatives in (candidates, torch.tensor([[1], [0]])):
         model.zero_grad()
-        model.loss(users, pos, negatives, 0.1)["loss"].backward()
+        pair_loss(model, users, pos, negatives, 0.1)["loss"].backward()
         grads.append(model.embedding.grad.clone())
     assert torch.allclose(grads[0], grads[1])

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from graphrec.data.dataset import Dataset, Interactions
+from graphrec.models.base import dot_scorer
 from graphrec.evaluation import Evaluator, rank_topk, ranking_metrics
 
 torch.set_num_threads(1)
@@ -115,7 +116,7 @@ def test_evaluator_masks_seen_items_and_skips_users():
     ds = tiny_dataset()
     ev = Evaluator(ds, "test", [1, 2], ALL_METRICS, max_score_elements=1000)
     assert ev.users.tolist() == [0, 1]  # user 2 has no train events, user 3 no test events
-    result = ev.evaluate(TINY_SCORES, torch.eye(6))
+    result = ev.evaluate(dot_scorer(TINY_SCORES, torch.eye(6)))
     assert result.num_users == 2
     means = result.means()
     # u0: train item 0 and valid item 1 masked, so test item 2 is ranked first; u1: train 3 masked -> [5, 4]
@@ -131,7 +132,7 @@ def test_evaluator_valid_split_does_not_mask_valid_items():
     ds = tiny_dataset()
     ev = Evaluator(ds, "valid", [1], ["recall", "hit"], max_score_elements=1000)
     assert ev.users.tolist() == [0, 3]
-    means = ev.evaluate(TINY_SCORES, torch.eye(6)).means()
+    means = ev.evaluate(dot_scorer(TINY_SCORES, torch.eye(6))).means()
     # u0: train 0 masked, valid 1 ranked first (hit); u3: train {1, 5} masked -> 4 first, valid 2 missed
     assert means["recall@1"] == pytest.approx(0.5)
     assert means["hit@1"] == pytest.approx(0.5)
@@ -141,7 +142,7 @@ def test_evaluator_train_top_item_never_counts():
     # the user's test item is also a train item: it is masked, so it can never be a hit
     ds = _dataset(2, 3, train=[(0, 0), (1, 1)], valid=None, test=[(0, 0), (1, 2)])
     scores = torch.tensor([[5.0, 1, 0], [0.0, 5, 1]])
-    top = Evaluator(ds, "test", [1], ["hit"], 100).evaluate(scores, torch.eye(3)).means()
+    top = Evaluator(ds, "test", [1], ["hit"], 100).evaluate(dot_scorer(scores, torch.eye(3))).means()
     assert top["hit@1"] == pytest.approx(0.5)  # u0: 0 masked -> item 1, miss; u1: 1 masked -> item 2, hit
 
 
@@ -206,7 +207,7 @@ def test_evaluator_matches_dense_reference(integer_scores):
     ks = [1, 5, 20, 80, 100]  # 100 > num_items: clamped ranking, precision still over K
     for split in ("test", "valid"):
         expected, users = dense_reference(ds, split, user_emb, item_emb, ks)
-        result = Evaluator(ds, split, ks, ALL_METRICS, max_score_elements=7 * ds.num_items).evaluate(user_emb, item_emb)
+        result = Evaluator(ds, split, ks, ALL_METRICS, max_score_elements=7 * ds.num_items).evaluate(dot_scorer(user_emb, item_emb))
         assert result.num_users == users
         got = result.means()
         assert set(got) == set(expected)
@@ -222,7 +223,7 @@ def test_evaluator_chunking_does_not_change_results():
     item_emb = torch.randn(ds.num_items, 4, generator=gen)
     tiny = Evaluator(ds, "test", [3, 10], ALL_METRICS, max_score_elements=1)
     huge = Evaluator(ds, "test", [3, 10], ALL_METRICS, max_score_elements=10 ** 9)
-    a, b = tiny.evaluate(user_emb, item_emb), huge.evaluate(user_emb, item_emb)
+    a, b = tiny.evaluate(dot_scorer(user_emb, item_emb)), huge.evaluate(dot_scorer(user_emb, item_emb))
     assert tiny.largest_chunk_elements == ds.num_items  # one user per chunk
     assert huge.largest_chunk_elements == len(huge.users) * ds.num_items  # everyone at once
     assert a.num_users == b.num_users > 0
@@ -230,7 +231,7 @@ def test_evaluator_chunking_does_not_change_results():
         assert a.sums[key] == pytest.approx(b.sums[key], abs=1e-9), key
     for budget in (ds.num_items, 3 * ds.num_items + 1, 10 * ds.num_items - 1):
         ev = Evaluator(ds, "test", [3, 10], ALL_METRICS, max_score_elements=budget)
-        c = ev.evaluate(user_emb, item_emb)
+        c = ev.evaluate(dot_scorer(user_emb, item_emb))
         assert 0 < ev.largest_chunk_elements <= budget
         for key in a.sums:
             assert c.sums[key] == pytest.approx(a.sums[key], abs=1e-9), key

@@ -4,9 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from graphrec.batches import PairBatch
 from graphrec.config import build_config
 from graphrec.data.dataset import Dataset, Interactions
 from graphrec.evaluation import Evaluator, rank_topk, ranking_metrics
+from graphrec.models.base import dot_scorer
 from graphrec.trainer import Trainer
 
 torch.set_num_threads(1)
@@ -56,7 +58,7 @@ def test_overfits_tiny_dataset(tmp_path, model):
     users, pos = torch.from_numpy(dataset.train.user), torch.from_numpy(dataset.train.item)
     neg = trainer.sampler.sample(users, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        initial = float(trainer.model.loss(users, pos, neg, trainer.cfg.train.reg)["loss"])
+        initial = float(trainer.model.loss(PairBatch(users, pos, neg))["loss"])
     assert initial > 0.65  # BPR starts near log 2 with small random embeddings
     metrics = trainer.fit()
     losses = [record["train/loss"] for record in trainer.state.history]
@@ -83,7 +85,7 @@ def test_embedding_cache_follows_optimizer_steps(tmp_path):
     users, pos = torch.from_numpy(dataset.train.user), torch.from_numpy(dataset.train.item)
     neg = trainer.sampler.sample(users, torch.Generator().manual_seed(0))
     trainer.optimizer.zero_grad()
-    model.loss(users, pos, neg, 0.0)["loss"].backward()
+    model.loss(PairBatch(users, pos, neg))["loss"].backward()
     trainer.optimizer.step()  # no train()/eval() call in between: the cache key alone must notice the step
 
     user_emb, item_emb = model.embeddings()
@@ -97,7 +99,7 @@ def test_embedding_cache_follows_optimizer_steps(tmp_path):
 
     for _ in range(20):
         trainer.optimizer.zero_grad()
-        model.loss(users, pos, neg, 0.0)["loss"].backward()
+        model.loss(PairBatch(users, pos, neg))["loss"].backward()
         trainer.optimizer.step()
     after = trainer.evaluate(["test"])
     assert after != before
@@ -128,7 +130,7 @@ def test_lightgcn_beats_mf_and_popularity_on_synthetic(tmp_path):
     dataset = trainer.dataset
     item_degree = torch.from_numpy(np.bincount(dataset.train.item, minlength=dataset.num_items)).float()
     popularity = Evaluator(dataset, "test", [20], ["recall"], 2 ** 20).evaluate(
-        torch.ones(dataset.num_users, 1), item_degree[:, None]).means()["recall@20"]
+        dot_scorer(torch.ones(dataset.num_users, 1), item_degree[:, None])).means()["recall@20"]
     assert results["lightgcn"] > results["mf"] + 0.04, (results, popularity)
     assert results["lightgcn"] > popularity + 0.08, (results, popularity)
     assert popularity > 0.2  # the popularity baseline is a real one on this data

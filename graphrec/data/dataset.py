@@ -8,11 +8,21 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..errors import WarningLog
+from .fields import FieldRows, FieldSpace
+
+
+def _ids(values) -> np.ndarray:
+    """An id column as int64, or as it is when it holds raw string ids."""
+    values = np.asarray(values)
+    return values if values.dtype.kind in "OUS" else values.astype(np.int64, copy=False)
 
 
 @dataclass
 class Interactions:
-    """A set of (user, item) events with optional rating and timestamp, all arrays of length n."""
+    """A set of (user, item) events with optional rating and timestamp, all arrays of length n.
+
+    Ids are int64 once remapped; as read from a file (before remapping) they may be strings.
+    """
 
     user: np.ndarray
     item: np.ndarray
@@ -20,8 +30,7 @@ class Interactions:
     timestamp: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
-        self.user = np.asarray(self.user, dtype=np.int64)
-        self.item = np.asarray(self.item, dtype=np.int64)
+        self.user, self.item = _ids(self.user), _ids(self.item)
 
     def __len__(self) -> int:
         return int(self.user.shape[0])
@@ -43,6 +52,14 @@ class Interactions:
 
 
 @dataclass
+class FieldData:
+    """Feature-field rows (libFM-style) per split ('train', 'valid', 'test', ...) over one feature space."""
+
+    space: FieldSpace
+    rows: dict[str, FieldRows]
+
+
+@dataclass
 class Dataset:
     """Users and items with contiguous ids and the train / valid / named test splits over them."""
 
@@ -54,8 +71,16 @@ class Dataset:
     tests: dict[str, Interactions]
     user_ids: np.ndarray
     item_ids: np.ndarray
-    item_features: dict[str, np.ndarray] = field(default_factory=dict)
+    item_features: dict[str, np.ndarray | sp.csr_matrix] = field(default_factory=dict)
+    fields: Optional[FieldData] = None
     warnings: WarningLog = field(default_factory=WarningLog)
+    source: Optional[str] = None  # the resolved data folder (None for generated data)
+
+    def add_item_features(self, modality: str, matrix: np.ndarray | sp.csr_matrix) -> None:
+        """Attach a (num_items, d) dense or multi-hot feature matrix, rows in the dataset's item order."""
+        if matrix.shape[0] != self.num_items:
+            raise ValueError(f"item features '{modality}' have {matrix.shape[0]} rows for {self.num_items} items")
+        self.item_features[modality] = matrix
 
     def eval_splits(self) -> dict[str, Interactions]:
         """Every split that can be evaluated: 'valid' (if any) then the tests in file order."""

@@ -11,21 +11,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import GraphrecError, WarningLog
-
-
-@dataclass
-class RawTable:
-    """Columns read from one file: raw user and item ids (int or str arrays), optional rating/timestamp."""
-
-    user: np.ndarray
-    item: np.ndarray
-    rating: Optional[np.ndarray] = None
-    timestamp: Optional[np.ndarray] = None
-
-    def take(self, keep: np.ndarray) -> "RawTable":
-        """The rows selected by a boolean mask."""
-        pick = lambda a: None if a is None else a[keep]  # noqa: E731
-        return RawTable(self.user[keep], self.item[keep], pick(self.rating), pick(self.timestamp))
+from .dataset import Interactions
 
 
 class BadLines:
@@ -78,7 +64,7 @@ def _int_id(token: str) -> int:
     return value
 
 
-def read_lightgcn(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> RawTable:
+def read_lightgcn(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> Interactions:
     """LightGCN txt: one line per user, `user item item ...`; a line with the user alone has no items."""
     bad = BadLines(path, skip_bad_lines, warnings)
     users: list[int] = []
@@ -99,7 +85,7 @@ def read_lightgcn(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> Raw
     bad.finish()
     if not users:
         raise _no_rows(path, len(bad.lines), "`user item item ...` per line")
-    return RawTable(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64))
+    return Interactions(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64))
 
 
 def _is_id(token: str) -> bool:
@@ -110,7 +96,7 @@ def _is_id(token: str) -> bool:
         return False
 
 
-def read_pairs(path: Path, skip_bad_lines: bool, warnings: WarningLog, delimiter: Optional[str] = None) -> RawTable:
+def read_pairs(path: Path, skip_bad_lines: bool, warnings: WarningLog, delimiter: Optional[str] = None) -> Interactions:
     """One event per line, `user item [label]`; the column count is inferred and every line must match it."""
     lines = _open_text(path)
     split = (lambda s: s.split()) if delimiter is None else (lambda s: s.split(delimiter))  # noqa: E731
@@ -152,11 +138,11 @@ def read_pairs(path: Path, skip_bad_lines: bool, warnings: WarningLog, delimiter
     if not users:
         raise _no_rows(path, len(bad.lines), "`user item [label]` per line")
     rating = np.asarray(labels, dtype=np.float32) if width > 2 else None
-    return RawTable(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64), rating)
+    return Interactions(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64), rating)
 
 
 def _columns_from_rows(path: Path, rows: list[tuple[int, list[str]]], index: dict[str, int],
-                       skip_bad_lines: bool, warnings: WarningLog) -> RawTable:
+                       skip_bad_lines: bool, warnings: WarningLog) -> Interactions:
     """Pick user/item/rating/timestamp columns out of tokenized rows, checking widths and numbers."""
     bad = BadLines(path, skip_bad_lines, warnings)
     width = max(index.values()) + 1
@@ -182,7 +168,7 @@ def _columns_from_rows(path: Path, rows: list[tuple[int, list[str]]], index: dic
     bad.finish()
     if not out["user"]:
         raise _no_rows(path, len(bad.lines), "the columns named in data.columns")
-    return RawTable(_as_ids(out["user"]), _as_ids(out["item"]),
+    return Interactions(_as_ids(out["user"]), _as_ids(out["item"]),
                     np.asarray(out["rating"], dtype=np.float32) if "rating" in out else None,
                     np.asarray(out["timestamp"], dtype=np.float64) if "timestamp" in out else None)
 
@@ -203,7 +189,7 @@ def _as_ids(tokens: list[str]) -> np.ndarray:
         return np.asarray(tokens, dtype=object)
 
 
-def read_atomic(path: Path, columns: dict[str, str], skip_bad_lines: bool, warnings: WarningLog) -> RawTable:
+def read_atomic(path: Path, columns: dict[str, str], skip_bad_lines: bool, warnings: WarningLog) -> Interactions:
     """RecBole atomic `.inter`: tab-separated with a typed header such as `user_id:token item_id:token`."""
     lines = _open_text(path)
     fields = lines[0].split("\t")
@@ -231,7 +217,7 @@ def read_atomic(path: Path, columns: dict[str, str], skip_bad_lines: bool, warni
 
 
 def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], header: bool,
-             skip_bad_lines: bool, warnings: WarningLog) -> RawTable:
+             skip_bad_lines: bool, warnings: WarningLog) -> Interactions:
     """CSV/TSV with named (header: true) or numbered (header: false) columns given in data.columns."""
     lines = _open_text(path)
     delim = delimiter or ("\t" if path.suffix in (".tsv", ".tab") else ",")

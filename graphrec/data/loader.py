@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config, DataConfig, resolve_data_path
+from ..schema import Config, DataConfig
+from .paths import resolve_data_path
 from ..errors import GraphrecError, WarningLog
 from . import formats, splits, synthetic
 from .dataset import Dataset, Interactions
-from .formats import RawTable
 from .registry import preset_for
 
 
@@ -25,7 +25,7 @@ def with_preset(data: DataConfig, folder: Path) -> DataConfig:
     return data.model_copy(update=fields)
 
 
-def read_table(data: DataConfig, path: Path, warnings: WarningLog) -> RawTable:
+def read_table(data: DataConfig, path: Path, warnings: WarningLog) -> Interactions:
     """One file read with the reader of data.format."""
     skip = data.skip_bad_lines
     if data.format == "lightgcn":
@@ -53,7 +53,7 @@ def _check_file(folder: Path, key: str, fname: str) -> None:
     raise GraphrecError(f"data file '{path}' not found (data.files.{key}){hint}")
 
 
-def _filter_ratings(name: str, table: RawTable, min_rating: float | None) -> RawTable:
+def _filter_ratings(name: str, table: Interactions, min_rating: float | None) -> Interactions:
     """Keep events rated at least min_rating (implicit feedback)."""
     if min_rating is None:
         return table
@@ -79,7 +79,7 @@ def _kcore(users: np.ndarray, items: np.ndarray, k: int) -> np.ndarray:
         keep[np.flatnonzero(keep)[~ok]] = False
 
 
-def _apply_kcore(tables: dict[str, RawTable], k: int) -> dict[str, RawTable]:
+def _apply_kcore(tables: dict[str, Interactions], k: int) -> dict[str, Interactions]:
     """k-core filter the 'all' (or 'train') table; other tables keep only events of surviving users and items."""
     base = "all" if "all" in tables else "train"
     t = tables[base]
@@ -93,7 +93,7 @@ def _apply_kcore(tables: dict[str, RawTable], k: int) -> dict[str, RawTable]:
             for key, other in tables.items()}
 
 
-def _remap(tables: dict[str, RawTable]) -> tuple[dict[str, Interactions], np.ndarray, np.ndarray]:
+def _remap(tables: dict[str, Interactions]) -> tuple[dict[str, Interactions], np.ndarray, np.ndarray]:
     """Contiguous ids (sorted raw ids) over the union of all tables; returns splits and raw-id arrays."""
     def ids(attr: str) -> np.ndarray:
         parts = [getattr(t, attr) for t in tables.values()]
@@ -167,8 +167,8 @@ def load_dataset(cfg: Config) -> Dataset:
         s = data.synthetic
         events = synthetic.generate(s.num_users, s.num_items, s.num_communities, s.mean_degree,
                                     s.in_community, s.popularity_exponent, s.seed)
-        tables = {"all": RawTable(events.user, events.item, None, events.timestamp)}
-        name = "synthetic"
+        tables = {"all": Interactions(events.user, events.item, None, events.timestamp)}
+        name, source = "synthetic", None
     else:
         folder = resolve_data_path(cfg)
         if folder is None:
@@ -195,6 +195,7 @@ def load_dataset(cfg: Config) -> Dataset:
                                        data.min_rating)
                   for key, fname in data.files.items()}
         name = folder.name
+        source = str(folder)
     if data.kcore > 1:
         tables = _apply_kcore(tables, data.kcore)
     mapped, user_ids, item_ids = _remap(tables)
@@ -212,6 +213,6 @@ def load_dataset(cfg: Config) -> Dataset:
     if len(train) == 0:
         raise GraphrecError("the split leaves the training set empty; lower split.test_ratio/valid_ratio "
                             "or data.kcore, or check data.files.train")
-    ds = Dataset(name, num_users, num_items, train, valid, tests, user_ids, item_ids, warnings=warnings)
+    ds = Dataset(name, num_users, num_items, train, valid, tests, user_ids, item_ids, warnings=warnings, source=source)
     _check(ds)
     return ds

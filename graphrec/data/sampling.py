@@ -5,6 +5,7 @@ from typing import Iterator
 
 import torch
 
+from ..batches import PairBatch
 from ..errors import GraphrecError
 from .dataset import Interactions
 
@@ -40,7 +41,7 @@ class NegativeSampler:
 
 def epoch_batches(users: torch.Tensor, items: torch.Tensor, sampler: NegativeSampler, batch_size: int,
                   generator: torch.Generator, rank: int = 0, world_size: int = 1, num_negatives: int = 1,
-                  candidates: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+                  candidates: int = 1) -> Iterator[PairBatch]:
     """Shuffled (user, positive, negative) batches over every training event once.
 
     Negatives are (batch,) by default, (batch, num_negatives) with num_negatives > 1, and
@@ -62,4 +63,12 @@ def epoch_batches(users: torch.Tensor, items: torch.Tensor, sampler: NegativeSam
             neg = sampler.sample(users_b.unsqueeze(1).expand(-1, per_event).reshape(-1), generator).view(shape)
         else:
             neg = epoch_neg[batch]
-        yield users_b[share], batch_pos[batch][share], neg[share]
+        yield PairBatch(users_b[share], batch_pos[batch][share], neg[share])
+
+
+def row_batches(num_rows: int, batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu",
+                rank: int = 0, world_size: int = 1) -> Iterator[torch.Tensor]:
+    """Shuffled row indices, one (batch,) int64 tensor per batch, every row once; under DDP each rank's share."""
+    order = torch.randperm(num_rows, generator=generator, device=device)
+    for start in range(0, num_rows, batch_size):
+        yield order[start:start + batch_size][rank::world_size]

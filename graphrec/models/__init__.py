@@ -4,21 +4,21 @@ from __future__ import annotations
 import difflib
 
 from ..errors import GraphrecError
-from .base import Recommender
+from .base import Model, ModelContext
 
-MODELS: dict[str, type[Recommender]] = {}
+MODELS: dict[str, type[Model]] = {}
 
 
 def register(name: str):
-    """Class decorator adding a Recommender subclass to the registry under `name`."""
-    def add(cls: type[Recommender]) -> type[Recommender]:
+    """Class decorator adding a Model subclass to the registry under `name`."""
+    def add(cls: type[Model]) -> type[Model]:
         MODELS[name] = cls
         cls.registry_name = name
         return cls
     return add
 
 
-def get_model_class(name: str, source: str = "") -> type[Recommender]:
+def get_model_class(name: str, source: str = "") -> type[Model]:
     """The registered class for `name`; a one-line error with a did-you-mean otherwise."""
     if name not in MODELS:
         close = difflib.get_close_matches(str(name), MODELS, n=1)
@@ -27,9 +27,13 @@ def get_model_class(name: str, source: str = "") -> type[Recommender]:
     return MODELS[name]
 
 
-def model_config_class(name: str, source: str = ""):
-    """The pydantic config class of model `name`."""
-    return get_model_class(name, source).config_class
+
+
+def build_model(cfg, dataset, device):
+    """The configured model (cfg: a validated Config) on `device`, built over the dataset's training data."""
+    cls = get_model_class(cfg.model["name"])
+    ctx = ModelContext(dataset, device, cfg.train, cfg.task or cls.tasks[0])
+    return cls(cls.config_class(**cfg.model), ctx).to(device)
 
 
 from . import lightgcn, mf  # noqa: E402,F401  (registration)

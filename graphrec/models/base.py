@@ -1,15 +1,21 @@
-"""The model interface: loss(users, pos, neg) for training, embeddings() for full-ranking evaluation."""
+"""The model interface every family shares, and the ranking base with one ego embedding table.
+
+A model declares its batch kind (pairwise, pointwise, graph), the tasks it supports, its parameter groups and its
+stages; the trainer does the rest. See docs/extending.md.
+"""
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Callable, ClassVar, Optional
 
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from ..config import ModelConfig
+from ..batches import PairBatch
 from ..data.dataset import Dataset
 from ..graph.adjacency import NormalizedAdjacency
-from ..losses import bpr_loss, l2_reg
+from ..losses import bpr_per_sample, l2_reg
+from ..schema import ModelConfig, TrainConfig
 
 _optimizer_steps = 0  # bumped after every torch optimizer step; fused ones do not bump parameters' _version
 
@@ -23,62 +29,166 @@ def _count_optimizer_step(optimizer, args, kwargs) -> None:  # noqa: ARG001
 register_optimizer_step_post_hook(_count_optimizer_step)
 
 
+@dataclass
+class ModelContext:
+    """What a model is built from: the dataset, the device, the training keys, the task, and the training graph."""
+
+    dataset: Dataset
+    device: torch.device
+    train: TrainConfig = field(default_factory=TrainConfig)
+    task: str = "ranking"
+    _graph: Optional[NormalizedAdjacency] = None
+
+    @property
+    def graph(self) -> NormalizedAdjacency:
+        """D^-1/2 A D^-1/2 of the training events on the device, built on first use and kept."""
+        if self._graph is None:
+            train = self.dataset.train
+            self._graph = NormalizedAdjacency.from_numpy(train.user, train.item, self.dataset.num_users,
+                                                         self.dataset.num_items, self.device)
+        return self._graph
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A phase of training: `epochs` epochs (None: until the end) stepping the named parameter groups (None: all).
+
+    `batch_kind` overrides the model's for the stage (e.g. a 'graph' pre-training stage); `evaluate` says whether
+    validation and checkpoint selection run during it.
+    """
+
+    name: str = "main"
+    epochs: Optional[int] = None
+    groups: Optional[tuple[str, ...]] = None
+    batch_kind: Optional[str] = None
+    evaluate: bool = True
+
+
+class Model(torch.nn.Module):
+    """Base of every model: `loss(batch)` returns named scalars with 'loss'; the trainer steps and evaluates.
+
+    Class attributes: `config_class` (the model's keys), `batch_kind` ('pairwise' | 'pointwise' | 'graph'),
+    `tasks` (the first is the default), `summary` (one line for `graphrec models`).
+    """
+
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    registry_name: ClassVar[str] = "base"
+    summary: ClassVar[str] = ""
+    batch_kind: ClassVar[str] = "pairwise"
+    tasks: ClassVar[tuple[str, ...]] = ("ranking",)
+    graph_steps: ClassVar[int] = 1  # steps per epoch of a 'graph' batch kind
+
+    def __init__(self, cfg: ModelConfig, ctx: ModelContext):
+        super().__init__()
+        self.cfg = cfg
+        self.reg = ctx.train.reg
+        self.task = ctx.task
+        self.stage = "main"
+
+    def loss(self, batch) -> dict[str, torch.Tensor]:
+        """Named scalar losses of one batch; 'loss' is the one minimized."""
+        raise NotImplementedError
+
+    def forward(self, batch) -> dict[str, torch.Tensor]:
+        """Same as loss(); lets DistributedDataParallel wrap the model."""
+        return self.loss(batch)
+
+    def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
+        """Called before each epoch (again on a resumed one, with the generator at the same state): redraw views."""
+
+    def param_groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        """Named parameter groups, each with its own optimizer (train.groups sets their lr); default: one 'main'."""
+        return {"main": [p for p in self.parameters() if p.requires_grad]}
+
+    def stages(self) -> list[Stage]:
+        """The training phases in order; default: one stage over every group for all epochs."""
+        return [Stage()]
+
+
 @torch.no_grad()
 def hardest_candidates(users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """(b, k, 1) index of the candidate each user scores highest; users (b, d), candidates (b, k, c, d)."""
     return torch.einsum("bkcd,bd->bkc", candidates, users).argmax(-1, keepdim=True)
 
 
-class Recommender(torch.nn.Module):
-    """Base of every model: one (num_users + num_items, dim) ego embedding table, users first.
+@dataclass
+class BatchIndex:
+    """Where a pairwise batch's users, positives and negatives sit in a table of node rows."""
+
+    users: torch.Tensor
+    pos: torch.Tensor
+    neg: torch.Tensor
+
+
+class Recommender(Model):
+    """Ranking base: one (num_users + num_items, dim) ego embedding table, users first.
 
     Initialization (the one documented init): normal(0, init_std), as in the LightGCN reference code.
-    Subclasses define `config_class`, `propagate(rows)` and may override `loss`.
+    Subclasses define `propagate(rows)`; `loss` is BPR + L2 built from pieces a subclass can reuse
+    (`batch_rows`, `pairwise_loss`, `reduce_samples`), and `scorer()` ranks users against all items.
     """
 
-    config_class = ModelConfig
-    registry_name = "base"
-    summary = ""
-
-    def __init__(self, cfg: ModelConfig, dataset: Dataset, graph: Optional[NormalizedAdjacency]):
-        super().__init__()
-        self.cfg = cfg
-        self.num_users, self.num_items = dataset.num_users, dataset.num_items
-        self.graph = graph
+    def __init__(self, cfg: ModelConfig, ctx: ModelContext):
+        super().__init__(cfg, ctx)
+        self.num_users, self.num_items = ctx.dataset.num_users, ctx.dataset.num_items
+        self.graph = ctx.graph if self.uses_graph else None
         self.embedding = torch.nn.Parameter(torch.empty(self.num_users + self.num_items, cfg.embedding_dim))
         torch.nn.init.normal_(self.embedding, std=cfg.init_std)
         self._cache: Optional[tuple[tuple, tuple[torch.Tensor, torch.Tensor]]] = None
+
+    uses_graph: ClassVar[bool] = True
 
     def propagate(self, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Final node embeddings, (num_nodes, dim) or (len(rows), dim) for the given node rows."""
         raise NotImplementedError
 
-    def loss(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float) -> dict[str, torch.Tensor]:
-        """BPR + reg * L2 on the batch's ego embeddings; returns named scalars.
-
-        users/pos: (batch,) ids. neg: (batch,) one negative each; (batch, k) k negatives, BPR averaged over
-        every pair and each negative's L2 counted 1/k; (batch, k, c) dynamic negative sampling, where each of
-        the k negatives is the highest-scoring of c candidates under the current model (Zhang et al., 2013).
-        """
-        b = len(users)
-        nodes = torch.cat([users, pos + self.num_users, neg.reshape(-1) + self.num_users])
+    def batch_rows(self, batch: PairBatch) -> tuple[torch.Tensor, BatchIndex]:
+        """(n,) the batch's distinct node rows, and where each user, positive and negative sits among them."""
+        b = len(batch.users)
+        nodes = torch.cat([batch.users, batch.pos + self.num_users, batch.neg.reshape(-1) + self.num_users])
         unique, inverse = torch.unique(nodes, return_inverse=True)
-        table = self.propagate(unique)  # final embeddings of the batch's distinct nodes
-        u, p, slots = table[inverse[:b]], table[inverse[b:2 * b]], inverse[2 * b:].view(neg.shape)
-        if neg.dim() == 3:  # only the kept candidates enter the loss (and the autograd graph)
+        return unique, BatchIndex(inverse[:b], inverse[b:2 * b], inverse[2 * b:].view(batch.neg.shape))
+
+    def node_index(self, batch: PairBatch) -> BatchIndex:
+        """The batch's positions in a full (num_nodes, dim) table: the node ids themselves."""
+        return BatchIndex(batch.users, batch.pos + self.num_users, batch.neg + self.num_users)
+
+    def pair_embeddings(self, batch: PairBatch, table: torch.Tensor, index: BatchIndex
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """u (b, d), p (b, d), n (b, d) or (b, k, d), and the negatives used, (b,) or (b, k), from a table.
+
+        With (b, k, c) candidates (dynamic negative sampling, Zhang et al. 2013) each negative is the candidate the
+        user scores highest, chosen on detached scores: only the kept candidates enter the autograd graph.
+        """
+        u, p, neg, slots = table[index.users], table[index.pos], batch.neg, index.neg
+        if neg.dim() == 3:
             choice = hardest_candidates(u.detach(), table.detach()[slots])
             neg, slots = neg.gather(2, choice).squeeze(2), slots.gather(2, choice).squeeze(2)
-        n = table[slots]
-        neg_scores = (u * n).sum(-1) if neg.dim() == 1 else (u.unsqueeze(1) * n).sum(-1)
-        bpr = bpr_loss((u * p).sum(1), neg_scores)
-        k = neg.shape[1] if neg.dim() == 2 else 1
-        ego = self.embedding
-        l2 = l2_reg(b, ego[users], ego[pos + self.num_users]) + l2_reg(b, ego[neg.reshape(-1) + self.num_users]) / k
-        return {"loss": bpr + reg * l2, "bpr": bpr, "l2": l2}
+        return u, p, table[slots], neg
 
-    def forward(self, users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor, reg: float) -> dict[str, torch.Tensor]:
-        """Same as loss(); lets DistributedDataParallel wrap the model."""
-        return self.loss(users, pos, neg, reg)
+    def reduce_samples(self, per_sample: torch.Tensor) -> torch.Tensor:
+        """Scalar from (b,) per-sample losses: the mean; a reweighting model (DRO) overrides it."""
+        return per_sample.mean()
+
+    def pairwise_loss(self, batch: PairBatch, table: torch.Tensor, index: BatchIndex) -> dict[str, torch.Tensor]:
+        """BPR (reduced by reduce_samples) + reg * L2 on the batch's ego embeddings, from propagated rows `table`.
+
+        neg: (b,) one negative each; (b, k): BPR averaged over every pair and each negative's L2 counted 1/k;
+        (b, k, c): dynamic negative sampling (see pair_embeddings).
+        """
+        u, p, n, neg = self.pair_embeddings(batch, table, index)
+        neg_scores = (u * n).sum(-1) if n.dim() == 2 else (u.unsqueeze(1) * n).sum(-1)
+        bpr = self.reduce_samples(bpr_per_sample((u * p).sum(1), neg_scores))
+        b, k = len(batch.users), neg.shape[1] if neg.dim() == 2 else 1
+        ego = self.embedding
+        l2 = (l2_reg(b, ego[batch.users], ego[batch.pos + self.num_users])
+              + l2_reg(b, ego[neg.reshape(-1) + self.num_users]) / k)
+        return {"loss": bpr + self.reg * l2, "bpr": bpr, "l2": l2}
+
+    def loss(self, batch: PairBatch) -> dict[str, torch.Tensor]:
+        """BPR + reg * L2 with the batch's rows propagated once."""
+        rows, index = self.batch_rows(batch)
+        return self.pairwise_loss(batch, self.propagate(rows), index)
 
     def train(self, mode: bool = True) -> "Recommender":
         """Switch mode and drop cached embeddings (fused optimizers update parameters without a version bump)."""
@@ -98,3 +208,17 @@ class Recommender(torch.nn.Module):
             final = self.propagate()
             self._cache = (key, (final[:self.num_users], final[self.num_users:]))
         return self._cache[1]
+
+    @torch.no_grad()
+    def scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        """A function users (m,) -> scores (m, num_items) against every item; default: dot product of embeddings.
+
+        Called once per evaluation, so a model computes what all users share (embeddings, fused features) here.
+        """
+        return dot_scorer(*self.embeddings())
+
+
+def dot_scorer(user_emb: torch.Tensor, item_emb: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """users (m,) -> (m, num_items) scores user_emb[users] @ item_emb.T, the item side transposed once."""
+    item_t = item_emb.t().contiguous()
+    return lambda users: user_emb[users] @ item_t

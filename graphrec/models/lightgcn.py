@@ -6,7 +6,7 @@ from typing import Optional
 import torch
 from pydantic import Field, model_validator
 
-from ..config import ModelConfig
+from ..schema import ModelConfig
 from ..graph.propagate import BACKENDS, weighted_propagation
 from . import register
 from .base import Recommender

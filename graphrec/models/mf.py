@@ -14,6 +14,7 @@ class MF(Recommender):
     """Score = dot product of the user's and the item's ego embeddings."""
 
     summary = "matrix factorization with BPR (no graph)"
+    uses_graph = False
 
     def propagate(self, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Ego embeddings, (num_nodes, dim) or (len(rows), dim)."""

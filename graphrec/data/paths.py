@@ -1,0 +1,33 @@
+"""Where data.path points: the one place a dataset folder is resolved."""
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Optional
+
+from ..errors import GraphrecError
+from ..schema import Config
+
+
+def resolve_data_path(cfg: Config) -> Optional[Path]:
+    """data.path as: absolute; else relative to the YAML file or the working folder; else under $GRAPHREC_DATA
+    (default ../shared/data)."""
+    if cfg.data.path is None:
+        return None
+    path = Path(os.path.expanduser(cfg.data.path))
+    candidates = [path] if path.is_absolute() else [Path(cfg.base_dir) / path, Path.cwd() / path]
+    env = os.environ.get("GRAPHREC_DATA")
+    data_root = Path(env) if env else Path.cwd().parent / "shared" / "data"
+    if not path.is_absolute():
+        candidates.append(data_root / path)
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate.resolve()
+    tried = ", ".join(dict.fromkeys(str(c.resolve()) for c in candidates))
+    known = sorted(p.name for p in data_root.iterdir()) if data_root.is_dir() else []
+    close = difflib.get_close_matches(str(path), known, n=1, cutoff=0.75)
+    hint = (f"did you mean '{close[0]}'?" if close else
+            "give a path relative to the YAML file, an absolute one, or a folder under $GRAPHREC_DATA"
+            + ("" if env else " (GRAPHREC_DATA is not set)"))
+    raise GraphrecError(f"data.path '{cfg.data.path}' not found (looked in {tried}); {hint}")

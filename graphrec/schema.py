@@ -1,0 +1,167 @@
+"""The config schema: one pydantic section per block of an experiment YAML, every key with its one-line description.
+
+docs/config.md is generated from these descriptions (graphrec.config_docs); a test fails when they drift.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+TASKS = ("ranking", "regression", "classification")
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class SyntheticConfig(Section):
+    """The seeded generator behind the quickstart (graphrec.data.synthetic)."""
+
+    num_users: int = Field(2000, ge=2, description="users of the generated data")
+    num_items: int = Field(1500, ge=2, description="items of the generated data")
+    num_communities: int = Field(12, ge=1, description="planted communities (users prefer their community's items)")
+    mean_degree: float = Field(25.0, gt=0, description="mean events per user")
+    in_community: float = Field(0.8, ge=0, le=1, description="share of a user's events inside its community")
+    popularity_exponent: float = Field(1.1, ge=0, description="power-law exponent of item popularity")
+    seed: int = Field(7, description="generator seed (independent of the run's seed)")
+
+
+class DataConfig(Section):
+    """Where the interactions come from and how they are read and filtered."""
+
+    path: Optional[str] = Field(None, description="dataset folder or file; absolute, relative to the YAML or the "
+                                                  "working folder, or under $GRAPHREC_DATA")
+    format: Literal["synthetic", "lightgcn", "pairs", "atomic", "csv"] = Field(
+        "synthetic", description="file format: synthetic, lightgcn (user item item ...), pairs, atomic (.inter), csv")
+    files: dict[str, str] = Field(default_factory=dict, description="split name -> file, e.g. {train: train.txt, "
+                                                                    "test: test.txt}, or {all: file} to split one file")
+    columns: dict[str, str | int] = Field(default_factory=dict, description="csv/atomic columns {user, item, "
+                                                                             "rating, timestamp}: names or numbers")
+    delimiter: Optional[str] = Field(None, description="field separator (csv default ',', pairs whitespace)")
+    header: bool = Field(True, description="csv: the first line holds column names")
+    min_rating: Optional[float] = Field(None, description="keep events with rating >= this (implicit feedback)")
+    kcore: int = Field(0, ge=0, description="iterative k-core filter on users and items (0 = off)")
+    skip_bad_lines: bool = Field(False, description="skip (and report) malformed lines instead of stopping")
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig, description="the generator's keys")
+
+
+class SplitConfig(Section):
+    """How train/valid/test are made when the files do not give them."""
+
+    method: Literal["given", "random", "loo", "temporal", "temporal_global"] = Field(
+        "given", description="given (the files), random, loo (leave one out), temporal (per user), temporal_global")
+    valid_ratio: float = Field(0.1, ge=0, lt=1, description="per-user share carved for validation (0 = none: the "
+                                                            "paper protocol)")
+    test_ratio: float = Field(0.2, ge=0, lt=1, description="per-user (global for temporal_global) test share")
+    seed: Optional[int] = Field(None, description="split seed (default: the run's seed)")
+
+
+class ModelConfig(Section):
+    """Keys every model has; a model adds its own by subclassing (see graphrec.models)."""
+
+    name: str = Field("lightgcn", description="registered model name (graphrec models lists them)")
+    embedding_dim: int = Field(64, ge=1, description="embedding size")
+    init_std: float = Field(0.1, gt=0, description="normal(0, init_std) init of embedding tables (the one "
+                                                   "documented init)")
+
+
+class GroupConfig(Section):
+    """Optimizer settings of one parameter group a model declares (unset keys take train's)."""
+
+    lr: Optional[float] = Field(None, gt=0, description="learning rate of the group (default train.lr)")
+    optimizer: Optional[Literal["adam", "adamw", "sgd"]] = Field(None, description="optimizer of the group "
+                                                                                   "(default train.optimizer)")
+    weight_decay: float = Field(0.0, ge=0, description="decoupled weight decay of the group's optimizer")
+
+
+class TrainConfig(Section):
+    """The training loop: batches, optimizers, early stopping, checkpoints."""
+
+    epochs: int = Field(1000, ge=0, description="epochs at most (early stopping may end sooner)")
+    batch_size: int = Field(2048, ge=1, description="events (pairwise) or rows (pointwise) per global batch")
+    lr: float = Field(0.001, gt=0, description="learning rate")
+    reg: float = Field(1e-4, ge=0, description="L2 weight: reg * 0.5 * sum of squared ego embeddings of the batch / "
+                                               "batch_size (each of k negatives counts 1/k); owned by the model's loss")
+    num_negatives: int = Field(1, ge=1, description="pairwise: negatives per positive; BPR averages over batch x k")
+    negative_candidates: int = Field(1, ge=1, description="pairwise: dynamic negative sampling when > 1, each "
+                                                          "negative the highest-scoring of this many uniform candidates")
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="adam (fused kernel), adamw, sgd")
+    groups: dict[str, GroupConfig] = Field(default_factory=dict, description="per parameter group of the model: "
+                                                                             "{name: {lr, optimizer, weight_decay}}")
+    lr_schedule: Literal["constant", "cosine", "step"] = Field(
+        "constant", description="per-epoch learning rate: constant, cosine (lr to lr_min over epochs), step")
+    lr_min: float = Field(0.0, ge=0, description="cosine schedule's final learning rate")
+    lr_milestones: list[int] = Field(default_factory=list, description="step schedule: epochs (0-based) from which "
+                                                                       "the rate is multiplied by lr_gamma")
+    lr_gamma: float = Field(0.1, gt=0, description="step schedule's factor")
+    eval_every: int = Field(1, ge=1, description="validate every N epochs")
+    patience: int = Field(10, ge=0, description="early stop after N validations without improvement (0 = never)")
+    select_metric: Optional[str] = Field(None, description="validation metric that selects the checkpoint "
+                                                           "(default: the task's, recall@20 / rmse / auc)")
+    grad_clip: Optional[float] = Field(None, gt=0, description="max gradient norm (none = no clipping)")
+    max_batches: Optional[int] = Field(None, ge=1, description="cap on batches per epoch (smoke tests)")
+    threads: Optional[int] = Field(None, ge=1, description="CPU threads (default: torch's)")
+    progress: bool = Field(True, description="show a tqdm progress bar")
+
+
+class EvalConfig(Section):
+    """Evaluation: full ranking with metrics at several K in one pass, or pointwise metrics."""
+
+    topk: list[int] = Field(default_factory=lambda: [10, 20], description="ranking: every K computed in one pass")
+    metrics: list[str] = Field(default_factory=lambda: ["recall", "ndcg", "precision", "hit", "mrr"],
+                               description="ranking: recall, ndcg, precision, hit, mrr; regression: rmse, mae; "
+                                           "classification: auc, logloss")
+    max_score_elements: int = Field(2 ** 25, ge=1, description="at most this many user x item scores held at once")
+
+    @field_validator("topk")
+    @classmethod
+    def _positive_k(cls, value: list[int]) -> list[int]:
+        if not value or min(value) < 1:
+            raise ValueError("every K must be >= 1")
+        return sorted(set(value))
+
+
+class TrackingConfig(Section):
+    """Where metrics go besides log.jsonl: W&B online, offline or disabled."""
+
+    mode: Literal["disabled", "offline", "online"] = Field("disabled", description="W&B mode (WANDB_MODE overrides)")
+    project: str = Field("graphrec", description="W&B project")
+    entity: Optional[str] = Field(None, description="W&B entity (team or user)")
+
+
+class Config(Section):
+    """A whole experiment."""
+
+    name: str = Field("run", description="run folder prefix: <output_dir>/<name>-<time>/")
+    seed: int = Field(2020, description="seeds python, numpy, torch, the sampler and (unless split.seed) the split")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto (CUDA if present), cpu, cuda")
+    output_dir: str = Field("runs", description="where run folders go (relative to the working folder)")
+    task: Optional[Literal["ranking", "regression", "classification"]] = Field(
+        None, description="ranking, regression or classification (default: the model's first task)")
+    data: DataConfig = Field(default_factory=DataConfig, description="the dataset")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="how splits are made")
+    model: dict[str, Any] = Field(default_factory=lambda: {"name": "lightgcn"}, description="the model and its keys")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="the training loop")
+    eval: EvalConfig = Field(default_factory=EvalConfig, description="evaluation")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="experiment tracking")
+    base_dir: str = Field(".", exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        if not value.strip() or "/" in value or "\\" in value or value in (".", ".."):
+            raise ValueError("name becomes the run folder's name: use a non-empty name without '/'")
+        return value
+
+
+def section_classes(cls: type[BaseModel] = Config, prefix: str = "") -> dict[str, type[BaseModel]]:
+    """Every section path ('' for the top level, 'data.synthetic', ...) -> its pydantic class."""
+    out = {prefix: cls}
+    for name, field in cls.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.update(section_classes(ann, f"{prefix}.{name}" if prefix else name))
+    return out

@@ -1,0 +1,97 @@
+"""Tasks: ranking, regression, classification — their metrics, selection rule and evaluators."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .data.dataset import Dataset
+from .data.fields import labels_for_task
+from .errors import GraphrecError
+from .evaluation import RANKING_METRICS, Evaluator
+from .pointwise_eval import CLASSIFICATION_METRICS, REGRESSION_METRICS, PointwiseEvaluator
+from .schema import Config
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task's metric names, the metric that selects by default, and which metrics are better when lower."""
+
+    name: str
+    metrics: tuple[str, ...]
+    default_select: str
+    lower_is_better: frozenset[str] = frozenset()
+    at_k: bool = False  # metrics are computed at each K of eval.topk
+
+
+TASKS = {
+    "ranking": Task("ranking", RANKING_METRICS, "recall@20", at_k=True),
+    "regression": Task("regression", REGRESSION_METRICS, "rmse", frozenset({"rmse", "mae"})),
+    "classification": Task("classification", CLASSIFICATION_METRICS, "auc", frozenset({"logloss"})),
+}
+
+
+def metric_keys(cfg: Config) -> list[str]:
+    """The metric names a run computes per split: 'recall@20', ... (ranking) or 'rmse', ... (pointwise)."""
+    if TASKS[cfg.task or "ranking"].at_k:
+        return [f"{m}@{k}" for k in cfg.eval.topk for m in cfg.eval.metrics]
+    return list(cfg.eval.metrics)
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of the metric (e.g. 'rmse', 'valid/logloss') is better."""
+    name = metric.rsplit("/", 1)[-1].split("@")[0]
+    return any(name in task.lower_is_better for task in TASKS.values())
+
+
+def check_task(cfg: Config, model_cls, origin) -> None:
+    """Resolve task, eval.metrics and train.select_metric for the model; one-line errors where they do not fit."""
+    if cfg.task is None:
+        cfg.task = model_cls.tasks[0]
+    elif cfg.task not in model_cls.tasks:
+        raise GraphrecError(f"{origin.where(('task',))}model {model_cls.registry_name} does not support task "
+                            f"{cfg.task}; its tasks: {', '.join(model_cls.tasks)}")
+    task = TASKS[cfg.task]
+    if "metrics" not in cfg.eval.model_fields_set and not task.at_k:
+        cfg.eval.metrics = list(task.metrics)
+    for index, metric in enumerate(cfg.eval.metrics):
+        if metric not in task.metrics:
+            owner = next((t.name for t in TASKS.values() if metric in t.metrics), None)
+            why = f"'{metric}' is a {owner} metric" if owner else f"unknown metric '{metric}'"
+            raise GraphrecError(f"{origin.where(('eval', 'metrics', index))}eval.metrics: {why}, but the task is "
+                                f"{task.name}; choose from {', '.join(task.metrics)}")
+    computed = metric_keys(cfg)
+    if cfg.train.select_metric is None:
+        default = task.default_select
+        if task.at_k and default not in computed:
+            default = f"{task.default_select.split('@')[0]}@{max(cfg.eval.topk)}"
+        cfg.train.select_metric = default if default in computed else computed[0]
+    if cfg.train.select_metric not in computed:
+        name, _, k = cfg.train.select_metric.partition("@")
+        fix = (f"add {k} to eval.topk" if name in cfg.eval.metrics and k.isdigit()
+               else f"choose one of {', '.join(computed)}")
+        raise GraphrecError(f"{origin.where(('train', 'select_metric'))}train.select_metric "
+                            f"'{cfg.train.select_metric}' is not computed by the {task.name} task's eval.metrics"
+                            f"{' x eval.topk' if task.at_k else ''}; {fix}")
+
+
+def build_evaluators(dataset: Dataset, cfg: Config, device: torch.device) -> dict:
+    """One evaluator per evaluable split ('valid' first), ranking or pointwise by the config's task."""
+    if TASKS[cfg.task or "ranking"].at_k:
+        return {name: Evaluator(dataset, name, cfg.eval.topk, cfg.eval.metrics, cfg.eval.max_score_elements, device)
+                for name in dataset.eval_splits()}
+    if dataset.fields is None:
+        raise GraphrecError(f"task {cfg.task} needs feature rows (data.format libfm or synthetic fields), but "
+                            f"dataset {dataset.name} has interactions only")
+    train_label = dataset.fields.rows["train"].label
+    label_range = (float(train_label.min(initial=0.0)), float(train_label.max(initial=1.0)))
+    chunk = max(1, cfg.eval.max_score_elements // 64)
+    return {name: PointwiseEvaluator(rows, labels_for_task(rows.label, cfg.task, f"{dataset.name} {name}"), cfg.task,
+                                     cfg.eval.metrics, chunk, label_range, device)
+            for name, rows in dataset.fields.rows.items() if name != "train"}
+
+
+def point_labels(dataset: Dataset, task: str) -> np.ndarray:
+    """(n,) training labels as the task reads them."""
+    return labels_for_task(dataset.fields.rows["train"].label, task, f"{dataset.name} train")
