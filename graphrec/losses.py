@@ -1,5 +1,8 @@
-"""Losses shared by every model, each checked against hand-computed values in tests/test_losses.py."""
+"""Losses shared by every model, each checked against hand-computed values in tests/test_losses.py and
+tests/test_contrastive_pieces.py (the contrastive ones)."""
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -30,3 +33,46 @@ def pointwise_loss(pred: torch.Tensor, label: torch.Tensor, task: str) -> torch.
     if task == "classification":
         return F.binary_cross_entropy_with_logits(pred, label, reduction="none")
     return (pred - label).pow(2)
+
+def cosine_logits(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(n, n) cos(view1_i, view2_j) / temperature from (n, d) views; row i's positive is column i."""
+    return F.normalize(view1, dim=1) @ F.normalize(view2, dim=1).t() / temperature
+
+
+def info_nce(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Scalar mean_i -log(exp(s_ii / t) / sum_j exp(s_ij / t)), s = cosine of (n, d) view rows (SGL, SimGCL)."""
+    logits = cosine_logits(view1, view2, temperature)
+    return (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
+
+
+def symmetric_contrastive(view1: torch.Tensor, view2: torch.Tensor, temperature: float, q: float, lam: float,
+                          *, double_positive: bool = True, bidirectional: bool = False) -> torch.Tensor:
+    """Scalar SGCL/RINCE loss mean_i [-p_i^q / q + (lam * (p_i + S_i))^q / q] of (n, d) views.
+
+    p_i = exp(s_ii / t), S_i = sum_j exp(s_ij / t) (j = i included), s = cosine of view rows. The
+    defaults are the official SGCL code: the positive counted twice (p_i + S_i) and one direction
+    (view1 -> view2). `double_positive=False` uses lam * S_i; `bidirectional=True` averages both
+    directions. Only p^q and (lam (p + S))^q are formed (log space, expm1), so exp(s / t) never
+    overflows and small q keeps its digits. q -> 0 gives -log(p_i / (lam (p_i + S_i))); q = 1 gives
+    -p_i + lam (p_i + S_i).
+    """
+    logits = cosine_logits(view1, view2, temperature)
+    directions = (logits, logits.t()) if bidirectional else (logits,)
+    total = 0.0
+    for scores in directions:
+        log_pos = scores.diagonal()
+        log_all = torch.logsumexp(scores, dim=1)
+        if double_positive:
+            log_all = torch.logaddexp(log_pos, log_all)
+        total = total + (torch.expm1(q * (log_all + math.log(lam))) - torch.expm1(q * log_pos)).mean() / q
+    return total / len(directions)
+
+
+def contrast_nodes(users: torch.Tensor, pos: torch.Tensor, num_users: int, joint: bool) -> list[torch.Tensor]:
+    """Node-id groups to contrast from a batch's (b,) users and positives: the unique users and the unique items
+    (item ids shifted by num_users), as one group when `joint` (SGCL code) or two groups (SGL, SimGCL).
+
+    A model sums its loss over the groups: sum(loss(z1[ids], z2[ids], ...) for ids in contrast_nodes(...)).
+    """
+    user_ids, item_ids = torch.unique(users), torch.unique(pos) + num_users
+    return [torch.cat([user_ids, item_ids])] if joint else [user_ids, item_ids]
