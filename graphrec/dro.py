@@ -1,0 +1,120 @@
+"""Distributionally robust (KL / entropy-regularised) reweighting of losses, per sample or per group, and the
+Sinkhorn divergence used by DRGO. Formulas and choices: docs/ood-pieces.md.
+
+The adversary maximises sum_i w_i l_i - tau * KL(w || uniform) over the simplex; its maximiser is
+w = softmax(l / tau), computed from detached losses, and the model minimises sum_i w_i l_i.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from .errors import GraphrecError
+
+
+def _check_temperature(temperature: float) -> None:
+    """GraphrecError unless the temperature is a positive number."""
+    if not (isinstance(temperature, (int, float)) and not isinstance(temperature, bool) and temperature > 0):
+        raise GraphrecError(f"dro.temperature must be a number > 0 (got {temperature!r}); larger is closer to the "
+                            "plain mean, smaller puts more weight on the worst losses")
+
+
+def dro_weights(losses: torch.Tensor, temperature: float) -> torch.Tensor:
+    """(n,) worst-case weights softmax(losses / temperature) of (n,) losses, detached (no gradient flows through w)."""
+    _check_temperature(temperature)
+    return torch.softmax(losses.detach() / temperature, dim=0)
+
+
+def dro_objective(losses: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Scalar sum_i w_i l_i with w = dro_weights(l); its gradient is sum_i w_i grad l_i (the weights are constants).
+
+    Same gradient as the dual form tau * log mean_i exp(l_i / tau) (Danskin); the value is the reweighted risk.
+    """
+    return (dro_weights(losses, temperature) * losses).sum()
+
+
+def group_losses(losses: torch.Tensor, groups: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """(num_groups,) mean of the (n,) losses in each group (groups (n,) int64 in [0, num_groups)); NaN if empty.
+
+    NaN marks an empty group so it cannot pass for a zero loss; its gradient is zero, not NaN.
+    """
+    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
+        raise GraphrecError(f"dro.num_groups must be a positive integer (got {num_groups!r})")
+    if groups.numel():
+        low, high = torch.aminmax(groups)
+        if int(low) < 0 or int(high) >= num_groups:
+            raise GraphrecError(f"group ids must lie in [0, dro.num_groups = {num_groups}) (got {int(low)}..."
+                                f"{int(high)}); raise dro.num_groups or fix the group ids")
+    sums = losses.new_zeros(num_groups).index_add(0, groups, losses)
+    counts = torch.bincount(groups, minlength=num_groups).to(losses.dtype)
+    means = sums / counts.clamp(min=1)
+    return torch.where(counts > 0, means, torch.full_like(means, float("nan")))
+
+
+def group_dro_objective(losses: torch.Tensor, groups: torch.Tensor, num_groups: int, temperature: float,
+                        penalty: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Scalar sum_g w_g L_g over non-empty groups, L_g = group_losses(...), w = softmax((L_g - penalty_g) / tau).
+
+    `penalty` (num_groups,), e.g. DRGO's sinkhorn_weight * S(group, nominal), only lowers a group's weight; it is
+    detached like the losses. Empty groups get weight 0.
+    """
+    _check_temperature(temperature)
+    per_group = group_losses(losses, groups, num_groups)
+    present = ~torch.isnan(per_group)
+    scores = per_group.detach() - (penalty.detach() if penalty is not None else 0)
+    weights = torch.softmax(scores.masked_fill(~present, float("-inf")) / temperature, dim=0)
+    return (weights * per_group.nan_to_num(0.0)).sum()
+
+
+def popularity_groups(item_popularity: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """(num_items,) int64 group of each item by popularity quantile: 0 = least popular ... num_groups - 1 = most.
+
+    Items are ranked by (popularity, item id) and cut into num_groups ranges of equal size (to within one item), so
+    ties never leave a group empty.
+    """
+    num_items = int(item_popularity.shape[0])
+    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or not 1 <= num_groups <= num_items:
+        raise GraphrecError(f"dro.num_groups must be an integer in [1, number of items = {num_items}] "
+                            f"(got {num_groups!r})")
+    order = torch.argsort(item_popularity, stable=True)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(num_items, device=order.device)
+    return rank * num_groups // num_items
+
+
+def _entropic_ot(cost: torch.Tensor, epsilon: float, iterations: int) -> torch.Tensor:
+    """Scalar entropic OT value <a, f> + <b, g> for a (n, m) cost and uniform marginals, log-domain Sinkhorn.
+
+    The potentials are iterated without gradient; the value is the semi-dual <a, T(g)> + <b, g> with one last
+    differentiable soft c-transform f = T(g), whose gradient in the cost is the transport plan (envelope theorem),
+    without storing every iteration.
+    """
+    n, m = cost.shape
+    log_a, log_b = -math.log(n), -math.log(m)
+
+    def soft_c_transform(g: torch.Tensor) -> torch.Tensor:
+        return -epsilon * torch.logsumexp((g.unsqueeze(0) - cost) / epsilon + log_b, dim=1)
+
+    with torch.no_grad():
+        g = cost.new_zeros(m)
+        for _ in range(iterations):
+            f = soft_c_transform(g)
+            g = -epsilon * torch.logsumexp((f.unsqueeze(1) - cost) / epsilon + log_a, dim=0)
+    return soft_c_transform(g).mean() + g.mean()
+
+
+def sinkhorn_distance(x: torch.Tensor, y: torch.Tensor, epsilon: float = 0.05, iterations: int = 100) -> torch.Tensor:
+    """Scalar debiased Sinkhorn divergence OT(x, y) - (OT(x, x) + OT(y, y)) / 2 between point clouds x (n, d), y (m, d).
+
+    Uniform weights, ground cost the Euclidean distance (DRGO's geomloss p = 1), blur epsilon; 0 for identical clouds.
+    """
+    if not epsilon > 0:
+        raise GraphrecError(f"Sinkhorn epsilon must be > 0 (got {epsilon}); DRGO uses 0.05")
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise GraphrecError(f"Sinkhorn iterations must be a positive integer (got {iterations!r})")
+    xy = _entropic_ot(torch.cdist(x, y), epsilon, iterations)
+    xx = _entropic_ot(torch.cdist(x, x), epsilon, iterations)
+    yy = _entropic_ot(torch.cdist(y, y), epsilon, iterations)
+    return xy - 0.5 * (xx + yy)
