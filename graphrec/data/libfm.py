@@ -188,3 +188,9 @@ def _by_field(table: LibfmTable, first: np.ndarray, last: np.ndarray, declared: 
         raise GraphrecError(f"{table.where(row)}: features {a} and {b} are in the same field of data.fields; every "
                             "line needs exactly one feature of each field")
     return np.take_along_axis(table.index, order, axis=1), np.take_along_axis(table.value, order, axis=1)
+
+
+def write_libfm(path: Path, features: np.ndarray, label: np.ndarray) -> None:
+    """Write (n,) integer labels and (n, f) feature ids as libFM lines `label id:1 id:1 ...` (one-hot values)."""
+    table = np.column_stack([label.astype(np.int64), features.astype(np.int64)])
+    np.savetxt(path, table, fmt="%d" + " %d:1" * features.shape[1])
