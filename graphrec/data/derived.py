@@ -37,6 +37,9 @@ def write_folder_atomically(out: Path, fill: Callable[[Path], dict[str, Any]], c
     check_out_folder(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private; the result is an ordinary folder
     try:
         record = {"command": command,
                   "inputs": [{"path": str(Path(p).resolve()), "bytes": Path(p).stat().st_size,

@@ -12,7 +12,7 @@ TASK_LABELS = {"classification": "{-1, 1} or {0, 1}", "regression": "finite numb
 
 @dataclass
 class FieldRows:
-    """Rows of a feature-field table: (n, f) int64 global feature ids in field order, (n, f) float32 values, (n,) labels."""
+    """Feature-field rows: (n, f) int64 global feature ids in field order, (n, f) float32 values, (n,) labels."""
 
     features: np.ndarray
     values: np.ndarray
@@ -41,7 +41,7 @@ class FieldSpace:
 
 
 def labels_for_task(label: np.ndarray, task: str, source: str) -> np.ndarray:
-    """(n,) float32 training targets: {0, 1} for 'classification' (from {-1, 1} or {0, 1}), unchanged for 'regression'."""
+    """(n,) float32 targets: {0, 1} for 'classification' (from {-1, 1} or {0, 1}), unchanged for 'regression'."""
     label = np.asarray(label, dtype=np.float32)
     if task == "regression":
         if not np.isfinite(label).all():

@@ -32,7 +32,7 @@ class LibfmTable:
 
 
 def read_libfm(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> LibfmTable:
-    """Read `label idx:val ...` lines; a line that is malformed or has a different feature count is refused or skipped."""
+    """Read `label idx:val ...` lines; malformed lines or lines with another feature count are refused or skipped."""
     path = Path(path)
     lines = _open_text(path)
     counts = Counter(len(line.split()) - 1 for line in lines[:2000] if line.strip())
