@@ -34,6 +34,7 @@ def pointwise_loss(pred: torch.Tensor, label: torch.Tensor, task: str) -> torch.
         return F.binary_cross_entropy_with_logits(pred, label, reduction="none")
     return (pred - label).pow(2)
 
+
 def cosine_logits(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:
     """(n, n) cos(view1_i, view2_j) / temperature from (n, d) views; row i's positive is column i."""
     return F.normalize(view1, dim=1) @ F.normalize(view2, dim=1).t() / temperature

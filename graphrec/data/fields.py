@@ -1,55 +1,57 @@
-"""Feature-field rows (libFM-style data): one global feature id and value per field, and a label per row."""
+"""Feature-field rows: one global feature id and value per field per row, for FM-style (pointwise) models."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import GraphrecError
 
+TASK_LABELS = {"classification": "{-1, 1} or {0, 1}", "regression": "finite numbers"}
+
 
 @dataclass
 class FieldRows:
-    """Rows of features: features (n, f) int64 global ids in field order, values (n, f) float32, label (n,) float32."""
+    """Feature-field rows: (n, f) int64 global feature ids in field order, (n, f) float32 values, (n,) labels."""
 
     features: np.ndarray
     values: np.ndarray
     label: np.ndarray
 
-    def __post_init__(self) -> None:
-        self.features = np.asarray(self.features, dtype=np.int64)
-        self.values = np.asarray(self.values, dtype=np.float32)
-        self.label = np.asarray(self.label, dtype=np.float32)
+    def take(self, index: np.ndarray) -> "FieldRows":
+        """The rows selected by an integer index array or a boolean mask."""
+        return FieldRows(self.features[index], self.values[index], self.label[index])
 
     def __len__(self) -> int:
-        return int(self.features.shape[0])
-
-    def take(self, index: np.ndarray) -> "FieldRows":
-        """The rows selected by a boolean mask or an index array."""
-        return FieldRows(self.features[index], self.values[index], self.label[index])
+        return len(self.label)
 
 
 @dataclass
 class FieldSpace:
-    """The feature index space: num_features ids, each belonging to one of the named fields."""
+    """The feature ids shared by every split: (num_features,) int64 field of each feature, and the field names."""
 
     num_features: int
     field_of_feature: np.ndarray
-    field_names: list[str] = field(default_factory=list)
+    field_names: list[str]
 
     @property
     def num_fields(self) -> int:
-        """Number of fields."""
-        return len(self.field_names) if self.field_names else int(self.field_of_feature.max(initial=-1)) + 1
+        """Number of fields f (the width of FieldRows.features)."""
+        return len(self.field_names)
 
 
-def labels_for_task(label: np.ndarray, task: str, source: str = "labels") -> np.ndarray:
-    """(n,) labels as a task reads them: classification maps {-1, 1} or {0, 1} to {0, 1}; regression keeps them."""
-    if task != "classification":
+def labels_for_task(label: np.ndarray, task: str, source: str) -> np.ndarray:
+    """(n,) float32 targets: {0, 1} for 'classification' (from {-1, 1} or {0, 1}), unchanged for 'regression'."""
+    label = np.asarray(label, dtype=np.float32)
+    if task == "regression":
+        if not np.isfinite(label).all():
+            raise GraphrecError(f"{source}: a label is not a finite number; task regression needs numeric labels")
         return label
-    values = set(np.unique(label).tolist())
-    if not values <= {-1.0, 0.0, 1.0} or {-1.0, 0.0} <= values:
-        shown = ", ".join(f"{v:g}" for v in sorted(values)[:5])
-        raise GraphrecError(f"{source}: task classification needs labels in {{0, 1}} or {{-1, 1}}, found {shown}; "
-                            "use task: regression for graded labels")
+    if task != "classification":
+        raise GraphrecError(f"task '{task}' has no labels here; use one of {', '.join(TASK_LABELS)}")
+    seen = np.unique(label)
+    if not (np.isin(seen, (-1.0, 1.0)).all() or np.isin(seen, (0.0, 1.0)).all()):
+        shown = ", ".join(f"{v:g}" for v in seen[:6]) + (" ..." if len(seen) > 6 else "")
+        raise GraphrecError(f"{source}: labels {{{shown}}} are not binary; task classification needs labels in "
+                            f"{TASK_LABELS['classification']} (use task: regression for other labels)")
     return (label > 0).astype(np.float32)

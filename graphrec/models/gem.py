@@ -1,0 +1,139 @@
+"""GEM pieces: the feature co-occurrence graph, per-epoch neighbour sampling, and the high-order embedding g(.)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from ..data.fields import FieldRows, FieldSpace
+from ..errors import GraphrecError
+
+
+def feature_cooccurrence_graph(rows: FieldRows, space: FieldSpace) -> sp.csr_matrix:
+    """(num_features, num_features) symmetric counts of two features of different fields in one positive row.
+
+    Only rows with label > 0 count (pass training rows: validation and test would leak, negatives are noise);
+    a feature whose value is 0 is absent from its row.
+    """
+    positive = rows.take(rows.label > 0)
+    left, right = np.triu_indices(space.num_fields, k=1)
+    present = positive.values != 0
+    both = present[:, left] & present[:, right]
+    src, dst = positive.features[:, left][both], positive.features[:, right][both]
+    counts = np.ones(2 * len(src), dtype=np.float32)
+    graph = sp.coo_matrix((counts, (np.concatenate([src, dst]), np.concatenate([dst, src]))),
+                          shape=(space.num_features, space.num_features))
+    return graph.tocsr()  # duplicates summed into counts
+
+
+@dataclass
+class Block:
+    """One hop of a sampled subgraph; its dst nodes are the first num_dst of its src nodes."""
+
+    src_nodes: torch.Tensor  # (n_src,) global feature ids
+    num_dst: int
+    neighbors: torch.Tensor  # (num_dst, fanout) positions into src_nodes
+    mask: torch.Tensor  # (num_dst, fanout) bool, False for a dst node without neighbours
+
+
+class NeighborSampler(nn.Module):
+    """Draws `fanouts[h]` neighbours (with replacement) of each node at hop h + 1 from the seeds.
+
+    Uniform over a node's neighbours, or proportional to the co-occurrence counts when `weighted`.
+    The graph is kept as buffers (moved with the model, not saved in checkpoints).
+    """
+
+    def __init__(self, graph: sp.csr_matrix, fanouts: list[int], weighted: bool = False) -> None:
+        super().__init__()
+        graph = sp.csr_matrix(graph)
+        if any(f < 1 for f in fanouts):
+            raise GraphrecError(f"gem.fanouts {fanouts}: every hop needs at least 1 neighbour")
+        self.fanouts = list(fanouts)
+        weights = graph.data.astype(np.float64) if weighted else np.ones(graph.nnz)
+        self.register_buffer("indptr", torch.from_numpy(graph.indptr.astype(np.int64)), persistent=False)
+        self.register_buffer("indices", torch.from_numpy(np.append(graph.indices, 0).astype(np.int64)),
+                             persistent=False)  # one pad entry: a node without neighbours reads it, masked
+        self.register_buffer("cumulative", torch.from_numpy(np.concatenate([[0.0], np.cumsum(weights)])),
+                             persistent=False)
+
+    def neighbors(self, nodes: torch.Tensor, fanout: int, generator: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(len(nodes), fanout) sampled neighbour ids and the bool mask of nodes that have neighbours."""
+        start, end = self.indptr[nodes], self.indptr[nodes + 1]
+        low, high = self.cumulative[start], self.cumulative[end]
+        draw = torch.rand(len(nodes), fanout, generator=generator, dtype=torch.float64, device=nodes.device)
+        target = low.unsqueeze(1) + draw * (high - low).unsqueeze(1)
+        pos = torch.searchsorted(self.cumulative[1:], target, right=True)
+        pos = torch.minimum(torch.maximum(pos, start.unsqueeze(1)), (end - 1).clamp(min=start).unsqueeze(1))
+        has = (end > start).unsqueeze(1).expand(-1, fanout)
+        return self.indices[pos], has
+
+    def sample(self, seeds: torch.Tensor, generator: torch.Generator) -> list[Block]:
+        """Blocks from the outermost hop to the seeds (blocks[-1] has the seeds as dst); seeds must be unique."""
+        blocks = []
+        frontier = seeds
+        for fanout in self.fanouts:
+            sampled, has = self.neighbors(frontier, fanout, generator)
+            sampled = torch.where(has, sampled, frontier.unsqueeze(1))  # masked slots point at the node itself
+            new = torch.unique(sampled)
+            src = torch.cat([frontier, new[~torch.isin(new, frontier)]])
+            ordered, order = torch.sort(src)
+            blocks.append(Block(src, len(frontier), order[torch.searchsorted(ordered, sampled)], has))
+            frontier = src
+        return blocks[::-1]
+
+
+class GraphSageMean(nn.Module):
+    """g(.): `num_layers` hops over sampled blocks from the base (n, d) table, computed for the seeds only.
+
+    'sage': h_a <- W [h_a || mean of sampled neighbours' h_b] with ReLU between layers (none after the last,
+    so g(a) can take any sign like v_a); output h^(L). 'mean' (weightless, LightGCN-style ablation):
+    h_a <- mean of sampled neighbours (h_a itself when it has none); output the mean of layers 0..L.
+    """
+
+    def __init__(self, dim: int, num_layers: int, aggregator: Literal["sage", "mean"] = "sage") -> None:
+        super().__init__()
+        if aggregator not in ("sage", "mean"):
+            raise GraphrecError(f"gem.aggregator '{aggregator}' is unknown; use sage or mean")
+        self.num_layers, self.aggregator = num_layers, aggregator
+        self.layers = nn.ModuleList(nn.Linear(2 * dim, dim) for _ in range(num_layers if aggregator == "sage" else 0))
+
+    def forward(self, table: torch.Tensor, seeds: torch.Tensor, blocks: list[Block]) -> torch.Tensor:
+        """(len(seeds), d) high-order embeddings of the seeds from the (n, d) table and the sampler's blocks."""
+        if len(blocks) != self.num_layers:
+            raise ValueError(f"{len(blocks)} sampled hops for {self.num_layers} layers")
+        h = table[blocks[0].src_nodes] if blocks else table[seeds]
+        per_layer = [h[:len(seeds)]]
+        for depth, block in enumerate(blocks):
+            mask = block.mask.unsqueeze(-1).to(h.dtype)
+            neighbor_mean = (h[block.neighbors] * mask).sum(1) / mask.sum(1).clamp(min=1)
+            own = h[:block.num_dst]
+            if self.aggregator == "sage":
+                h = self.layers[depth](torch.cat([own, neighbor_mean], dim=1))
+                h = torch.relu(h) if depth < len(blocks) - 1 else h
+            else:
+                h = torch.where(block.mask[:, :1], neighbor_mean, own)
+            per_layer.append(h[:len(seeds)])
+        return h if self.aggregator == "sage" else torch.stack(per_layer).mean(0)
+
+
+class GemEmbedding(nn.Module):
+    """GEM's embedding provider: (b, f, d) high-order g(i) for a batch's features, to pass as FieldEmbedding vectors."""
+
+    def __init__(self, graph: sp.csr_matrix, dim: int, fanouts: list[int], num_layers: int,
+                 aggregator: Literal["sage", "mean"] = "sage", weighted: bool = False) -> None:
+        super().__init__()
+        if len(fanouts) != num_layers:
+            raise GraphrecError(f"gem.fanouts {list(fanouts)} has {len(fanouts)} entries but gem.layers is "
+                                f"{num_layers}; give one fanout per layer")
+        self.sampler = NeighborSampler(graph, fanouts, weighted)
+        self.encoder = GraphSageMean(dim, num_layers, aggregator)
+
+    def forward(self, table: torch.Tensor, features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """(b, f, d) g(.) of the (b, f) feature ids, over neighbours drawn with `generator` (redraw per epoch)."""
+        seeds, inverse = torch.unique(features, return_inverse=True)
+        return self.encoder(table, seeds, self.sampler.sample(seeds, generator))[inverse]
