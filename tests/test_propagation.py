@@ -216,3 +216,31 @@ def test_fused_perturbation_matches_stacked_layers():
     assert torch.allclose(fused_grad, stacked_grad, atol=1e-6)
     unperturbed = weighted_propagation(adj, x0, [0.25] * 4)
     assert not torch.allclose(fused, unperturbed, atol=1e-3)
+
+
+@pytest.mark.parametrize("rows", [None, [0, 3, 3, 10, 15]])
+@pytest.mark.parametrize("extra", [(1,), (0, 2), (3,), (3, 1)])
+@pytest.mark.parametrize("perturbed", [False, True])
+def test_extra_layers_equal_the_layer_stack_in_value_and_gradient(rows, extra, perturbed):
+    """XSimGCL's intermediate layers from the fused pass: values and gradients equal the autograd layer stack."""
+    torch.manual_seed(0)
+    nu, ni = 7, 9
+    keys = torch.unique(torch.randint(0, nu, (30,)) * ni + torch.randint(0, ni, (30,)))
+    adj = NormalizedAdjacency(keys // ni, keys % ni, nu, ni)
+    weights = [0.25, 0.25, 0.25, 0.25]
+    rows = None if rows is None else torch.tensor(rows)
+    perturb = (lambda h: 0.1 * torch.sign(h).detach()) if perturbed else None
+    pick = (lambda t: t) if rows is None else (lambda t: t[rows])  # noqa: E731
+    x = torch.randn(nu + ni, 4, requires_grad=True)
+    out, layers = weighted_propagation(adj, x, weights, rows, perturb=perturb, extra_layers=extra)
+    seed_out, seeds = torch.randn_like(out), [torch.randn_like(layer) for layer in layers]
+    grad = torch.autograd.grad((out * seed_out).sum() + sum((l * g).sum() for l, g in zip(layers, seeds)), x)[0]
+    x_ref = x.detach().clone().requires_grad_(True)
+    stack = propagate_layers(adj, x_ref, 3, perturb=perturb)
+    ref = sum(w * pick(layer) for w, layer in zip(weights, stack))
+    ref_layers = [pick(stack[j]) for j in extra]
+    ref_grad = torch.autograd.grad((ref * seed_out).sum() + sum((l * g).sum() for l, g in zip(ref_layers, seeds)),
+                                   x_ref)[0]
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(layers, ref_layers))
+    assert torch.allclose(grad, ref_grad, atol=1e-5)

@@ -77,19 +77,24 @@ TRANSPOSED_BLOCK_MAX_FRACTION = 0.2
 
 
 class _WeightedPropagation(torch.autograd.Function):
-    """sum_k w_k adj^k x0 (optionally only at `rows`), backward by Horner's scheme with num_layers SpMMs."""
+    """sum_k w_k adj^k x0 (optionally only at `rows`), backward by Horner's scheme with num_layers SpMMs.
+
+    `extra` layers j are returned too (adj^j x0 at the same rows, from the same pass); their gradients join the
+    Horner scheme at step j, so they cost no extra product.
+    """
 
     @staticmethod
-    def forward(ctx, x0, adj, weights, rows, backend, perturb):  # type: ignore[override]
-        ctx.adj, ctx.weights, ctx.rows, ctx.backend = adj, weights, rows, backend
+    def forward(ctx, x0, adj, weights, rows, backend, perturb, extra):  # type: ignore[override]
+        ctx.adj, ctx.weights, ctx.rows, ctx.backend, ctx.extra = adj, weights, rows, backend, extra
         ctx.num_nodes, ctx.block = x0.shape[0], None
         num_layers = len(weights) - 1
         pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))  # noqa: E731
         out = pick(x0) * weights[0]
+        layers = {0: pick(x0).clone()} if 0 in extra else {}
         h = x0
         for k in range(1, num_layers + 1):
             last = k == num_layers
-            if last and rows is not None and perturb is None:
+            if last and rows is not None and perturb is None and k not in extra:
                 if backend == "torch":
                     block = adj.row_block(rows)
                     out.addmm_(block, h, alpha=weights[k])
@@ -102,38 +107,63 @@ class _WeightedPropagation(torch.autograd.Function):
             if perturb is not None:
                 h = h + perturb(h)
             out.add_(pick(h), alpha=weights[k])
-        return out
+            if k in extra:
+                layers[k] = pick(h) if rows is not None else h.clone()
+        return (out, *(layers[j] for j in extra))
 
     @staticmethod
-    def backward(ctx, grad_out):  # type: ignore[override]
+    def backward(ctx, grad_out, *grad_extra):  # type: ignore[override]
         weights, rows, grad_out = ctx.weights, ctx.rows, grad_out.contiguous()
+        seeds = {j: g.contiguous() for j, g in zip(ctx.extra, grad_extra) if g is not None}
         if rows is None:
             acc = grad_out * weights[-1]
+            if len(weights) - 1 in seeds:
+                acc = acc + seeds[len(weights) - 1]
             for k in range(len(weights) - 2, -1, -1):
                 acc = spmm_raw(ctx.adj, acc, ctx.backend, add=grad_out, beta=weights[k])
+                if k in seeds:
+                    acc.add_(seeds[k])
         elif len(weights) == 1:
             acc = grad_out.new_zeros((ctx.num_nodes, grad_out.shape[1])).index_add_(0, rows, grad_out, alpha=weights[0])
+            if 0 in seeds:
+                acc.index_add_(0, rows, seeds[0])
         else:  # the seed lives on the batch's rows only
+            last = len(weights) - 1
             if ctx.block is not None:  # adj @ seed = (adj[rows, :])^T @ grad by symmetry; repeated rows add up
                 acc = torch.mm(ctx.block.t(), grad_out * weights[-1])
             else:
                 seed = grad_out.new_zeros((ctx.num_nodes, grad_out.shape[1])).index_add_(0, rows, grad_out,
                                                                                          alpha=weights[-1])
+                if last in seeds:
+                    seed.index_add_(0, rows, seeds[last])
                 acc = spmm_raw(ctx.adj, seed, ctx.backend)
             acc.index_add_(0, rows, grad_out, alpha=weights[-2])
+            if last - 1 in seeds:
+                acc.index_add_(0, rows, seeds[last - 1])
             for k in range(len(weights) - 3, -1, -1):
                 acc = spmm_raw(ctx.adj, acc, ctx.backend).index_add_(0, rows, grad_out, alpha=weights[k])
-        return acc, None, None, None, None, None
+                if k in seeds:
+                    acc.index_add_(0, rows, seeds[k])
+        return acc, None, None, None, None, None, None
 
 
 def weighted_propagation(adj: NormalizedAdjacency, x0: torch.Tensor, layer_weights: Sequence[float],
                          rows: Optional[torch.Tensor] = None, backend: str = "torch",
-                         perturb: Optional[Perturb] = None) -> torch.Tensor:
+                         perturb: Optional[Perturb] = None, extra_layers: Sequence[int] = ()):
     """sum_k layer_weights[k] * (adj^k x0), as (num_nodes, d), or (len(rows), d) when rows are given.
 
     The fused LightGCN combination: the same values and gradients as stacking `propagate_layers`,
     with num_layers SpMMs backward and none stored. With `rows`, the last layer is computed only at
     those rows (the loss needs nothing else), saving one full SpMM forward. `perturb(h)` adds a term
     after each layer that must not depend differentiably on h (SimGCL's sign-aligned noise).
+    With `extra_layers` (e.g. (1,) for XSimGCL's contrastive layer) it returns (combination, [layer_j, ...]),
+    each layer j being adj^j x0 (perturbed) at the same rows, from the same pass and differentiable.
     """
-    return _WeightedPropagation.apply(x0, adj, [float(w) for w in layer_weights], rows, backend, perturb)
+    extra = tuple(sorted(set(int(j) for j in extra_layers)))
+    if any(j < 0 or j >= len(layer_weights) for j in extra):
+        raise ValueError(f"extra_layers {list(extra)} must lie in 0..{len(layer_weights) - 1}")
+    out = _WeightedPropagation.apply(x0, adj, [float(w) for w in layer_weights], rows, backend, perturb, extra)
+    if not extra:
+        return out
+    order = [extra.index(int(j)) for j in extra_layers]
+    return out[0], [out[1 + i] for i in order]
