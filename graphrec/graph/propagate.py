@@ -109,7 +109,7 @@ class _WeightedPropagation(torch.autograd.Function):
             out.add_(pick(h), alpha=weights[k])
             if k in extra:
                 layers[k] = pick(h) if rows is not None else h.clone()
-        return (out, *(layers[j] for j in extra))
+        return (out, *(layers[j] for j in extra)) if extra else out
 
     @staticmethod
     def backward(ctx, grad_out, *grad_extra):  # type: ignore[override]
