@@ -93,3 +93,28 @@ def wait_for_epochs(output_dir: Path, epochs: int, proc: subprocess.Popen, timeo
         time.sleep(0.01)
     proc.kill()
     raise AssertionError(f"no {epochs} epochs logged within {timeout} s")
+
+
+def fit_with_stop_and_resume(cfg, stop_at_step: int, dataset=None) -> tuple[dict, list[dict]]:
+    """Train `cfg` with a stop requested during optimizer step `stop_at_step` (counted over all stages), then
+    resume from last.pt to the end; returns the final metrics and epoch records (without timings)."""
+    import signal as signals
+    from graphrec.trainer import StopRequest, Trainer, TrainingStopped
+    trainer = Trainer(cfg, dataset=dataset)
+    stop, steps, real_step = StopRequest(announce=False), [], trainer.step
+
+    def counting_step(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == stop_at_step:
+            stop.request(signals.SIGINT)
+        return real_step(*args, **kwargs)
+
+    trainer.step = counting_step
+    try:
+        trainer.fit(stop)
+    except TrainingStopped:
+        pass
+    else:
+        raise AssertionError(f"training ended before step {stop_at_step}; choose an earlier stop")
+    resumed = Trainer(cfg, run_dir=trainer.run_dir, resume=True, dataset=dataset)
+    return results(resumed.fit()), history(trainer.run_dir)
