@@ -15,9 +15,11 @@ from .base import Recommender
 class LightGCNConfig(ModelConfig):
     """LightGCN keys: layers, optional layer weights (default: the mean, 1 / (num_layers + 1) each), backend."""
 
-    num_layers: int = Field(3, ge=0)
-    layer_weights: Optional[list[float]] = None
-    backend: str = "torch"
+    num_layers: int = Field(3, ge=0, description="propagation layers L")
+    layer_weights: Optional[list[float]] = Field(None, description="layer weights w_0..w_L (default: the mean, "
+                                                                  "1 / (L + 1) each)")
+    backend: str = Field("torch", description="propagation: torch (sparse CSR), scatter (index_add), pyg (PyG "
+                                              "scatter / torch_scatter)")
 
     @model_validator(mode="after")
     def _check(self) -> "LightGCNConfig":
