@@ -45,6 +45,28 @@ def _check_output_dir(output_dir: str) -> None:
                             "to a writable folder")
 
 
+def refit_config(run_dir: Path, overrides: list[str]):
+    """The config of the refit run of a validation-protocol run: its settings, trained on train + valid for the
+    epochs it selected (best_epoch + 1), named <name>-refit."""
+    import json
+    from .config import config_from_file
+    metrics_file = run_dir / "metrics.json"
+    if not (run_dir / "config.yaml").is_file() or not metrics_file.is_file():
+        raise GraphrecError(f"--refit '{run_dir}': not a finished run folder (needs config.yaml and metrics.json); "
+                            "pass runs/<name>-<time>/ of a run trained with protocol validation")
+    try:
+        metrics = json.loads(metrics_file.read_text())
+    except (ValueError, OSError):
+        raise GraphrecError(f"--refit: {metrics_file} is not readable JSON; retrain the run") from None
+    if metrics.get("protocol") != "validation" or int(metrics.get("best_epoch", -1)) < 0:
+        raise GraphrecError(f"--refit '{run_dir}': the run was not selected on a validation split (protocol "
+                            f"{metrics.get('protocol')!r}); refit needs a validation-protocol run")
+    cfg = config_from_file(run_dir / "config.yaml", ["protocol=refit", f"train.epochs={int(metrics['best_epoch']) + 1}",
+                                                     *overrides], base_dir=str(run_dir))
+    cfg.name = f"{cfg.name}-refit"
+    return cfg
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import config_from_file
     from .trainer import Trainer
@@ -63,6 +85,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         else:
             cfg = config_from_file(run_dir / "config.yaml", args.set, base_dir=str(run_dir))
         trainer = Trainer(cfg, run_dir=run_dir, resume=True)
+    elif args.refit:
+        if args.config:
+            raise GraphrecError("--refit RUN takes its settings from the run; pass no config file (use --set to "
+                                "change a key)")
+        cfg = refit_config(Path(args.refit), args.set)
+        _check_output_dir(cfg.output_dir)
+        trainer = Trainer(cfg)
     else:
         if not args.config:
             raise GraphrecError("graphrec train needs a config file (e.g. experiments/quickstart.yaml) or --resume RUN")
@@ -210,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set train.epochs=5 (repeatable)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    train.add_argument("--refit", metavar="RUN_DIR", help="protocol refit: RUN_DIR's settings trained on train + "
+                       "valid for its selected epoch count, tests read once at the end")
     train.set_defaults(func=cmd_train)
     ev = sub.add_parser("eval", help="re-evaluate a run folder's best checkpoint")
     ev.add_argument("run", help="run folder, runs/<name>-<time>/")

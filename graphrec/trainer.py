@@ -22,7 +22,7 @@ from .checkpoint import (atomic_write_json, atomic_write_text, load_checkpoint, 
                          set_rng_state)
 from .config import Config, config_from_file, config_to_dict
 from .data.dataset import Dataset
-from .data.loader import load_dataset
+from .data.loader import apply_protocol, load_dataset
 from .data.sampling import NegativeSampler, epoch_batches, row_batches
 from .errors import GraphrecError
 from .evaluation import evaluate_splits
@@ -103,7 +103,7 @@ class Trainer:
             torch.set_num_threads(cfg.train.threads)
         self.device = resolve_device(cfg.device) if not self.dist.is_cuda else self.dist.device
         seed_everything(cfg.seed)
-        self.dataset = dataset if dataset is not None else load_dataset(cfg)
+        self.dataset = apply_protocol(cfg, dataset if dataset is not None else load_dataset(cfg))
         if self.dataset.source is not None:  # the folder the loader resolved, recorded in config.yaml
             cfg.data.path = self.dataset.source
         self.model = build_model(cfg, self.dataset, self.device)
@@ -429,6 +429,11 @@ class Trainer:
             raise
         return self.finish()
 
+    @property
+    def protocol(self) -> str:
+        """refit, validation (selected on valid) or paper (no validation split: the last epoch is reported)."""
+        return "refit" if self.cfg.protocol == "refit" else "validation" if "valid" in self.evaluators else "paper"
+
     def _stopped(self, stop: StopRequest, where: str) -> None:
         if self.is_writer:
             print(f"graphrec: stopped {where}; last.pt saved; resume with: {self._resume_command()}",
@@ -455,7 +460,7 @@ class Trainer:
         metrics.update({"best_epoch": self.state.best_epoch, "epochs_run": self.state.epoch,
                         "train_seconds": self.state.train_seconds,
                         "eval_seconds": self.state.eval_seconds + time.perf_counter() - started,
-                        "protocol": "validation" if "valid" in self.evaluators else "paper"})
+                        "protocol": self.protocol})
         if self.is_writer:
             if not best.exists():
                 self._save("best.pt")
@@ -490,7 +495,7 @@ def evaluate_run(run_dir: Path, splits: Optional[list[str]] = None, checkpoint: 
     saved = load_checkpoint(run_dir / checkpoint)
     cfg = config_from_file(run_dir / "config.yaml", base_dir=str(run_dir))
     device = resolve_device(cfg.device)
-    dataset = load_dataset(cfg)
+    dataset = apply_protocol(cfg, load_dataset(cfg))
     model = build_model(cfg, dataset, device)
     try:
         model.load_state_dict(saved["model"])

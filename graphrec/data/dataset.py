@@ -1,7 +1,7 @@
 """Interactions and Dataset: int64 user/item arrays, optional ratings and timestamps, id maps both ways."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -75,6 +75,20 @@ class Dataset:
     fields: Optional[FieldData] = None
     warnings: WarningLog = field(default_factory=WarningLog)
     source: Optional[str] = None  # the resolved data folder (None for generated data)
+
+    def with_valid_in_train(self) -> "Dataset":
+        """The refit protocol's data: train + valid as the training set, no validation split."""
+        merged = replace(self, train=self.train.concat(self.valid) if self.valid is not None else self.train,
+                         valid=None)
+        if self.fields is not None and "valid" in self.fields.rows:
+            rows = dict(self.fields.rows)
+            valid = rows.pop("valid")
+            train = rows["train"]
+            rows["train"] = FieldRows(np.concatenate([train.features, valid.features]),
+                                      np.concatenate([train.values, valid.values]),
+                                      np.concatenate([train.label, valid.label]))
+            merged = replace(merged, fields=FieldData(self.fields.space, rows))
+        return merged
 
     def add_item_features(self, modality: str, matrix: np.ndarray | sp.csr_matrix) -> None:
         """Attach a (num_items, d) dense or multi-hot feature matrix, rows in the dataset's item order."""

@@ -216,3 +216,15 @@ def load_dataset(cfg: Config) -> Dataset:
     ds = Dataset(name, num_users, num_items, train, valid, tests, user_ids, item_ids, warnings=warnings, source=source)
     _check(ds)
     return ds
+
+
+def apply_protocol(cfg: Config, dataset: Dataset) -> Dataset:
+    """The data as the config's protocol trains on it: `refit` folds the validation split into train."""
+    if cfg.protocol != "refit":
+        return dataset
+    has_valid = (dataset.valid is not None and len(dataset.valid) > 0) or (
+        dataset.fields is not None and "valid" in dataset.fields.rows)
+    if not has_valid:
+        raise GraphrecError("protocol: refit folds the validation split into train, but this data has none; use "
+                            "protocol: validation (with split.valid_ratio > 0 or a valid file)")
+    return dataset.with_valid_in_train()
