@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import GraphrecError
 
@@ -48,12 +48,28 @@ class DataConfig(Section):
 
 
 class SplitConfig(Section):
-    """How train/valid/test are made when the files do not give them."""
+    """How train/valid/test (and test_ood) are made when the files do not give them (graphrec.data.splits)."""
 
-    method: Literal["given", "random", "loo", "temporal", "temporal_global"] = "given"
-    valid_ratio: float = Field(0.1, ge=0, lt=1)
-    test_ratio: float = Field(0.2, ge=0, lt=1)
-    seed: Optional[int] = None
+    method: Literal["given", "random", "loo", "temporal", "temporal_global", "popularity", "degree"] = Field(
+        "given", description="given: the files' own splits; random / loo: IID per user; OOD kinds that add "
+        "test_ood: popularity, degree, temporal (latest events per user), temporal_global (latest period); "
+        "with given files an OOD kind re-splits the union of the files")
+    valid_ratio: float = Field(0.1, ge=0, lt=1, description="per-user share of events to valid (OOD kinds: of "
+                               "the events left after test_ood, unless valid_from: ood)")
+    test_ratio: float = Field(0.2, ge=0, lt=1, description="per-user share of events to the IID test (OOD kinds: "
+                              "of the events left after test_ood; degree: of every user's events)")
+    test_ood_ratio: float = Field(0.1, ge=0, lt=1, description="popularity / temporal_global: share of all events "
+                                  "in test_ood; temporal: per-user share of the latest events")
+    alpha: float = Field(1.0, ge=0, description="popularity: test_ood events drawn w.p. proportional to "
+                         "pop(item)^-alpha (0: uniform; 1: as DICE/MACR's intervened tests)")
+    degree_quantile: float = Field(0.2, gt=0, lt=1, description="degree: share of users (by number of events) "
+                                   "whose held-out events form test_ood")
+    degree_side: Literal["low", "high"] = Field("low", description="degree: test_ood from the users with the "
+                                                "fewest (low) or most (high) events")
+    valid_from: Literal["iid", "ood"] = Field("iid", description="OOD kinds: valid drawn IID from the events left "
+                                              "after test_ood (iid), or like test_ood (ood: popularity-weighted, "
+                                              "the selected users, or the period just before test_ood)")
+    seed: Optional[int] = Field(None, description="seed of the split (default: the run's seed)")
 
 
 class ModelConfig(Section):
@@ -90,10 +106,18 @@ class TrainConfig(Section):
 class EvalConfig(Section):
     """Full-ranking evaluation: metrics at several K in one pass, a bound on the score matrix held at once."""
 
-    topk: list[int] = Field(default_factory=lambda: [10, 20])
-    metrics: list[Literal["recall", "ndcg", "precision", "hit", "mrr"]] = Field(
-        default_factory=lambda: ["recall", "ndcg", "precision", "hit", "mrr"])
-    max_score_elements: int = Field(2 ** 25, ge=1)
+    topk: list[int] = Field(default_factory=lambda: [10, 20], description="the K of every metric@K")
+    metrics: list[Literal["recall", "ndcg", "precision", "hit", "mrr", "coverage", "arp",
+                          "recall_head", "recall_mid", "recall_tail", "ndcg_head", "ndcg_mid", "ndcg_tail"]] = Field(
+        default_factory=lambda: ["recall", "ndcg", "precision", "hit", "mrr"],
+        description="per-user means, except coverage (distinct items in all top-K lists / items); arp: mean "
+        "train popularity of the top-K items; recall/ndcg_<group>: only the group's relevant items and hits "
+        "count, over the users with relevant items in the group")
+    head_share: float = Field(0.2, gt=0, lt=1, description="the most popular share of items (by train events) "
+                              "that forms the head group")
+    tail_share: float = Field(0.5, gt=0, lt=1, description="the least popular share of items that forms the tail "
+                              "group; the items between head and tail are mid")
+    max_score_elements: int = Field(2 ** 25, ge=1, description="most users x items scores held at once")
 
     @field_validator("topk")
     @classmethod
@@ -101,6 +125,13 @@ class EvalConfig(Section):
         if not value or min(value) < 1:
             raise ValueError("every K must be >= 1")
         return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _groups_fit(self) -> "EvalConfig":
+        if self.head_share + self.tail_share > 1:
+            raise ValueError(f"eval.head_share + eval.tail_share = {self.head_share:g} + {self.tail_share:g} is "
+                             "above 1; make head and tail disjoint (e.g. 0.2 and 0.5)")
+        return self
 
 
 class TrackingConfig(Section):
