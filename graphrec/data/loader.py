@@ -134,10 +134,8 @@ def _split_all(cfg: Config, data: Interactions) -> dict[str, Interactions]:
                             "give; use split.method: random or loo, or data.format csv/atomic with "
                             "data.columns.timestamp")
     parts = splits.split_events(data, method, seed, **split.model_dump(exclude={"method", "seed"}))
-    asked = {"valid": "valid_ratio", "test": "test_ratio",
-             "test_ood": "degree_quantile" if method == "degree" else "test_ood_ratio"}
-    if method == "loo":
-        asked = {}
+    asked = {} if method == "loo" else {"test_ood": "degree_quantile" if method == "degree" else "test_ood_ratio",
+                                        "test": "test_ratio", "valid": "valid_ratio"}
     for name, key in asked.items():
         if name in parts and len(parts[name]) == 0 and getattr(split, key) > 0:
             raise GraphrecError(f"split.method {method} leaves {name} empty with split.{key}={getattr(split, key):g} "

@@ -6,11 +6,13 @@ so the Jensen-Shannon divergence lies in [0, 1] (0: same distribution, 1: disjoi
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
-from .dataset import Interactions
+from .dataset import Dataset, Interactions
 
 SMOOTHING = 1e-6
 TIME_BINS = 20
@@ -116,3 +118,11 @@ def format_shift(summary: dict) -> str:
     lines.append(f"JS and KL(split || train) in bits against train; head = top {summary['head_share']:.0%} and "
                  f"tail = bottom {summary['tail_share']:.0%} of items by train events")
     return "\n".join(lines)
+
+
+def write_shift(dataset: Dataset, run_dir: str | os.PathLike, head_share: float = 0.2, tail_share: float = 0.5) -> dict:
+    """Write the shift summary of a dataset's splits against its train as run_dir/shift.json (atomically)."""
+    from ..checkpoint import atomic_write_json
+    summary = shift_summary(dataset.train, dataset.eval_splits(), dataset.num_items, head_share, tail_share)
+    atomic_write_json(Path(run_dir) / "shift.json", summary)
+    return summary
