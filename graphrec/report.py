@@ -20,6 +20,7 @@ from .config import EvalConfig
 from .errors import GraphrecError
 
 FORMATS = ("table", "markdown", "csv", "json")
+SPLIT_ORDER = ("valid", "test", "test_ood")
 KNOWN_METRICS = typing.get_args(typing.get_args(EvalConfig.model_fields["metrics"].annotation)[0])
 # config keys that say how a run was executed, not what it computes: never tell two settings apart
 _NOT_SETTINGS = ("name", "seed", "output_dir", "device", "tracking.", "train.progress", "train.threads")
@@ -81,8 +82,14 @@ def split_metrics(metrics: dict[str, Any], splits: Optional[list[str]] = None) -
         parsed = _split_metric_key(key)
         if parsed:
             table.setdefault(parsed[0], {})[parsed[1]] = float(value)
-    chosen = _select(list(table), splits, "split", "--splits")
+    chosen = _select(_split_order(table), splits, "split", "--splits")
     return {s: table[s] for s in chosen}
+
+
+def _split_order(names: Iterable[str]) -> list[str]:
+    """valid, test, test_ood first, then the other named tests in order of appearance."""
+    names = list(dict.fromkeys(names))
+    return [s for s in SPLIT_ORDER if s in names] + [s for s in names if s not in SPLIT_ORDER]
 
 
 def eval_table(metrics: dict[str, Any], splits: Optional[list[str]] = None, fmt: str = "table") -> str:
@@ -232,7 +239,7 @@ def report_rows(runs: list[dict], splits: Optional[list[str]] = None,
     """The metric@K columns and one row per group x split: model, dataset, protocol, split, seeds, settings (the
     keys that tell the groups apart), and {metric@K: (mean, sd, n)} over the group's seeds (sd with n - 1)."""
     per_run = [split_metrics(run["metrics"]) for run in runs]
-    all_splits = list(dict.fromkeys(s for table in per_run for s in table))
+    all_splits = _split_order(s for table in per_run for s in table)
     chosen_splits = _select(all_splits, splits, "split", "--splits")
     all_metrics = _metric_order(m for table in per_run for s in chosen_splits for m in table.get(s, {}))
     columns = _select(all_metrics, metrics, "metric", "--metrics")
