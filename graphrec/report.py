@@ -206,8 +206,8 @@ def read_run(folder: Path) -> Optional[dict]:
     dataset = Path(str(data_path)).name if data_path else "synthetic"
     method = flat.get("split.method", "given")
     seed = flat.get("seed")
-    if (folder / "run.json").is_file():
-        seed = json.loads((folder / "run.json").read_text()).get("seed", seed)
+    if seed is None and (folder / "run.json").is_file():
+        seed = json.loads((folder / "run.json").read_text()).get("seed")
     return {"folder": folder, "model": str(flat.get("model.name", "?")),
             "dataset": dataset if method in (None, "given") else f"{dataset}/{method}",
             "protocol": str(metrics.get("protocol", "validation")), "seed": seed,
@@ -264,6 +264,12 @@ def report_rows(runs: list[dict], splits: Optional[list[str]] = None,
     return columns, rows
 
 
+def _seeds(seeds: list) -> str:
+    """'3 (1,2,3)', or the count and range when there are many."""
+    shown = ",".join(map(str, seeds)) if len(seeds) <= 10 else f"{seeds[0]}..{seeds[-1]}"
+    return f"{len(seeds)} ({shown})"
+
+
 def format_report(columns: list[str], rows: list[dict], fmt: str = "markdown") -> str:
     """Report rows as table / markdown / csv (mean and sd columns) / json."""
     if fmt == "json":
@@ -274,8 +280,7 @@ def format_report(columns: list[str], rows: list[dict], fmt: str = "markdown") -
     body = []
     for row in rows:
         cells = [row["model"], row["dataset"], row["protocol"], row["split"],
-                 ",".join(str(s) for s in row["seeds"]) if fmt == "csv" else
-                 f"{len(row['seeds'])} ({','.join(str(s) for s in row['seeds'])})",
+                 ",".join(str(s) for s in row["seeds"]) if fmt == "csv" else _seeds(row["seeds"]),
                  "; ".join(f"{k}={v}" for k, v in row["settings"].items()) or "-"]
         for column in columns:
             mean, sd, _ = row["values"].get(column, (None, None, 0))
