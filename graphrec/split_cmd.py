@@ -1,4 +1,4 @@
-"""`graphrec split PATH --method M --out DIR`: split files, their shift summary and a ready `data:` block, atomically."""
+"""`graphrec split PATH --method M --out DIR`: split files, their shift and a ready `data:` block, atomically."""
 from __future__ import annotations
 
 import argparse

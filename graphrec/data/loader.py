@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -146,12 +147,10 @@ def _split_all(cfg: Config, data: Interactions) -> dict[str, Interactions]:
 def _resplit_given(cfg: Config, mapped: dict[str, Interactions], num_items: int,
                    warnings: WarningLog) -> dict[str, Interactions]:
     """The union of the given files split again by the explicit OOD split.method, with a warning saying so."""
-    union = list(mapped.values())[0]
-    for part in list(mapped.values())[1:]:
-        union = union.concat(part)
+    first, *others = mapped.values()
+    union = functools.reduce(Interactions.concat, others, first)
     warnings.warn("resplit_given_files", 1, f"split.method {cfg.split.method} re-splits the union of the given "
-                  f"files ({', '.join(mapped)}); set split.method: given to "
-                  "use them as they are")
+                  f"files ({', '.join(mapped)}); set split.method: given to use them as they are")
     return _split_all(cfg, _dedupe("given files", union, num_items, warnings))
 
 
