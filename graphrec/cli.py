@@ -12,25 +12,6 @@ from typing import Optional, Sequence
 from .errors import GraphrecError
 
 
-def format_table(metrics: dict[str, float]) -> str:
-    """Metrics '<split>/<metric>@<K>' as one row per split and metric, one column per K."""
-    rows: dict[tuple[str, str], dict[int, float]] = {}
-    for key, value in metrics.items():
-        if "/" not in key or "@" not in key:
-            continue
-        split, metric = key.split("/", 1)
-        name, k = metric.split("@")
-        rows.setdefault((split, name), {})[int(k)] = value
-    ks = sorted({k for row in rows.values() for k in row})
-    lines = [f"{'split':<10} {'metric':<10} " + " ".join(f"{'@' + str(k):>9}" for k in ks)]
-    for (split, name), row in rows.items():
-        lines.append(f"{split:<10} {name:<10} " + " ".join(f"{row.get(k, float('nan')):>9.6f}" for k in ks))
-    extras = {k: v for k, v in metrics.items() if "@" not in k and "/" not in k}
-    if extras:
-        lines.append("  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in extras.items()))
-    return "\n".join(lines)
-
-
 def _check_output_dir(output_dir: str) -> None:
     """One-line error before any work when output_dir cannot hold run folders."""
     path = Path(os.path.expanduser(output_dir))
@@ -102,7 +83,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"run folder: {trainer.run_dir}", file=sys.stderr)
     metrics = trainer.fit()
     if trainer.is_writer:
-        print(format_table(metrics))
+        from .report import eval_table
+        print(eval_table(metrics))
         print(f"saved to {trainer.run_dir}")
     return 0
 
@@ -140,8 +122,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .trainer import evaluate_run
     run_dir = Path(args.run)
     _check_run_folder(run_dir, args.checkpoint)
+    from .report import eval_table, plot_eval, pyplot
     splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
-    print(format_table(evaluate_run(run_dir, splits, args.checkpoint)))
+    if args.plot:
+        pyplot()  # a missing extra is reported before any work
+    metrics = evaluate_run(run_dir, splits, args.checkpoint)
+    print(eval_table(metrics, splits, args.format))
+    if args.plot:
+        plot_eval(metrics, args.plot, splits)
+        print(f"plot written to {args.plot}", file=sys.stderr)
     return 0
 
 
@@ -213,6 +202,9 @@ def cmd_data_info(args: argparse.Namespace) -> int:
         if key in dataset.tests and not value:
             continue  # one file summarized without a split: no test part
         print(f"  {key:<22} {value:.6g}" if isinstance(value, float) else f"  {key:<22} {value}")
+    if args.split:
+        from .data.shift import format_shift, shift_summary
+        print(format_shift(shift_summary(dataset.train, dataset.eval_splits(), dataset.num_items)))
     return 0
 
 
@@ -232,6 +224,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
+    from . import report, split_cmd
     parser = OneLineParser(prog="graphrec", description="Graph-based recommendation from YAML experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a model from a YAML experiment")
@@ -246,7 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run", help="run folder, runs/<name>-<time>/")
     ev.add_argument("--splits", help="comma-separated splits (default: all of the run's)")
     ev.add_argument("--checkpoint", default="best.pt", help="best.pt (default) or last.pt")
+    ev.add_argument("--format", default="table", choices=["table", "markdown", "csv", "json"],
+                    help="output format of the split x metric table (default: table)")
+    ev.add_argument("--plot", metavar="PNG", help="also write grouped bars per metric and split (graphrec[plot])")
     ev.set_defaults(func=cmd_eval)
+    split_cmd.add_parser(sub)
+    report.add_parser(sub)
     models = sub.add_parser("models", help="list the registered models")
     models.set_defaults(func=cmd_models)
     data = sub.add_parser("data", help="dataset tools")
@@ -255,8 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("path", help="dataset folder (known folders use their registry preset) or file")
     info.add_argument("--format", help="lightgcn, pairs, atomic or csv (default: the preset's)")
     info.add_argument("--files", help="split=file pairs, e.g. train=train.txt,test=test.txt")
-    info.add_argument("--split", help="show the split of this method (random, loo, temporal, temporal_global) "
-                      "with default ratios; by default the files are summarized as they are")
+    info.add_argument("--split", help="show the split of this method (random, loo, temporal, temporal_global, "
+                      "popularity, degree) with default ratios and its shift summary; by default the files are "
+                      "summarized as they are")
     info.add_argument("--columns", help="format csv/atomic: role=column pairs, e.g. user=0,item=1,rating=2")
     info.add_argument("--no-header", action="store_true", help="format csv: the first line is data, not names")
     info.add_argument("--delimiter", help="field separator (default: whitespace for pairs, ',' for csv)")

@@ -53,11 +53,9 @@ class DistContext:
         """Metric sums and user counts added up over all ranks (float64; every rank gets the same bytes)."""
         if not self.distributed:
             return result
-        keys = list(result.sums)  # built in the same order on every rank
-        packed = torch.tensor([result.sums[k] for k in keys] + [result.num_users], dtype=torch.float64,
-                              device=self._comm_device)
+        packed = result.packed().to(self._comm_device)  # laid out in the same order on every rank
         dist.all_reduce(packed)
-        return EvalResult({k: float(v) for k, v in zip(keys, packed[:-1].tolist())}, int(packed[-1]))
+        return result.from_packed(packed.cpu())
 
     def sum_floats(self, values: Sequence[float]) -> list[float]:
         """Element-wise sum over ranks of a list of floats (float64)."""

@@ -3,20 +3,28 @@
 Definitions (LightGCN paper): Recall@K = hits / |test items of the user|; Precision@K = hits / K;
 NDCG@K = DCG / IDCG with IDCG over min(|test|, K) positions; Hit@K = 1 if any hit; MRR@K = 1 / rank
 of the first hit (0 if none within K). Ties in score are broken by the lower item id.
+
+Metrics under shift: Coverage@K = distinct items in the union of all evaluated users' top-K / num_items (not a
+per-user mean); ARP@K = mean over users of the mean train popularity (train events) of their top-K items;
+recall_<group>@K and ndcg_<group>@K for the head / mid / tail items by train popularity (eval.head_share,
+eval.tail_share): the ranking is over all items, only the group's relevant items and hits count, and users
+without relevant items in the group are left out of that group's mean.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 
 from .data.dataset import Dataset, Interactions
+from .data.shift import popularity_groups
 from .graph.adjacency import csr_row_entries
 
 
-RANKING_METRICS = ("recall", "ndcg", "precision", "hit", "mrr")
+RANKING_METRICS = ("recall", "ndcg", "precision", "hit", "mrr", "coverage", "arp", "recall_head", "recall_mid",
+                   "recall_tail", "ndcg_head", "ndcg_mid", "ndcg_tail")
 
 Scorer = Callable[[torch.Tensor], torch.Tensor]  # users (m,) -> scores (m, num_items)
 
@@ -88,16 +96,48 @@ def ranking_metrics(hits: torch.Tensor, num_relevant: torch.Tensor, ks: Sequence
     return out
 
 
+GROUPS = ("head", "mid", "tail")
+
+
 @dataclass
 class EvalResult:
-    """Sums of per-user (per-row) metric values and the number of users (rows) they cover, summable across ranks."""
+    """Sums of per-user (per-row) metric values, the users (rows) they cover, and the union of recommended items
+    per K (for coverage); every field adds up across ranks (`packed` / `from_packed`)."""
 
     sums: dict[str, float]
     num_users: int
+    group_users: dict[str, int] = field(default_factory=dict)
+    recommended: Optional[torch.Tensor] = None  # (len(coverage_ks), num_items) bool: in some user's top-K
+    coverage_ks: tuple[int, ...] = ()
 
     def means(self) -> dict[str, float]:
-        """The metric means over the evaluated users."""
-        return {k: v / max(1, self.num_users) for k, v in self.sums.items()}
+        """The metric means over the evaluated users (group metrics: over the users with items in the group)."""
+        out = {}
+        for key, value in self.sums.items():
+            name = key.split("@")[0]
+            group = name.rsplit("_", 1)[1] if "_" in name else None
+            out[key] = value / max(1, self.group_users[group] if group in GROUPS else self.num_users)
+        for row, k in enumerate(self.coverage_ks):
+            out[f"coverage@{k}"] = float(self.recommended[row].sum()) / self.recommended.shape[1]
+        return out
+
+    def packed(self) -> torch.Tensor:
+        """Every summable field in one float64 vector (sums, users, group users, recommended bitmap)."""
+        head = [self.sums[k] for k in self.sums] + [self.num_users] + [self.group_users[g] for g in self.group_users]
+        flat = torch.tensor(head, dtype=torch.float64)
+        if self.recommended is None:
+            return flat
+        return torch.cat([flat, self.recommended.flatten().to(device="cpu", dtype=torch.float64)])
+
+    def from_packed(self, packed: torch.Tensor) -> "EvalResult":
+        """An EvalResult laid out like this one from a (summed) `packed()` vector."""
+        values = packed.tolist() if self.recommended is None else packed[:-self.recommended.numel()].tolist()
+        n_sums, n_groups = len(self.sums), len(self.group_users)
+        recommended = None if self.recommended is None else (
+            packed[-self.recommended.numel():].view(self.recommended.shape) > 0)
+        return EvalResult(dict(zip(self.sums, values[:n_sums])), int(values[n_sums]),
+                          {g: int(v) for g, v in zip(self.group_users, values[n_sums + 1:n_sums + 1 + n_groups])},
+                          recommended, self.coverage_ks)
 
 
 class Evaluator:
@@ -111,7 +151,8 @@ class Evaluator:
     unit = "users"
 
     def __init__(self, dataset: Dataset, split: str, ks: Sequence[int], metrics: Sequence[str],
-                 max_score_elements: int, device: torch.device | str = "cpu"):
+                 max_score_elements: int, device: torch.device | str = "cpu", head_share: float = 0.2,
+                 tail_share: float = 0.5):
         self.ks, self.metrics, self.device = list(ks), list(metrics), torch.device(device)
         self.num_items = dataset.num_items
         truth = dataset.eval_splits()[split]
@@ -123,6 +164,12 @@ class Evaluator:
         self.users = torch.nonzero(has_truth & has_train).flatten()
         self.chunk_users = max(1, max_score_elements // max(1, self.num_items))
         self.largest_chunk_elements = 0
+        item_counts = np.bincount(dataset.train.item, minlength=dataset.num_items)
+        self.item_popularity = torch.from_numpy(item_counts.astype(np.float64)).to(self.device)
+        self.item_group = torch.from_numpy(popularity_groups(item_counts, head_share, tail_share)).to(self.device)
+        self.plain = [m for m in self.metrics if m in ("recall", "ndcg", "precision", "hit", "mrr")]
+        self.grouped = {g: [m.split("_")[0] for m in self.metrics if m.endswith(f"_{g}")] for g in GROUPS}
+        self.grouped = {g: names for g, names in self.grouped.items() if names}
 
     def prepare(self, model) -> Scorer:
         """What evaluate() takes: the model's scorer, computed once for every split and chunk."""
@@ -133,7 +180,11 @@ class Evaluator:
         """Metric sums over `users` (default: all evaluable users), scoring each chunk of users with `scorer`."""
         users = self.users if users is None else users
         max_k = max(self.ks)
-        sums = {f"{m}@{k}": 0.0 for k in self.ks for m in self.metrics}
+        per_user = [m for m in self.metrics if m != "coverage"]
+        sums = {f"{m}@{k}": 0.0 for k in self.ks for m in per_user}
+        group_users = {g: 0 for g in self.grouped}
+        coverage_ks = tuple(self.ks) if "coverage" in self.metrics else ()
+        recommended = torch.zeros((len(coverage_ks), self.num_items), dtype=torch.bool, device=self.device)
         for start in range(0, len(users), self.chunk_users):
             chunk = users[start:start + self.chunk_users]
             scores = scorer(chunk)
@@ -147,9 +198,32 @@ class Evaluator:
             relevant[row, col] = True
             hits = relevant.gather(1, top)
             num_relevant = self.truth_crow[chunk + 1] - self.truth_crow[chunk]
-            for key, values in ranking_metrics(hits, num_relevant, self.ks, self.metrics).items():
+            for key, values in ranking_metrics(hits, num_relevant, self.ks, self.plain).items():
                 sums[key] += float(values.sum())
-        return EvalResult(sums, len(users))
+            self._shift_metrics(top, hits, row, col, sums, group_users, recommended)
+        return EvalResult(sums, len(users), group_users, recommended if coverage_ks else None, coverage_ks)
+
+    def _shift_metrics(self, top: torch.Tensor, hits: torch.Tensor, truth_row: torch.Tensor, truth_col: torch.Tensor,
+                       sums: dict[str, float], group_users: dict[str, int], recommended: torch.Tensor) -> None:
+        """Add one chunk's ARP and group recall/NDCG sums and its top-K items to `recommended`, from its (m, max K)
+        top items and hits and the (row, item) pairs of its relevant items."""
+        for row, k in enumerate(self.ks if len(recommended) else ()):
+            recommended[row, top[:, :k].flatten()] = True
+        if "arp" in self.metrics:
+            popularity = torch.cumsum(self.item_popularity[top], 1)
+            for k in self.ks:
+                kk = min(k, top.shape[1])
+                sums[f"arp@{k}"] += float((popularity[:, kk - 1] / kk).sum())
+        for group, names in self.grouped.items():
+            code = GROUPS.index(group)
+            in_group = self.item_group[truth_col] == code
+            num_relevant = torch.bincount(truth_row[in_group], minlength=len(top))
+            keep = num_relevant > 0
+            group_hits = (hits & (self.item_group[top] == code))[keep]
+            group_users[group] += int(keep.sum())
+            for key, values in ranking_metrics(group_hits, num_relevant[keep], self.ks, names).items():
+                name, k = key.split("@")
+                sums[f"{name}_{group}@{k}"] += float(values.sum())
 
 
 def evaluate_splits(model, evaluators: dict, splits: list[str], dist=None) -> dict[str, float]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 TASKS = ("ranking", "regression", "classification")
 
@@ -49,14 +49,28 @@ class DataConfig(Section):
 
 
 class SplitConfig(Section):
-    """How train/valid/test are made when the files do not give them."""
+    """How train/valid/test (and test_ood) are made when the files do not give them (graphrec.data.splits)."""
 
-    method: Literal["given", "random", "loo", "temporal", "temporal_global"] = Field(
-        "given", description="given (the files), random, loo (leave one out), temporal (per user), temporal_global")
-    valid_ratio: float = Field(0.1, ge=0, lt=1, description="per-user share carved for validation (0 = none: the "
-                                                            "paper protocol)")
-    test_ratio: float = Field(0.2, ge=0, lt=1, description="per-user (global for temporal_global) test share")
-    seed: Optional[int] = Field(None, description="split seed (default: the run's seed)")
+    method: Literal["given", "random", "loo", "temporal", "temporal_global", "popularity", "degree"] = Field(
+        "given", description="given: the files' own splits; random / loo: IID per user; OOD kinds that add "
+        "test_ood: popularity, degree, temporal (latest events per user), temporal_global (latest period); "
+        "with given files an OOD kind re-splits the union of the files")
+    valid_ratio: float = Field(0.1, ge=0, lt=1, description="per-user share of events to valid (OOD kinds: of "
+                               "the events left after test_ood, unless valid_from: ood)")
+    test_ratio: float = Field(0.2, ge=0, lt=1, description="per-user share of events to the IID test (OOD kinds: "
+                              "of the events left after test_ood; degree: of every user's events)")
+    test_ood_ratio: float = Field(0.1, ge=0, lt=1, description="popularity / temporal_global: share of all events "
+                                  "in test_ood; temporal: per-user share of the latest events")
+    alpha: float = Field(1.0, ge=0, description="popularity: test_ood events drawn w.p. proportional to "
+                         "pop(item)^-alpha (0: uniform; 1: as DICE/MACR's intervened tests)")
+    degree_quantile: float = Field(0.2, gt=0, lt=1, description="degree: share of users (by number of events) "
+                                   "whose held-out events form test_ood")
+    degree_side: Literal["low", "high"] = Field("low", description="degree: test_ood from the users with the "
+                                                "fewest (low) or most (high) events")
+    valid_from: Literal["iid", "ood"] = Field("iid", description="OOD kinds: valid drawn IID from the events left "
+                                              "after test_ood (iid), or like test_ood (ood: popularity-weighted, "
+                                              "the selected users, or the period just before test_ood)")
+    seed: Optional[int] = Field(None, description="seed of the split (default: the run's seed)")
 
 
 class ModelConfig(Section):
@@ -112,8 +126,14 @@ class EvalConfig(Section):
 
     topk: list[int] = Field(default_factory=lambda: [10, 20], description="ranking: every K computed in one pass")
     metrics: list[str] = Field(default_factory=lambda: ["recall", "ndcg", "precision", "hit", "mrr"],
-                               description="ranking: recall, ndcg, precision, hit, mrr; regression: rmse, mae; "
-                                           "classification: auc, logloss")
+                               description="ranking: recall, ndcg, precision, hit, mrr (per-user means), coverage "
+                                           "(distinct items in all top-K lists / items), arp (mean train popularity "
+                                           "of top-K items), recall/ndcg_head|mid|tail (only the group's relevant "
+                                           "items and hits); regression: rmse, mae; classification: auc, logloss")
+    head_share: float = Field(0.2, gt=0, lt=1, description="ranking: the most popular share of items (by train "
+                              "events) that forms the head group")
+    tail_share: float = Field(0.5, gt=0, lt=1, description="ranking: the least popular share of items that forms "
+                              "the tail group; the items between head and tail are mid")
     max_score_elements: int = Field(2 ** 25, ge=1, description="at most this many user x item scores held at once")
 
     @field_validator("topk")
@@ -122,6 +142,13 @@ class EvalConfig(Section):
         if not value or min(value) < 1:
             raise ValueError("every K must be >= 1")
         return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _groups_fit(self) -> "EvalConfig":
+        if self.head_share + self.tail_share > 1:
+            raise ValueError(f"eval.head_share + eval.tail_share = {self.head_share:g} + {self.tail_share:g} is "
+                             "above 1; make head and tail disjoint (e.g. 0.2 and 0.5)")
+        return self
 
 
 class TrackingConfig(Section):

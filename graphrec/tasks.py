@@ -79,7 +79,8 @@ def check_task(cfg: Config, model_cls, origin) -> None:
 def build_evaluators(dataset: Dataset, cfg: Config, device: torch.device) -> dict:
     """One evaluator per evaluable split ('valid' first), ranking or pointwise by the config's task."""
     if TASKS[cfg.task or "ranking"].at_k:
-        return {name: Evaluator(dataset, name, cfg.eval.topk, cfg.eval.metrics, cfg.eval.max_score_elements, device)
+        return {name: Evaluator(dataset, name, cfg.eval.topk, cfg.eval.metrics, cfg.eval.max_score_elements, device,
+                                head_share=cfg.eval.head_share, tail_share=cfg.eval.tail_share)
                 for name in dataset.eval_splits()}
     if dataset.fields is None:
         raise GraphrecError(f"task {cfg.task} needs feature rows (data.format libfm or synthetic fields), but "

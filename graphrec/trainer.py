@@ -31,7 +31,8 @@ from .models.base import Model, Stage
 from .optim import build_optimizers, build_scheduler
 from .runs import first_difference, new_run_dir, run_metadata
 from .signals import StopRequest, TrainingStopped  # noqa: F401 (re-exported: tests and callers import them here)
-from .tasks import build_evaluators, lower_is_better, point_labels
+from .data.shift import write_shift
+from .tasks import TASKS, build_evaluators, lower_is_better, point_labels
 from .tracking import Tracker
 
 # Keys a resumed run may change: they do not alter what is trained.
@@ -145,6 +146,8 @@ class Trainer:
             atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
             atomic_write_json(self.run_dir / "run.json", run_metadata(cfg.seed))
             atomic_write_json(self.run_dir / "warnings.json", self.dataset.warnings.as_dict())
+            if TASKS[cfg.task].at_k:
+                write_shift(self.dataset, self.run_dir, cfg.eval.head_share, cfg.eval.tail_share)
         self.ddp_model = self.dist.wrap(self.model)  # after _resume: DDP starts from rank 0's loaded parameters
         self.tracker = Tracker(cfg.tracking, self.run_dir, self.run_dir.name, config_to_dict(cfg), self.is_writer)
 

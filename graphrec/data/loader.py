@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -119,9 +120,13 @@ def _dedupe(name: str, data: Interactions, num_items: int, warnings: WarningLog)
     return data
 
 
-def _split_all(cfg: Config, data: Interactions) -> tuple[Interactions, Interactions, Interactions]:
-    """Train/valid/test from a single set of events with the configured split method."""
-    method, seed = cfg.split.method, cfg.split.seed if cfg.split.seed is not None else cfg.seed
+def _split_all(cfg: Config, data: Interactions) -> dict[str, Interactions]:
+    """train, valid, test (and test_ood for OOD methods) from a single set of events with the configured split.
+
+    A part that is empty although its ratio asks for events is an error; one whose ratio is 0 is left out.
+    """
+    split = cfg.split
+    method, seed = split.method, split.seed if split.seed is not None else cfg.seed
     if method == "given":
         raise GraphrecError("the data is one file (data.files.all or synthetic), so it needs a split: "
                             "set split.method to random, loo, temporal or temporal_global")
@@ -129,11 +134,24 @@ def _split_all(cfg: Config, data: Interactions) -> tuple[Interactions, Interacti
         raise GraphrecError(f"split.method {method} needs timestamps, which data.format {cfg.data.format} does not "
                             "give; use split.method: random or loo, or data.format csv/atomic with "
                             "data.columns.timestamp")
-    if method == "loo":
-        return splits.leave_one_out(data, seed)
-    fn = {"random": splits.random_split, "temporal": splits.temporal_split,
-          "temporal_global": splits.global_temporal_split}[method]
-    return fn(data, cfg.split.valid_ratio, cfg.split.test_ratio, seed)
+    parts = splits.split_events(data, method, seed, **split.model_dump(exclude={"method", "seed"}))
+    asked = {} if method == "loo" else {"test_ood": "degree_quantile" if method == "degree" else "test_ood_ratio",
+                                        "test": "test_ratio", "valid": "valid_ratio"}
+    for name, key in asked.items():
+        if name in parts and len(parts[name]) == 0 and getattr(split, key) > 0:
+            raise GraphrecError(f"split.method {method} leaves {name} empty with split.{key}={getattr(split, key):g} "
+                                f"on {len(data)} events; raise split.{key}")
+    return {name: part for name, part in parts.items() if name == "train" or len(part) or name not in asked}
+
+
+def _resplit_given(cfg: Config, mapped: dict[str, Interactions], num_items: int,
+                   warnings: WarningLog) -> dict[str, Interactions]:
+    """The union of the given files split again by the explicit OOD split.method, with a warning saying so."""
+    first, *others = mapped.values()
+    union = functools.reduce(Interactions.concat, others, first)
+    warnings.warn("resplit_given_files", 1, f"split.method {cfg.split.method} re-splits the union of the given "
+                  f"files ({', '.join(mapped)}); set split.method: given to use them as they are")
+    return _split_all(cfg, _dedupe("given files", union, num_items, warnings))
 
 
 def _check(ds: Dataset) -> None:
@@ -201,14 +219,19 @@ def load_dataset(cfg: Config) -> Dataset:
     mapped, user_ids, item_ids = _remap(tables)
     num_users, num_items = len(user_ids), len(item_ids)
     mapped = {k: _dedupe(k, v, num_items, warnings) for k, v in mapped.items()}
-    if "all" in mapped:
-        train, valid, test = _split_all(cfg, mapped.pop("all"))
-        tests = {"test": test}
+    if "all" in mapped or cfg.split.method in splits.OOD_METHODS:
+        parts = (_split_all(cfg, mapped.pop("all")) if "all" in mapped else
+                 _resplit_given(cfg, mapped, num_items, warnings))
+        train, valid = parts.pop("train"), parts.pop("valid", None)
+        tests = parts
     else:
         train, valid = mapped.pop("train"), mapped.pop("valid", None)
         tests = mapped
+        seed = cfg.split.seed if cfg.split.seed is not None else cfg.seed
+        if "test_ood" in tests and "test" not in tests:  # only an OOD test: an IID one carved from train
+            train, test = splits.carve_validation(train, cfg.split.test_ratio, splits.child_seed(seed, 2))
+            tests = {"test": test, **tests}
         if valid is None:
-            seed = cfg.split.seed if cfg.split.seed is not None else cfg.seed
             train, valid = splits.carve_validation(train, cfg.split.valid_ratio, seed)
     if len(train) == 0:
         raise GraphrecError("the split leaves the training set empty; lower split.test_ratio/valid_ratio "

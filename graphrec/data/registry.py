@@ -1,4 +1,7 @@
-"""Presets for known dataset folders: their format and which file is which split (never guessed)."""
+"""Presets for known dataset folders: their format and which file is which split (never guessed).
+
+coat and yahoo ship only a random-exposure test (their test_id.txt is byte-identical to test_ood.txt): it is
+read as test_ood, and the loader carves their IID test from the training events (protocols.md)."""
 from __future__ import annotations
 
 from typing import Any
@@ -16,9 +19,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ood-food": {"format": "pairs", "files": {"train": "train.txt", "valid": "valid_iid.txt",
                                               "test": "test_iid.txt", "test_ood": "test.txt"},
                  "source": "https://github.com/user683/DRGO"},
-    "coat": {"format": "lightgcn", "files": {"train": "train.txt", "valid": "valid.txt", "test": "test_ood.txt"},
+    "coat": {"format": "lightgcn", "files": {"train": "train.txt", "valid": "valid.txt", "test_ood": "test_ood.txt"},
              "source": "https://github.com/LehengTHU/AdvInfoNCE"},
-    "yahoo": {"format": "lightgcn", "files": {"train": "train.txt", "valid": "valid.txt", "test": "test_ood.txt"},
+    "yahoo": {"format": "lightgcn", "files": {"train": "train.txt", "valid": "valid.txt", "test_ood": "test_ood.txt"},
               "source": "https://github.com/LehengTHU/AdvInfoNCE"},
     "ml-latest-small": {"format": "csv", "files": {"all": "ratings.csv"}, "header": False,
                         "columns": {"user": "0", "item": "1", "rating": "2", "timestamp": "3"},

@@ -1,0 +1,349 @@
+"""Metrics as tables: one run's splits (`eval_table`, `plot_eval`) and many run folders as mean ± sd per model x
+split (`graphrec report`); every table in docs/ comes from here."""
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import io
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import numpy as np
+import yaml
+
+from .evaluation import RANKING_METRICS
+from .pointwise_eval import CLASSIFICATION_METRICS, REGRESSION_METRICS
+from .errors import GraphrecError
+
+FORMATS = ("table", "markdown", "csv", "json")
+SPLIT_ORDER = ("valid", "test", "test_ood")
+POINTWISE_METRICS = REGRESSION_METRICS + CLASSIFICATION_METRICS
+KNOWN_METRICS = RANKING_METRICS + POINTWISE_METRICS
+# config keys that say how a run was executed, not what it computes: never tell two settings apart
+_NOT_SETTINGS = ("name", "seed", "output_dir", "device", "tracking.", "train.progress", "train.threads")
+
+
+def _split_metric_key(key: str) -> Optional[tuple[str, str]]:
+    """'test/recall@20' -> ('test', 'recall@20'); None for keys that are not a split's metric@K."""
+    split, sep, metric = key.partition("/")
+    name, at, k = metric.partition("@")
+    if sep and metric in POINTWISE_METRICS:
+        return split, metric
+    return (split, metric) if sep and at and k.isdigit() and name else None
+
+
+def _metric_order(keys: Iterable[str]) -> list[str]:
+    """metric@K keys in eval.metrics' order of choices (others after, by first appearance), K ascending."""
+    keys = list(dict.fromkeys(keys))
+    names = list(KNOWN_METRICS) + [n for n in dict.fromkeys(k.split("@")[0] for k in keys) if n not in KNOWN_METRICS]
+    return sorted(keys, key=lambda k: (names.index(k.split("@")[0]), int(k.split("@")[1])))
+
+
+def _select(available: list[str], wanted: Optional[list[str]], what: str, option: str) -> list[str]:
+    """`wanted` (names, or metric names without @K for every K) checked against `available`; all by default."""
+    if not wanted:
+        return available
+    out = []
+    for name in wanted:
+        match = [a for a in available if a == name or ("@" not in name and a.split("@")[0] == name)]
+        if not match:
+            raise GraphrecError(f"{option} {name}: no such {what}; the runs have {', '.join(available)}")
+        out += [m for m in match if m not in out]
+    return out
+
+
+def _number(value: Optional[float]) -> str:
+    """A metric value for a table: 4 decimals, fewer for large values such as ARP."""
+    if value is None or not np.isfinite(value):
+        return "-"
+    return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+
+
+def _render(header: list[str], rows: list[list[str]], fmt: str) -> str:
+    """Rows of strings as an aligned text table, a markdown table or CSV."""
+    if fmt == "csv":
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows([header, *rows])
+        return buffer.getvalue().rstrip("\n")
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    return "\n".join("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in
+                               enumerate(zip(line, widths))).rstrip() for line in [header, *rows])
+
+
+def split_metrics(metrics: dict[str, Any], splits: Optional[list[str]] = None) -> dict[str, dict[str, float]]:
+    """{split: {metric@K: value}} of the chosen splits (default: all) from '<split>/<metric>@<K>' keys, with a
+    one-line error naming the splits there are when one is missing."""
+    table: dict[str, dict[str, float]] = {}
+    for key, value in metrics.items():
+        parsed = _split_metric_key(key)
+        if parsed:
+            table.setdefault(parsed[0], {})[parsed[1]] = float(value)
+    chosen = _select(_split_order(table), splits, "split", "--splits")
+    return {s: table[s] for s in chosen}
+
+
+def _split_order(names: Iterable[str]) -> list[str]:
+    """valid, test, test_ood first, then the other named tests in order of appearance."""
+    names = list(dict.fromkeys(names))
+    return [s for s in SPLIT_ORDER if s in names] + [s for s in names if s not in SPLIT_ORDER]
+
+
+def eval_table(metrics: dict[str, Any], splits: Optional[list[str]] = None, fmt: str = "table") -> str:
+    """One run's metrics: rows = splits, columns = metric@K, with the relative change from the `test` row
+    (table / markdown: in parentheses; csv: <metric>_vs_test columns; json: a "vs_test" mapping)."""
+    rows = split_metrics(metrics, splits)
+    columns = _metric_order(k for row in rows.values() for k in row)
+    base = rows.get("test")
+    change = {s: {c: (row[c] - base[c]) / base[c] if base and c in row and base.get(c) else None
+                  for c in columns} for s, row in rows.items() if s != "test"}
+    users = {s: metrics.get(f"{s}/users", metrics.get(f"{s}/rows")) for s in rows}
+    if fmt == "json":
+        return json.dumps({"splits": {s: ({"users": users[s]} if users[s] is not None else {}) | row
+                                      for s, row in rows.items()}, "vs_test": change}, indent=2)
+    header = ["split", "users"] + columns
+    body = []
+    for split, row in rows.items():
+        cells = [split, "" if users[split] is None else str(int(users[split]))]
+        for column in columns:
+            rel = change.get(split, {}).get(column)
+            if fmt == "csv":
+                cells.append(_number(row.get(column)))
+            else:
+                cells.append(_number(row.get(column)) + (f" ({100 * rel:+.1f}%)" if rel is not None else ""))
+        if fmt == "csv":
+            cells += ["" if change.get(split, {}).get(c) is None else f"{change[split][c]:.6f}" for c in columns]
+        body.append(cells)
+    if fmt == "csv":
+        header += [f"{c}_vs_test" for c in columns]
+    return _render(header, body, fmt)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend; a one-line error naming the extra when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise GraphrecError("--plot needs matplotlib, which is not installed: pip install 'graphrec[plot]'") from None
+    return plt
+
+
+def plot_eval(metrics: dict[str, Any], path: str | os.PathLike, splits: Optional[list[str]] = None) -> None:
+    """A PNG of grouped bars: one group per metric@K (ARP, on another scale, left out), one bar per split (needs
+    matplotlib: graphrec[plot])."""
+    plt = pyplot()
+    rows = split_metrics(metrics, splits)
+    columns = [c for c in _metric_order(k for row in rows.values() for k in row) if not c.startswith("arp@")]
+    width = 0.8 / max(1, len(rows))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(columns) + 2), 4))
+    for i, (split, row) in enumerate(rows.items()):
+        ax.bar(np.arange(len(columns)) + (i - (len(rows) - 1) / 2) * width, [row.get(c, 0.0) for c in columns],
+               width, label=split)
+    ax.set_xticks(np.arange(len(columns)), columns, rotation=30, ha="right")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# --- graphrec report --------------------------------------------------------------------------------------------------
+
+def find_runs(paths: list[str]) -> list[Path]:
+    """Run folders (holding config.yaml) named by the paths: glob patterns expanded, a folder that holds run folders
+    (at any depth) expanded to them; one-line errors for paths that match nothing."""
+    found: list[Path] = []
+    for text in paths:
+        matches = sorted(glob.glob(os.path.expanduser(text))) if glob.has_magic(text) else [text]
+        if not matches or not all(Path(m).exists() for m in matches):
+            raise GraphrecError(f"report: '{text}' not found; pass run folders (runs/<name>-<time>/) or a folder "
+                                "that holds them")
+        for match in map(Path, matches):
+            if (match / "config.yaml").is_file():
+                found.append(match)
+                continue
+            inside = []
+            for root, dirs, files in os.walk(match):
+                if "config.yaml" in files and root != str(match):
+                    inside.append(Path(root))
+                    dirs.clear()
+                dirs.sort()
+            if not inside:
+                raise GraphrecError(f"report: '{match}' is not a run folder (no config.yaml) and holds none")
+            found += inside
+    return list(dict.fromkeys(found))
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """{'train': {'lr': 0.1}} -> {'train.lr': 0.1} (lists as text, so that they compare and print)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{path}."))
+        else:
+            out[path] = json.dumps(value) if isinstance(value, list) else value
+    return out
+
+
+def read_run(folder: Path) -> Optional[dict]:
+    """A run folder's model, dataset, protocol, seed, settings and metrics; None (with a warning) when it has
+    no metrics.json (unfinished or failed)."""
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    metrics_path = folder / "metrics.json"
+    if not metrics_path.is_file():
+        print(f"graphrec: warning: report: {folder} has no metrics.json (unfinished or failed run); skipped",
+              file=sys.stderr)
+        return None
+    try:
+        config = yaml.load((folder / "config.yaml").read_text(), Loader=loader) or {}
+        metrics = json.loads(metrics_path.read_text())
+    except (yaml.YAMLError, json.JSONDecodeError) as err:
+        raise GraphrecError(f"report: {folder}: cannot read config.yaml / metrics.json ({str(err).splitlines()[0]})"
+                            "; fix or remove that run folder") from None
+    if not isinstance(config, dict) or not isinstance(metrics, dict):
+        raise GraphrecError(f"report: {folder}: config.yaml and metrics.json must be mappings; is it a run folder?")
+    flat = _flatten(config)
+    data_path = flat.get("data.path")
+    dataset = Path(str(data_path)).name if data_path else "synthetic"
+    method = flat.get("split.method", "given")
+    seed = flat.get("seed")
+    if seed is None and (folder / "run.json").is_file():
+        seed = json.loads((folder / "run.json").read_text()).get("seed")
+    return {"folder": folder, "model": str(flat.get("model.name", "?")),
+            "dataset": dataset if method in (None, "given") else f"{dataset}/{method}",
+            "protocol": str(metrics.get("protocol", "validation")), "seed": seed,
+            "settings": {k: v for k, v in flat.items() if not k.startswith(_NOT_SETTINGS) and k != "data.path"},
+            "metrics": metrics}
+
+
+def _group(runs: list[dict]) -> list[dict]:
+    """Runs with the same model, dataset, protocol and settings (all but the seed) as one group each."""
+    groups: dict[tuple, dict] = {}
+    for run in runs:
+        key = (run["model"], run["dataset"], run["protocol"], json.dumps(run["settings"], sort_keys=True, default=str))
+        group = groups.setdefault(key, {**{k: run[k] for k in ("model", "dataset", "protocol", "settings")},
+                                        "runs": []})
+        group["runs"].append(run)
+    return list(groups.values())
+
+
+def _varying(groups: list[dict]) -> list[str]:
+    """The settings keys whose values differ between groups (model and dataset have their own columns)."""
+    keys = dict.fromkeys(k for g in groups for k in g["settings"])
+    missing = object()
+    return [k for k in keys if k not in ("model.name", "split.method")
+            and len({json.dumps(g["settings"].get(k, missing), default=str) for g in groups}) > 1]
+
+
+def report_rows(runs: list[dict], splits: Optional[list[str]] = None,
+                metrics: Optional[list[str]] = None) -> tuple[list[str], list[dict]]:
+    """The metric@K columns and one row per group x split: model, dataset, protocol, split, seeds, settings (the
+    keys that tell the groups apart), and {metric@K: (mean, sd, n)} over the group's seeds (sd with n - 1)."""
+    per_run = [split_metrics(run["metrics"]) for run in runs]
+    all_splits = _split_order(s for table in per_run for s in table)
+    chosen_splits = _select(all_splits, splits, "split", "--splits")
+    all_metrics = _metric_order(m for table in per_run for s in chosen_splits for m in table.get(s, {}))
+    columns = _select(all_metrics, metrics, "metric", "--metrics")
+    groups = _group(runs)
+    varying = _varying(groups)
+    rows = []
+    for group in groups:
+        tables = [split_metrics(run["metrics"]) for run in group["runs"]]
+        settings = {k: group["settings"][k] for k in varying if k in group["settings"]}
+        for split in chosen_splits:
+            if not any(split in t for t in tables):
+                continue
+            values = {}
+            for column in columns:
+                found = np.array([t[split][column] for t in tables if column in t.get(split, {})], dtype=np.float64)
+                if len(found):
+                    values[column] = (float(found.mean()), float(found.std(ddof=1)) if len(found) > 1 else None,
+                                      len(found))
+            rows.append({"model": group["model"], "dataset": group["dataset"], "protocol": group["protocol"],
+                         "split": split, "seeds": sorted(r["seed"] for r in group["runs"]),
+                         "settings": settings, "values": values})
+    return columns, rows
+
+
+def _seeds(seeds: list) -> str:
+    """'3 (1,2,3)', or the count and range when there are many."""
+    shown = ",".join(map(str, seeds)) if len(seeds) <= 10 else f"{seeds[0]}..{seeds[-1]}"
+    return f"{len(seeds)} ({shown})"
+
+
+def format_report(columns: list[str], rows: list[dict], fmt: str = "markdown") -> str:
+    """Report rows as table / markdown / csv (mean and sd columns) / json."""
+    if fmt == "json":
+        return json.dumps([{**{k: row[k] for k in ("model", "dataset", "protocol", "split", "seeds", "settings")},
+                            "metrics": {c: {"mean": m, "sd": sd, "n": n} for c, (m, sd, n) in row["values"].items()}}
+                           for row in rows], indent=2, default=str)
+    header = ["model", "dataset", "protocol", "split", "seeds", "settings"]
+    body = []
+    for row in rows:
+        cells = [row["model"], row["dataset"], row["protocol"], row["split"],
+                 ",".join(str(s) for s in row["seeds"]) if fmt == "csv" else _seeds(row["seeds"]),
+                 "; ".join(f"{k}={v}" for k, v in row["settings"].items()) or "-"]
+        for column in columns:
+            mean, sd, _ = row["values"].get(column, (None, None, 0))
+            if fmt == "csv":
+                cells += [_number(mean), _number(sd)]
+            else:
+                cells.append(_number(mean) + (f" ± {_number(sd)}" if sd is not None else ""))
+        body.append(cells)
+    if fmt == "csv":
+        header += [f"{c}{part}" for c in columns for part in ("_mean", "_sd")]
+    else:
+        header += columns
+    return _render(header, body, fmt)
+
+
+def add_parser(subparsers) -> None:
+    """The `graphrec report` subcommand."""
+    parser = subparsers.add_parser("report", help="mean ± sd tables over run folders (seeds) per model x split")
+    parser.add_argument("runs", nargs="+", metavar="RUN", help="run folders, glob patterns, or folders that hold runs")
+    parser.add_argument("--splits", help="comma-separated splits, e.g. test,test_ood (default: all)")
+    parser.add_argument("--metrics", help="comma-separated metric@K or metric names, e.g. recall@20,ndcg "
+                        "(default: all)")
+    parser.add_argument("--format", choices=FORMATS, default="markdown", help="table, markdown (default), csv, json")
+    parser.add_argument("--allow-mixed", action="store_true",
+                        help="tabulate runs of different datasets or protocols together")
+    parser.add_argument("--out", metavar="FILE", help="write the table to FILE (atomically) instead of printing it")
+    parser.set_defaults(func=run)
+
+
+def _names(text: Optional[str]) -> Optional[list[str]]:
+    """'a, b' -> ['a', 'b']; None for no option."""
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+def run(args: argparse.Namespace) -> int:
+    """Read the runs, refuse mixed datasets/protocols unless asked, print or write the table."""
+    runs = [r for r in map(read_run, find_runs(args.runs)) if r is not None]
+    if not runs:
+        raise GraphrecError("report: none of the runs has metrics.json; pass finished run folders")
+    if not args.allow_mixed:
+        for what in ("dataset", "protocol"):
+            seen = list(dict.fromkeys(r[what] for r in runs))
+            if len(seen) > 1:
+                raise GraphrecError(f"report: the runs are of different {what}s ({', '.join(seen)}); pass "
+                                    "--allow-mixed to tabulate them together, or fewer runs")
+    columns, rows = report_rows(runs, _names(args.splits), _names(args.metrics))
+    text = format_report(columns, rows, args.format)
+    if args.out:
+        from .checkpoint import atomic_write_text
+        out = Path(args.out)
+        if out.is_dir() or not out.parent.is_dir():
+            raise GraphrecError(f"--out '{out}': {'is a folder' if out.is_dir() else 'its folder does not exist'}; "
+                                "name a file in an existing folder")
+        atomic_write_text(out, text + "\n")
+    else:
+        print(text)
+    return 0

@@ -1,0 +1,143 @@
+"""eval_table / plot_eval on one run's metrics, and `graphrec report` over fake run folders with hand-computed
+mean ± sd."""
+import csv
+import io
+import json
+import sys
+
+import pytest
+import yaml
+
+from graphrec import report
+from graphrec.cli import OneLineParser
+from graphrec.errors import GraphrecError
+
+METRICS = {"valid/recall@20": 0.3, "test/recall@20": 0.2, "test/ndcg@20": 0.1, "test/users": 50,
+           "test_ood/recall@20": 0.15, "test_ood/ndcg@20": 0.12, "test_ood/users": 40, "best_epoch": 3,
+           "protocol": "validation"}
+
+
+def test_eval_table_rows_are_splits_with_the_change_from_test():
+    text = report.eval_table(METRICS, ["test", "test_ood"], "table")
+    header, test, ood = text.splitlines()
+    assert header.split() == ["split", "users", "recall@20", "ndcg@20"]
+    assert test.split() == ["test", "50", "0.2000", "0.1000"]
+    assert ood.split() == ["test_ood", "40", "0.1500", "(-25.0%)", "0.1200", "(+20.0%)"]
+    markdown = report.eval_table(METRICS, None, "markdown").splitlines()
+    assert markdown[0] == "| split | users | recall@20 | ndcg@20 |" and markdown[1] == "|---|---|---|---|"
+    assert markdown[2].startswith("| valid |  | 0.3000 (+50.0%) |")  # valid has no users count here
+    rows = list(csv.DictReader(io.StringIO(report.eval_table(METRICS, ["test", "test_ood"], "csv"))))
+    assert rows[1]["recall@20"] == "0.1500" and float(rows[1]["recall@20_vs_test"]) == pytest.approx(-0.25)
+    assert rows[0]["recall@20_vs_test"] == ""
+    data = json.loads(report.eval_table(METRICS, ["test", "test_ood"], "json"))
+    assert data["splits"]["test_ood"] == {"users": 40, "recall@20": 0.15, "ndcg@20": 0.12}
+    assert data["vs_test"]["test_ood"]["ndcg@20"] == pytest.approx(0.2)
+
+
+def test_eval_table_unknown_split_lists_the_runs_splits():
+    with pytest.raises(GraphrecError, match="--splits tset: no such split; the runs have valid, test, test_ood"):
+        report.eval_table(METRICS, ["tset"])
+
+
+def test_plot_eval_writes_a_png_and_names_the_extra_when_matplotlib_is_missing(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    report.plot_eval(METRICS, tmp_path / "eval.png")
+    assert (tmp_path / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    with pytest.raises(GraphrecError, match=r"pip install 'graphrec\[plot\]'"):
+        report.plot_eval(METRICS, tmp_path / "other.png")
+    assert not (tmp_path / "other.png").exists()
+
+
+def make_run(folder, model="lightgcn", seed=1, dataset="ood-food", protocol="validation", lr=0.001,
+             metrics=None, finished=True):
+    """A fake run folder: config.yaml as the Trainer writes it (the keys report reads) and metrics.json."""
+    folder.mkdir(parents=True)
+    config = {"name": folder.name, "seed": seed, "output_dir": str(folder.parent),
+              "data": {"path": f"/data/{dataset}", "format": "pairs"}, "split": {"method": "given"},
+              "model": {"name": model, "embedding_dim": 64}, "train": {"lr": lr, "progress": False},
+              "eval": {"topk": [20]}}
+    (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    if finished:
+        (folder / "metrics.json").write_text(json.dumps({**(metrics or {}), "protocol": protocol}))
+    return folder
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """lightgcn x 3 seeds, mf x 2 seeds, one lightgcn with another lr, one unfinished run."""
+    root = tmp_path / "runs"
+    for seed, (test, ood) in zip((1, 2, 3), ((0.10, 0.05), (0.12, 0.06), (0.14, 0.07))):
+        make_run(root / f"lightgcn-{seed}", seed=seed, metrics={"test/recall@20": test, "test_ood/recall@20": ood,
+                                                                "valid/recall@20": 0.2})
+    for seed, test in zip((1, 2), (0.08, 0.09)):
+        make_run(root / f"mf-{seed}", model="mf", seed=seed, metrics={"test/recall@20": test,
+                                                                      "test_ood/recall@20": 0.01})
+    make_run(root / "lightgcn-lr", seed=1, lr=0.01, metrics={"test/recall@20": 0.2, "test_ood/recall@20": 0.1})
+    make_run(root / "lightgcn-crashed", seed=4, finished=False)
+    return root
+
+
+def _report(argv, capsys):
+    parser = OneLineParser(prog="graphrec")
+    report.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["report", *argv])
+    code = args.func(args)
+    return code, capsys.readouterr()
+
+
+def test_report_mean_and_sd_over_seeds_per_model_and_split(runs, capsys):
+    code, captured = _report([str(runs), "--splits", "test,test_ood", "--format", "json"], capsys)
+    assert code == 0
+    rows = {(r["model"], r["split"], r["settings"].get("train.lr")): r for r in json.loads(captured.out)}
+    lightgcn = rows[("lightgcn", "test", 0.001)]
+    assert lightgcn["seeds"] == [1, 2, 3] and lightgcn["protocol"] == "validation"
+    assert lightgcn["dataset"] == "ood-food"
+    assert lightgcn["metrics"]["recall@20"] == {"mean": pytest.approx(0.12), "sd": pytest.approx(0.02), "n": 3}
+    assert rows[("lightgcn", "test_ood", 0.001)]["metrics"]["recall@20"]["sd"] == pytest.approx(0.01)
+    mf = rows[("mf", "test", 0.001)]["metrics"]["recall@20"]
+    assert mf == {"mean": pytest.approx(0.085), "sd": pytest.approx(0.005 * 2 ** 0.5), "n": 2}
+    assert rows[("lightgcn", "test", 0.01)]["metrics"]["recall@20"]["sd"] is None  # one seed
+    assert len(rows) == 6  # valid left out by --splits
+    assert "lightgcn-crashed has no metrics.json (unfinished or failed run); skipped" in captured.err
+
+
+def test_report_markdown_names_protocol_seeds_and_settings(runs, capsys):
+    _, captured = _report([str(runs / "lightgcn-*"), str(runs / "mf-1"), "--metrics", "recall",
+                           "--splits", "test"], capsys)
+    lines = captured.out.splitlines()
+    assert lines[0] == "| model | dataset | protocol | split | seeds | settings | recall@20 |"
+    assert lines[2] == "| lightgcn | ood-food | validation | test | 3 (1,2,3) | train.lr=0.001 | 0.1200 ± 0.0200 |"
+    assert "| lightgcn | ood-food | validation | test | 1 (1) | train.lr=0.01 | 0.2000 |" in lines
+    assert "| mf | ood-food | validation | test | 1 (1) | train.lr=0.001 | 0.0800 |" in lines
+
+
+def test_report_csv_and_out_file(runs, tmp_path, capsys):
+    out = tmp_path / "table.csv"
+    _report([str(runs / "mf-1"), str(runs / "mf-2"), "--format", "csv", "--out", str(out)], capsys)
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [r["split"] for r in rows] == ["test", "test_ood"]
+    assert (rows[0]["seeds"], rows[0]["recall@20_mean"], rows[0]["recall@20_sd"]) == ("1,2", "0.0850", "0.0071")
+
+
+def test_report_refuses_mixed_datasets_or_protocols_without_allow_mixed(runs, tmp_path, capsys):
+    make_run(tmp_path / "other" / "yelp", dataset="ood-yelp2018", metrics={"test/recall@20": 0.3})
+    with pytest.raises(GraphrecError, match=r"different datasets \(ood-food, ood-yelp2018\); pass --allow-mixed"):
+        _report([str(runs / "mf-1"), str(tmp_path / "other")], capsys)
+    code, captured = _report([str(runs / "mf-1"), str(tmp_path / "other"), "--allow-mixed"], capsys)
+    assert code == 0 and "ood-yelp2018" in captured.out
+    make_run(tmp_path / "paper", protocol="paper", metrics={"test/recall@20": 0.3})
+    with pytest.raises(GraphrecError, match=r"different protocols \(validation, paper\)"):
+        _report([str(runs / "mf-1"), str(tmp_path / "paper")], capsys)
+
+
+def test_report_errors_name_what_there_is(runs, tmp_path, capsys):
+    with pytest.raises(GraphrecError, match="--splits tset: no such split; the runs have valid, test, test_ood"):
+        _report([str(runs), "--splits", "tset"], capsys)
+    with pytest.raises(GraphrecError, match="--metrics hit: no such metric; the runs have recall@20"):
+        _report([str(runs), "--metrics", "hit"], capsys)
+    with pytest.raises(GraphrecError, match="'.*nothing-\\*' not found"):
+        _report([str(tmp_path / "nothing-*")], capsys)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(GraphrecError, match="is not a run folder \\(no config.yaml\\) and holds none"):
+        _report([str(tmp_path / "empty")], capsys)
