@@ -8,7 +8,7 @@ from typing import Optional
 
 import yaml
 
-from ..config import config_from_file
+from ..config import config_from_file, read_yaml
 from ..errors import GraphrecError
 from .agent import _child_env, _cores, create_sweep_folder, run_command
 from .spec import SweepSpec, load_sweep
@@ -44,9 +44,12 @@ def run_online(sweep_file: str | Path, count: Optional[int], overrides: Optional
     extra = [f"output_dir={folder / 'runs'}", f"train.threads={_cores()}", "train.progress=false",
              f"train.select_metric={spec.select_metric()}", "tracking.mode=online", *overrides]
 
+    base_name = read_yaml(folder / "base.yaml").get("name", "run")
+
     def one_run() -> None:
         params = sweep_params(os.environ["WANDB_SWEEP_PARAM_PATH"])
-        result = subprocess.run(run_command(folder / "base.yaml", params, extra), env=_child_env(_cores()))
+        name = f"name={base_name}-{os.environ.get('WANDB_RUN_ID', 'run')}"
+        result = subprocess.run(run_command(folder / "base.yaml", params, extra + [name]), env=_child_env(_cores()))
         if result.returncode != 0:
             raise GraphrecError(f"run {os.environ.get('WANDB_RUN_ID')} exited with {result.returncode}")
 
