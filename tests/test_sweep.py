@@ -138,6 +138,7 @@ def test_bayes_improves_on_random_on_a_synthetic_objective(tmp_path):
 
 
 # ---- the offline agent ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_offline_grid_sweep_of_4_runs_two_at_once_and_its_best_config(tmp_path):
     sweep_file = write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.05]},
                                         "model.embedding_dim": {"values": [4, 16]}})
@@ -146,7 +147,8 @@ def test_offline_grid_sweep_of_4_runs_two_at_once_and_its_best_config(tmp_path):
     assert len(run_dirs) == 4 and all((d / "metrics.json").is_file() for d in run_dirs)
     lines = [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines()]
     assert [line["status"] for line in lines[:2]] == ["running", "running"]  # two processes at once
-    assert {line["threads"] for line in lines if line["status"] == "running"} == {max(1, agent._cores() // 2)}
+    threads = {line["threads"] for line in lines if line["status"] == "running"}
+    assert threads == {max(1, agent.usable_cores() // 2)}
     assert sorted(tuple(sorted(r["params"].items())) for r in read_runs(folder / "runs.jsonl").values()) == sorted(
         (("model.embedding_dim", d), ("train.lr", lr)) for lr in (0.001, 0.05) for d in (4, 16))
     # the best run, by each run folder's own metrics.json, is the one whose params the best config carries
@@ -203,6 +205,12 @@ def test_a_crashed_run_is_marked_failed_with_its_stderr_tail(tmp_path, fake_trai
     assert statuses(folder) == {"r000": "finished", "r001": "failed", "r002": "finished"}
     assert "RuntimeError: fake crash" in runs["r001"]["error"] and runs["r001"]["exit_code"] == 1
     assert [r["id"] for r in sweep_rows(folder, METRIC)][-1] == "r001"  # no value: ranked last, still listed
+
+
+def test_plot_of_metric_against_each_parameter(tmp_path, fake_train):
+    pytest.importorskip("matplotlib")
+    folder = agent.run_offline(write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01]},
+                                                      "train.epochs": {"values": [2, 3]}}), workers=2)
     plot = plot_sweep(folder, METRIC, tmp_path / "plot.png")
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

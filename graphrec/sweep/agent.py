@@ -87,7 +87,7 @@ def open_sweep_folder(folder: Path) -> dict:
     return json.loads((folder / "sweep.json").read_text())
 
 
-def _cores() -> int:
+def usable_cores() -> int:
     """CPU cores this process may use."""
     try:
         return len(os.sched_getaffinity(0))
@@ -95,7 +95,7 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-def _child_env(threads: int) -> dict[str, str]:
+def child_env(threads: int) -> dict[str, str]:
     """The environment of a run: this graphrec first on the path, its share of the cores, unbuffered output."""
     env = dict(os.environ)
     package_root = str(Path(__file__).resolve().parents[2])
@@ -137,7 +137,7 @@ class Sweep:
         self.count = size if count is None else (min(count, size) if size is not None else count)
         if self.count is None:
             raise GraphrecError(f"method {spec.method} proposes without end; pass --count N")
-        self.threads = max(1, _cores() // workers)
+        self.threads = max(1, usable_cores() // workers)
         self.runs_file = folder / "runs.jsonl"
         end_cut_line(self.runs_file)
         self.records = read_runs(self.runs_file)
@@ -168,7 +168,7 @@ class Sweep:
         known = {p.name for p in runs_dir.glob(f"{name}-*")}
         with open(log_path, "ab") as log:
             process = subprocess.Popen(run_command(self.folder / "base.yaml", params, extra), stdout=log,
-                                       stderr=subprocess.STDOUT, env=_child_env(self.threads))
+                                       stderr=subprocess.STDOUT, env=child_env(self.threads))
         self.live[run_id] = LiveRun(run_id, params, draw, process, log_path, known)
         self._record(run_id, status="running", params=params, draw=draw, log=str(log_path.relative_to(self.folder)),
                      threads=self.threads)
@@ -243,7 +243,10 @@ class Sweep:
         if queue:
             print(f"sweep: running again {len(queue)} run(s) left unfinished: {', '.join(q[0] for q in queue)}",
                   file=sys.stderr)
-        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        try:  # SIGTERM of the agent stops its runs as Ctrl-C does (main thread only)
+            previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        except ValueError:
+            previous = None
         try:
             while True:
                 while len(self.live) < self.workers and (queue or (len(self.records) < self.count
@@ -271,7 +274,8 @@ class Sweep:
             print(f"sweep: interrupted; continue with: graphrec sweep --resume {self.folder}", file=sys.stderr)
             raise
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
 
 def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, workers: int = 1,

@@ -10,7 +10,7 @@ import yaml
 
 from ..config import config_from_file, read_yaml
 from ..errors import GraphrecError
-from .agent import _child_env, _cores, create_sweep_folder, run_command
+from .agent import child_env, create_sweep_folder, run_command, usable_cores
 from .spec import SweepSpec, load_sweep
 
 
@@ -41,7 +41,7 @@ def run_online(sweep_file: str | Path, count: Optional[int], overrides: Optional
     tracking = config_from_file(spec.base, overrides + [f"train.select_metric={spec.select_metric()}"]).tracking
     folder = create_sweep_folder(spec, count, overrides)
     sweep_id = wandb.sweep(spec.wandb_config(), project=tracking.project, entity=tracking.entity)
-    extra = [f"output_dir={folder / 'runs'}", f"train.threads={_cores()}", "train.progress=false",
+    extra = [f"output_dir={folder / 'runs'}", f"train.threads={usable_cores()}", "train.progress=false",
              f"train.select_metric={spec.select_metric()}", "tracking.mode=online", *overrides]
 
     base_name = read_yaml(folder / "base.yaml").get("name", "run")
@@ -49,7 +49,8 @@ def run_online(sweep_file: str | Path, count: Optional[int], overrides: Optional
     def one_run() -> None:
         params = sweep_params(os.environ["WANDB_SWEEP_PARAM_PATH"])
         name = f"name={base_name}-{os.environ.get('WANDB_RUN_ID', 'run')}"
-        result = subprocess.run(run_command(folder / "base.yaml", params, extra + [name]), env=_child_env(_cores()))
+        command = run_command(folder / "base.yaml", params, extra + [name])
+        result = subprocess.run(command, env=child_env(usable_cores()))
         if result.returncode != 0:
             raise GraphrecError(f"run {os.environ.get('WANDB_RUN_ID')} exited with {result.returncode}")
 

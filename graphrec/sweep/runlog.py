@@ -6,9 +6,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-STATUSES = ("running", "finished", "stopped", "failed")
-DONE = ("finished", "stopped", "failed")
-
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
     """Append one line atomically: O_APPEND, a single write of the whole line, fsync."""
