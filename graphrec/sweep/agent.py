@@ -1,0 +1,315 @@
+"""The offline agent: each proposal a `graphrec train` subprocess, N at once, recorded in the sweep folder."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from ..checkpoint import atomic_write_json, atomic_write_text
+from ..config import read_yaml
+from ..errors import GraphrecError
+from .engine import Engine, Observation
+from .hyperband import runs_to_stop
+from .runlog import append_record, end_cut_line, metric_history, read_runs
+from .spec import SweepSpec, load_sweep, set_args
+
+POLL_SECONDS = 0.25
+ERROR_TAIL_LINES = 6
+
+
+def portable_base(base: Path) -> dict:
+    """The base experiment as a mapping that loads from any folder: a data.path relative to the base's folder or
+    the working folder becomes absolute (names under $GRAPHREC_DATA stay as they are)."""
+    raw = read_yaml(base)
+    data = raw.get("data")
+    if isinstance(data, dict) and isinstance(data.get("path"), str):
+        path = Path(os.path.expanduser(data["path"]))
+        found = [c for c in (base.parent / path, Path.cwd() / path) if not path.is_absolute() and c.exists()]
+        if found:
+            raw = {**raw, "data": {**data, "path": str(found[0].resolve())}}
+    return raw
+
+
+def _claim_folder(parent: Path, name: str) -> Path:
+    """Create and return parent/<name>-<time>[-n]; mkdir without exist_ok claims the name atomically."""
+    parent.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path, suffix = parent / f"{name}-{stamp}", 1
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            path, suffix = parent / f"{name}-{stamp}-{suffix}", suffix + 1
+
+
+def create_sweep_folder(spec: SweepSpec, count: Optional[int], overrides: list[str],
+                        sweep_dir: Optional[Path] = None) -> Path:
+    """sweeps/<name>-<time>/ with sweep.yaml (base: base.yaml), base.yaml (a snapshot) and sweep.json."""
+    if sweep_dir is None:
+        folder = _claim_folder(Path.cwd() / "sweeps", spec.name)
+    else:
+        folder = Path(sweep_dir)
+        if folder.exists() and any(folder.iterdir()):
+            raise GraphrecError(f"sweep folder '{folder}' is not empty; continue it with graphrec sweep --resume "
+                                f"{folder} or choose a new folder")
+        folder.mkdir(parents=True, exist_ok=True)
+    header = f"# {spec.base} as it was when sweep {folder.name} started\n"
+    atomic_write_text(folder / "base.yaml", header + yaml.safe_dump(portable_base(spec.base), sort_keys=False))
+    atomic_write_text(folder / "sweep.yaml", f"# {spec.path} (base: {spec.raw['base']})\n"
+                      + yaml.safe_dump({**spec.raw, "base": "base.yaml"}, sort_keys=False))
+    atomic_write_json(folder / "sweep.json", {"sweep_file": str(spec.path.resolve()), "base": str(spec.base),
+                                              "count": count, "overrides": overrides, "method": spec.method,
+                                              "created": datetime.now().isoformat(timespec="seconds")})
+    (folder / "runs").mkdir()
+    (folder / "logs").mkdir()
+    return folder
+
+
+def open_sweep_folder(folder: Path) -> dict:
+    """sweep.json of an existing sweep folder; a one-line error for anything else."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise GraphrecError(f"--resume '{folder}': no such folder; pass sweeps/<name>-<time>/ as printed by "
+                            "graphrec sweep")
+    if not (folder / "sweep.json").is_file() or not (folder / "sweep.yaml").is_file():
+        raise GraphrecError(f"--resume '{folder}' is not a sweep folder (no sweep.json and sweep.yaml); pass "
+                            "sweeps/<name>-<time>/ as printed by graphrec sweep")
+    return json.loads((folder / "sweep.json").read_text())
+
+
+def usable_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def child_env(threads: int) -> dict[str, str]:
+    """The environment of a run: this graphrec first on the path, its share of the cores, unbuffered output."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+    return env
+
+
+def run_command(base: Path, params: dict[str, Any], extra: list[str]) -> list[str]:
+    """`python -m graphrec.cli train BASE --set ...`: the sweep's settings, then --set, then the run's params."""
+    args = [sys.executable, "-m", "graphrec.cli", "train", str(base)]
+    for text in extra + set_args(params):
+        args += ["--set", text]
+    return args
+
+
+@dataclass
+class LiveRun:
+    """A run whose process is alive."""
+
+    id: str
+    params: dict[str, Any]
+    draw: dict[str, Any]
+    process: subprocess.Popen
+    log_path: Path
+    known_folders: set[str]
+    started: float = field(default_factory=time.monotonic)
+    run_dir: Optional[Path] = None
+    stopping: bool = False
+
+
+class Sweep:
+    """One sweep folder being worked on: proposes, launches, watches and records runs."""
+
+    def __init__(self, folder: Path, spec: SweepSpec, count: Optional[int], workers: int, overrides: list[str]):
+        self.folder, self.spec, self.workers, self.overrides = folder, spec, workers, overrides
+        self.engine = Engine(spec)
+        size = self.engine.size()
+        self.count = size if count is None else (min(count, size) if size is not None else count)
+        if self.count is None:
+            raise GraphrecError(f"method {spec.method} proposes without end; pass --count N")
+        self.threads = max(1, usable_cores() // workers)
+        self.runs_file = folder / "runs.jsonl"
+        end_cut_line(self.runs_file)
+        self.records = read_runs(self.runs_file)
+        self.live: dict[str, LiveRun] = {}
+        self.base_name = str(read_yaml(folder / "base.yaml").get("name", "run"))
+
+    # ---- records -------------------------------------------------------------------------------------
+    def _record(self, run_id: str, **fields: Any) -> None:
+        record = {"id": run_id, "time": datetime.now().isoformat(timespec="seconds"), **fields}
+        append_record(self.runs_file, record)
+        self.records[run_id] = {**self.records.get(run_id, {}), **record}
+
+    def _history(self) -> list[Observation]:
+        return [Observation(r["draw"], r.get("metric"), r["status"]) for r in self.records.values()]
+
+    def _target_reached(self) -> bool:
+        target = self.spec.target
+        values = [r["metric"] for r in self.records.values() if r.get("metric") is not None]
+        return target is not None and any(v == target or self.spec.better(v, target) for v in values)
+
+    # ---- processes -----------------------------------------------------------------------------------
+    def _launch(self, run_id: str, params: dict[str, Any], draw: dict[str, Any]) -> None:
+        runs_dir = self.folder / "runs"
+        name = f"{self.base_name}-{run_id}"
+        extra = [f"output_dir={runs_dir}", f"name={name}", f"train.threads={self.threads}", "train.progress=false",
+                 f"train.select_metric={self.spec.select_metric()}", *self.overrides]
+        log_path = self.folder / "logs" / f"{run_id}.log"
+        known = {p.name for p in runs_dir.glob(f"{name}-*")}
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(run_command(self.folder / "base.yaml", params, extra), stdout=log,
+                                       stderr=subprocess.STDOUT, env=child_env(self.threads))
+        self.live[run_id] = LiveRun(run_id, params, draw, process, log_path, known)
+        self._record(run_id, status="running", params=params, draw=draw, log=str(log_path.relative_to(self.folder)),
+                     threads=self.threads)
+        shown = ", ".join(f"{k}={v}" for k, v in params.items())
+        print(f"sweep: {run_id} started ({shown})", file=sys.stderr)
+
+    def _find_run_dir(self, run: LiveRun) -> Optional[Path]:
+        if run.run_dir is None:
+            fresh = sorted(p for p in (self.folder / "runs").glob(f"{self.base_name}-{run.id}-*")
+                           if p.name not in run.known_folders)
+            run.run_dir = fresh[-1] if fresh else None
+        return run.run_dir
+
+    def _finish(self, run: LiveRun) -> None:
+        code = run.process.returncode
+        run_dir = self._find_run_dir(run)
+        seconds = round(time.monotonic() - run.started, 2)
+        folder = str(run_dir.relative_to(self.folder)) if run_dir else None
+        metrics_file = run_dir / "metrics.json" if run_dir else None
+        if code == 0 and metrics_file is not None and metrics_file.is_file():
+            metric = json.loads(metrics_file.read_text()).get(self.spec.metric)
+            self._record(run.id, status="finished", run_dir=folder, metric=metric, seconds=seconds)
+            print(f"sweep: {run.id} finished {self.spec.metric}={metric} ({seconds:.1f} s)", file=sys.stderr)
+        elif run.stopping and code == 128 + signal.SIGTERM:
+            curve = metric_history(run_dir, self.spec.metric) if run_dir else []
+            best = (max if self.spec.goal == "maximize" else min)(curve) if curve else None
+            self._record(run.id, status="stopped", run_dir=folder, metric=best, seconds=seconds,
+                         evaluations=len(curve))
+            print(f"sweep: {run.id} stopped by hyperband after {len(curve)} evaluations", file=sys.stderr)
+        else:
+            lines = [ln for ln in run.log_path.read_text(errors="replace").splitlines() if ln.strip()]
+            tail = " | ".join(lines[-ERROR_TAIL_LINES:])[-1000:]
+            self._record(run.id, status="failed", run_dir=folder, metric=None, seconds=seconds, exit_code=code,
+                         error=tail)
+            print(f"sweep: {run.id} failed (exit {code}); see {run.log_path}", file=sys.stderr)
+
+    def _early_terminate(self) -> None:
+        """SIGTERM the running runs that hyperband stops (graphrec saves last.pt and exits 143)."""
+        curves = {}
+        for run_id, record in self.records.items():
+            live = self.live.get(run_id)
+            run_dir = self._find_run_dir(live) if live else (self.folder / record["run_dir"]
+                                                             if record.get("run_dir") else None)
+            if run_dir is not None:
+                curves[run_id] = metric_history(run_dir, self.spec.metric)
+        running = {run_id for run_id, run in self.live.items() if not run.stopping}
+        for run_id in runs_to_stop(self.spec.hyperband, curves, running, self.spec.goal == "maximize"):
+            self.live[run_id].stopping = True
+            self.live[run_id].process.send_signal(signal.SIGTERM)
+
+    def _stop_all(self) -> None:
+        """On an interrupt: ask every live run to save last.pt and stop, and wait; they stay `running` in runs.jsonl,
+        so --resume runs them again."""
+        for run in self.live.values():
+            if run.process.poll() is None:
+                run.process.send_signal(signal.SIGTERM)
+        for run in self.live.values():
+            try:
+                run.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                run.process.kill()
+
+    # ---- the loop ------------------------------------------------------------------------------------
+    def _pending(self) -> list[tuple[str, dict, dict]]:
+        """Runs left `running` by a killed sweep: run again with the same parameters."""
+        return [(run_id, r["params"], r["draw"]) for run_id, r in self.records.items()
+                if r["status"] == "running" and run_id not in self.live]
+
+    def run(self) -> None:
+        """Launch until `count` runs are done (at most `workers` at once), watching for hyperband stops."""
+        queue = self._pending()
+        if queue:
+            print(f"sweep: running again {len(queue)} run(s) left unfinished: {', '.join(q[0] for q in queue)}",
+                  file=sys.stderr)
+        try:  # SIGTERM of the agent stops its runs as Ctrl-C does (main thread only)
+            previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        except ValueError:
+            previous = None
+        try:
+            while True:
+                while len(self.live) < self.workers and (queue or (len(self.records) < self.count
+                                                                   and not self._target_reached())):
+                    if queue:
+                        self._launch(*queue.pop(0))
+                        continue
+                    index = len(self.records)
+                    proposal = self.engine.propose(index, self._history())
+                    if proposal is None:
+                        self.count = len(self.records)
+                        break
+                    self._launch(f"r{index:03d}", proposal.params, proposal.draw)
+                if not self.live:
+                    break
+                time.sleep(POLL_SECONDS)
+                for run_id, run in list(self.live.items()):
+                    if run.process.poll() is not None:
+                        self._finish(run)
+                        del self.live[run_id]
+                if self.spec.hyperband is not None and self.live:
+                    self._early_terminate()
+        except KeyboardInterrupt:
+            self._stop_all()
+            print(f"sweep: interrupted; continue with: graphrec sweep --resume {self.folder}", file=sys.stderr)
+            raise
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, workers: int = 1,
+                overrides: Optional[list[str]] = None, sweep_dir: Optional[str | Path] = None,
+                resume: bool = False) -> Path:
+    """Run a sweep without W&B: a new sweep folder from `sweep_file`, or with resume=True the folder
+    `sweep_dir` continued (finished runs kept, runs left running run again). Returns the sweep folder."""
+    if workers < 1:
+        raise GraphrecError(f"--workers {workers}: give 1 or more")
+    if count is not None and count < 1:
+        raise GraphrecError(f"--count {count}: give 1 or more")
+    if resume:
+        if sweep_dir is None:
+            raise GraphrecError("--resume needs the sweep folder, e.g. graphrec sweep --resume sweeps/<name>-<time>/")
+        if overrides:
+            raise GraphrecError("--set cannot change a sweep being resumed: its runs keep the --set it started with")
+        folder = Path(sweep_dir)
+        state = open_sweep_folder(folder)
+        overrides = list(state.get("overrides") or [])
+        spec = load_sweep(folder / "sweep.yaml", overrides)
+        count = count if count is not None else state.get("count")
+        if count != state.get("count"):
+            atomic_write_json(folder / "sweep.json", {**state, "count": count})
+    else:
+        if sweep_file is None:
+            raise GraphrecError("graphrec sweep needs a sweep file (e.g. experiments/sweeps/lightgcn-quickstart.yaml) "
+                                "or --resume SWEEP_DIR")
+        overrides = list(overrides or [])
+        spec = load_sweep(sweep_file, overrides)
+        Engine(spec)  # a missing engine is reported before the folder is made
+        if count is None and spec.method != "grid":
+            raise GraphrecError(f"method {spec.method} proposes without end; pass --count N")
+        folder = create_sweep_folder(spec, count, overrides, Path(sweep_dir) if sweep_dir else None)
+        spec = load_sweep(folder / "sweep.yaml", overrides)
+        print(f"sweep folder: {folder}", file=sys.stderr)
+    Sweep(folder, spec, count, workers, overrides).run()
+    return folder

@@ -1,0 +1,42 @@
+"""`graphrec sweep SWEEP.yaml --count N [--offline] [--workers N] [--set k=v]` and `graphrec sweep --resume DIR`."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import GraphrecError
+
+
+def add_parser(subparsers) -> None:
+    """Add the `sweep` subcommand to an argparse subparsers object."""
+    sweep = subparsers.add_parser("sweep", help="run a W&B sweep YAML online (wandb.agent) or --offline (locally)")
+    sweep.add_argument("sweep_file", nargs="?", help="sweep YAML, e.g. experiments/sweeps/lightgcn-quickstart.yaml")
+    sweep.add_argument("--count", type=int, help="runs in the sweep in all (default for grid: every combination)")
+    sweep.add_argument("--offline", action="store_true", help="propose locally, no W&B login or network")
+    sweep.add_argument("--workers", type=int, default=1, help="offline: runs at once, cores split between them")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config key in every run, e.g. --set train.epochs=5 (repeatable)")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an offline sweep folder")
+    sweep.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the sweep the arguments describe; 0 when every run was launched and recorded."""
+    if args.resume and args.sweep_file:
+        raise GraphrecError(f"pass either a sweep file or --resume {args.resume}, not both (a resumed sweep keeps "
+                            "its own sweep.yaml)")
+    if args.offline or args.resume:
+        from .agent import run_offline
+        folder = run_offline(args.sweep_file, args.count, args.workers, args.set,
+                             sweep_dir=args.resume, resume=bool(args.resume))
+        print(f"sweep folder: {folder}")
+        print(f"best runs: graphrec report {folder} --best <metric>", file=sys.stderr)
+        return 0
+    if args.sweep_file is None:
+        raise GraphrecError("graphrec sweep needs a sweep file, e.g. graphrec sweep "
+                            "experiments/sweeps/lightgcn-quickstart.yaml --count 12 --offline")
+    if args.workers != 1:
+        raise GraphrecError("--workers needs --offline; online, start one graphrec sweep per machine instead")
+    from .online import run_online
+    print(f"W&B sweep: {run_online(args.sweep_file, args.count, args.set)}")
+    return 0

@@ -1,0 +1,63 @@
+"""runs.jsonl: a sweep's append-only record, one JSON line per run event; the last line of a run id wins."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def append_record(path: Path, record: dict[str, Any]) -> None:
+    """Append one line atomically: O_APPEND, a single write of the whole line, fsync."""
+    append_record_bytes(path, (json.dumps(record, sort_keys=True) + "\n").encode())
+
+
+def end_cut_line(path: Path) -> None:
+    """Close a last line cut short by a kill with a newline, so that the next record starts on its own line."""
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as handle:
+            handle.seek(-1, os.SEEK_END)
+            cut = handle.read(1) != b"\n"
+        if cut:
+            append_record_bytes(path, b"\n")
+
+
+def append_record_bytes(path: Path, line: bytes) -> None:
+    """Append bytes with one O_APPEND write and fsync."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_runs(path: Path) -> dict[str, dict[str, Any]]:
+    """Run id -> its latest record, in order of first appearance; a line cut short by a crash is skipped."""
+    runs: dict[str, dict[str, Any]] = {}
+    if not path.is_file():
+        return runs
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("id"), str):
+            runs[record["id"]] = {**runs.get(record["id"], {}), **record}
+    return runs
+
+
+def metric_history(run_dir: Path, metric: str) -> list[float]:
+    """The values of `metric` in a run folder's log.jsonl, one per validation evaluation, in order."""
+    log = Path(run_dir) / "log.jsonl"
+    if not log.is_file():
+        return []
+    values = []
+    for line in log.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the line being written right now
+        if isinstance(record, dict) and not record.get("final") and isinstance(record.get(metric), (int, float)):
+            values.append(float(record[metric]))
+    return values

@@ -1,0 +1,139 @@
+"""A sweep folder's runs ranked by a metric, the best run's config as a ready YAML, and metric-vs-parameter plots."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from ..checkpoint import atomic_write_text
+from ..config import apply_overrides, build_config, read_yaml
+from ..errors import GraphrecError
+from .agent import open_sweep_folder
+from .runlog import metric_history, read_runs
+from .spec import Dimension, parse_dimensions, set_args
+
+
+def _sweep_file(sweep_dir: Path) -> dict:
+    """The sweep folder's sweep.yaml (a one-line error when the folder is not a sweep)."""
+    try:
+        open_sweep_folder(sweep_dir)
+    except GraphrecError as err:
+        raise GraphrecError(str(err).replace("--resume ", "")) from None
+    return read_yaml(Path(sweep_dir) / "sweep.yaml")
+
+
+def _goal(raw: dict, metric: str) -> str:
+    """The sweep's goal for its own metric; other graphrec metrics (recall, ndcg, ...) are maximized."""
+    own = raw.get("metric") or {}
+    return own.get("goal", "maximize") if own.get("name") == metric else "maximize"
+
+
+def _run_value(sweep_dir: Path, record: dict, metric: str, goal: str) -> tuple[Optional[float], dict]:
+    """A run's value of `metric` (metrics.json; for a run stopped early, its best logged value) and its metrics."""
+    if not record.get("run_dir"):
+        return None, {}
+    run_dir = sweep_dir / record["run_dir"]
+    metrics_file = run_dir / "metrics.json"
+    if metrics_file.is_file():
+        metrics = json.loads(metrics_file.read_text())
+        return metrics.get(metric), metrics
+    curve = metric_history(run_dir, metric)
+    return ((max if goal == "maximize" else min)(curve) if curve else None), {}
+
+
+def sweep_rows(sweep_dir: str | Path, metric: str) -> list[dict[str, Any]]:
+    """The sweep's runs ranked by `metric`, best first (runs without a value last, in run order).
+
+    Each row: rank, id, status, value (of `metric`), params (config key -> value), run_dir (absolute or None),
+    metrics (the run's metrics.json, empty for a run without one).
+    """
+    sweep_dir = Path(sweep_dir)
+    raw = _sweep_file(sweep_dir)
+    goal = _goal(raw, metric)
+    rows = []
+    for run_id, record in read_runs(sweep_dir / "runs.jsonl").items():
+        value, metrics = _run_value(sweep_dir, record, metric, goal)
+        rows.append({"id": run_id, "status": record.get("status"), "value": value,
+                     "params": record.get("params", {}),
+                     "run_dir": str(sweep_dir / record["run_dir"]) if record.get("run_dir") else None,
+                     "metrics": metrics})
+    sign = -1.0 if goal == "maximize" else 1.0
+    rows.sort(key=lambda r: (r["value"] is None, sign * r["value"] if r["value"] is not None else 0.0))
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
+    return rows
+
+
+def _best(sweep_dir: Path, metric: str) -> dict[str, Any]:
+    rows = sweep_rows(sweep_dir, metric)
+    if not rows or rows[0]["value"] is None:
+        raise GraphrecError(f"sweep '{sweep_dir}' has no run with a value of '{metric}' yet; finish some runs "
+                            f"(graphrec sweep --resume {sweep_dir}) or choose a metric its runs log")
+    return rows[0]
+
+
+def write_best_config(sweep_dir: str | Path, metric: str) -> Path:
+    """Write <sweep_dir>/best-<metric>.yaml: the sweep's base experiment with its --set and the best run's params
+    applied (its checkpoint selected on `metric`), ready for graphrec train; returns its path."""
+    sweep_dir = Path(sweep_dir)
+    best = _best(sweep_dir, metric)
+    state = json.loads((sweep_dir / "sweep.json").read_text())
+    raw = read_yaml(sweep_dir / "sweep.yaml")
+    base = read_yaml(sweep_dir / "base.yaml")
+    select = [f"train.select_metric={metric.split('/', 1)[1]}"] if metric.startswith("valid/") else []
+    config = apply_overrides(base, list(state.get("overrides") or []) + set_args(best["params"]) + select)
+    build_config(config, source=str(sweep_dir / "base.yaml"), base_dir=str(sweep_dir))  # always loadable
+    runs = read_runs(sweep_dir / "runs.jsonl")
+    header = (f"# Best run of sweep {sweep_dir.name} by {metric} = {best['value']:.6g}: run {best['id']} "
+              f"({best['run_dir']}).\n# Budget: {len(runs)} runs, method {raw.get('method')}, seed "
+              f"{raw.get('seed', 0)}; base {state.get('base')}.\n")
+    path = sweep_dir / f"best-{metric.replace('/', '-')}.yaml"
+    atomic_write_text(path, header + yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def _axis_values(dim: Dimension, values: list[Any]) -> tuple[list[float], Optional[list[str]]]:
+    """x positions for a parameter's values, and tick labels when they are categories."""
+    if dim.is_categorical or any(not isinstance(v, (int, float)) or isinstance(v, bool) for v in values):
+        labels = [str(v) for v in dim.params.get("values", [])] or sorted({str(v) for v in values})
+        return [float(labels.index(str(v))) if str(v) in labels else float("nan") for v in values], labels
+    return [float(v) for v in values], None
+
+
+def plot_sweep(sweep_dir: str | Path, metric: str, path: str | Path) -> Path:
+    """A PNG at `path` of `metric` against each swept parameter (one panel each; the best run marked)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise GraphrecError("plotting a sweep needs matplotlib; pip install 'graphrec[plot]'") from None
+    sweep_dir, path = Path(sweep_dir), Path(path)
+    rows = [r for r in sweep_rows(sweep_dir, metric) if r["value"] is not None]
+    if not rows:
+        _best(sweep_dir, metric)  # raises the one-line error
+    raw = read_yaml(sweep_dir / "sweep.yaml")
+    dims = [d for d in parse_dimensions(sweep_dir / "sweep.yaml", raw["parameters"]) if d.distribution != "constant"]
+    fig, axes = plt.subplots(1, len(dims), figsize=(3.6 * len(dims), 3.2), squeeze=False)
+    for ax, dim in zip(axes[0], dims):
+        xs, labels = _axis_values(dim, [r["params"].get(dim.key) for r in rows])
+        ys = [r["value"] for r in rows]
+        colors = ["tab:blue" if r["status"] == "finished" else "tab:gray" for r in rows]
+        ax.scatter(xs, ys, c=colors, s=22)
+        ax.scatter(xs[:1], ys[:1], facecolors="none", edgecolors="tab:red", s=90, label=f"best ({rows[0]['id']})")
+        if dim.is_log:
+            ax.set_xscale("log")
+        if labels:
+            ax.set_xticks(range(len(labels)), labels, rotation=30)
+        ax.set_xlabel(dim.key)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"{sweep_dir.name}: {len(rows)} runs (gray: stopped early)", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

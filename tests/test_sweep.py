@@ -1,0 +1,350 @@
+"""Sweeps: spec validation, the three engines, the offline agent (parallel, resume, failures, hyperband),
+summaries, and the online path against a mock wandb."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+import graphrec.cli
+from graphrec.config import config_from_file
+from graphrec.errors import GraphrecError
+from graphrec.sweep import agent, cli as sweep_cli
+from graphrec.sweep.engine import Engine, Observation
+from graphrec.sweep.hyperband import runs_to_stop
+from graphrec.sweep.runlog import append_record, read_runs
+from graphrec.sweep.spec import Hyperband, SweepSpec, format_value, load_sweep, parse_dimensions
+from graphrec.sweep.summary import plot_sweep, sweep_rows, write_best_config
+
+FAKE_TRAIN = Path(__file__).parent / "fake_train.py"
+BASE = {
+    "name": "tiny", "seed": 1, "device": "cpu",
+    "data": {"format": "synthetic",
+             "synthetic": {"num_users": 60, "num_items": 50, "num_communities": 3, "mean_degree": 8, "seed": 3}},
+    "split": {"method": "random", "valid_ratio": 0.1, "test_ratio": 0.2},
+    "model": {"name": "lightgcn", "embedding_dim": 8, "num_layers": 1},
+    "train": {"epochs": 2, "batch_size": 64, "lr": 0.01, "eval_every": 1, "patience": 0, "progress": False},
+    "eval": {"topk": [10], "metrics": ["recall", "ndcg"]},
+    "tracking": {"mode": "disabled"},
+}
+METRIC = "valid/recall@10"
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch, tmp_path):
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.chdir(tmp_path)
+
+
+def write_sweep(folder: Path, parameters: dict, method: str = "grid", **extra) -> Path:
+    """base.yaml and sweep.yaml in `folder`; returns the sweep file."""
+    (folder / "base.yaml").write_text(yaml.safe_dump(BASE))
+    sweep = {"method": method, "metric": {"name": METRIC, "goal": "maximize"}, "base": "base.yaml",
+             "parameters": parameters, **extra}
+    path = folder / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep, sort_keys=False))
+    return path
+
+
+REAL_RUN_COMMAND = agent.run_command
+
+
+@pytest.fixture
+def fake_train(monkeypatch):
+    """Runs go to tests/fake_train.py (same command line and run-folder files as graphrec train, no torch)."""
+    monkeypatch.setattr(agent, "run_command", lambda base, params, extra: [sys.executable, str(FAKE_TRAIN)]
+                        + REAL_RUN_COMMAND(base, params, extra)[3:])
+
+
+def statuses(folder: Path) -> dict[str, str]:
+    return {run_id: r["status"] for run_id, r in read_runs(folder / "runs.jsonl").items()}
+
+
+# ---- spec and engines ----------------------------------------------------------------------------------------
+def test_distributions_follow_wandb_meaning(tmp_path):
+    dims = {d.key: d for d in parse_dimensions(tmp_path / "s.yaml", {
+        "a": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-2},
+        "b": {"distribution": "q_uniform", "min": 0, "max": 10, "q": 4},
+        "c": {"min": 2, "max": 5},
+        "d": {"min": 0.0, "max": 2.0},
+        "e": {"distribution": "inv_log_uniform_values", "min": 0.1, "max": 10.0},
+        "f": {"values": ["x", "y", "z"]},
+        "g": {"distribution": "log_uniform", "min": 0, "max": 2}})}
+    assert dims["a"].value_at(0.5) == pytest.approx(1e-3)  # geometric middle
+    assert [dims["b"].value_at(u) for u in (0.0, 0.15, 0.25, 1.0)] == [0, 0, 4, 8]  # round(10 * u / 4) * 4
+    assert dims["b"].grid_values() == [0, 4, 8]
+    assert (dims["c"].distribution, dims["c"].value_at(0.0), dims["c"].value_at(0.99)) == ("int_uniform", 2, 5)
+    assert (dims["d"].distribution, dims["d"].value_at(0.25)) == ("uniform", 0.5)
+    assert dims["e"].value_at(0.5) == pytest.approx(1.0)
+    assert [dims["f"].value_at(u) for u in (0.1, 0.5, 0.9)] == ["x", "y", "z"]
+    assert dims["g"].value_at(1.0) == pytest.approx(math.e ** 2)
+    assert format_value(1e-05) == "1.0e-05" and yaml.safe_load(format_value(1e-05)) == 1e-05
+    assert format_value([10, 20]) == "[10, 20]" and format_value("cosine") == "cosine"
+
+
+def test_grid_enumerates_every_combination_in_order(tmp_path):
+    spec = load_sweep(write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01, 0.1]},
+                                             "train.batch_size": {"values": [32, 64]},
+                                             "train.reg": {"value": 0.0}}))
+    engine = Engine(spec)
+    got = [engine.propose(i, []).params for i in range(6)]
+    assert got == [{"train.reg": 0.0, "train.lr": lr, "train.batch_size": b}
+                   for lr in (0.001, 0.01, 0.1) for b in (32, 64)]
+    assert engine.size() == 6 and engine.propose(6, []) is None
+
+
+def test_random_with_a_seed_is_reproducible(tmp_path):
+    params = {"train.lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1},
+              "train.batch_size": {"values": [32, 64, 128]}, "model.embedding_dim": {"min": 4, "max": 16}}
+    first = Engine(load_sweep(write_sweep(tmp_path, params, "random", seed=7)))
+    again = Engine(load_sweep(tmp_path / "sweep.yaml"))
+    other = Engine(load_sweep(write_sweep(tmp_path, params, "random", seed=8)))
+    proposals = [first.propose(i, []).params for i in range(10)]
+    assert proposals == [again.propose(i, []).params for i in range(10)]
+    assert proposals != [other.propose(i, []).params for i in range(10)]
+    # proposal i depends only on (seed, i): a resumed sweep proposes what the uninterrupted one would have
+    assert again.propose(5, [Observation({}, 1.0, "finished")]).params == proposals[5]
+    assert all(1e-4 <= p["train.lr"] <= 1e-1 and 4 <= p["model.embedding_dim"] <= 16 for p in proposals)
+    assert len({p["train.lr"] for p in proposals}) == 10
+
+
+def _best_found(spec: SweepSpec, trials: int) -> float:
+    """Best of `trials` proposals on f(lr, x) = -(log10 lr + 2.5)^2 - 4 (x - 0.3)^2 (maximum 0)."""
+    engine, history, best = Engine(spec), [], -np.inf
+    for i in range(trials):
+        proposal = engine.propose(i, history)
+        value = -(math.log10(proposal.params["train.lr"]) + 2.5) ** 2 - 4 * (proposal.params["train.reg"] - 0.3) ** 2
+        history.append(Observation(proposal.draw, value, "finished"))
+        best = max(best, value)
+    return best
+
+
+def test_bayes_improves_on_random_on_a_synthetic_objective(tmp_path):
+    pytest.importorskip("optuna")
+    params = {"train.lr": {"distribution": "log_uniform_values", "min": 1e-5, "max": 1.0},
+              "train.reg": {"distribution": "uniform", "min": 0.0, "max": 1.0}}
+    gaps = {}
+    for method in ("random", "bayes"):
+        found = [_best_found(load_sweep(write_sweep(tmp_path, params, method, seed=seed)), 30) for seed in range(4)]
+        gaps[method] = float(np.mean(found))
+    assert gaps["bayes"] > gaps["random"], gaps
+
+
+# ---- the offline agent ------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_offline_grid_sweep_of_4_runs_two_at_once_and_its_best_config(tmp_path):
+    sweep_file = write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.05]},
+                                        "model.embedding_dim": {"values": [4, 16]}})
+    folder = agent.run_offline(sweep_file, count=None, workers=2)
+    run_dirs = sorted((folder / "runs").iterdir())
+    assert len(run_dirs) == 4 and all((d / "metrics.json").is_file() for d in run_dirs)
+    lines = [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines()]
+    assert [line["status"] for line in lines[:2]] == ["running", "running"]  # two processes at once
+    threads = {line["threads"] for line in lines if line["status"] == "running"}
+    assert threads == {max(1, agent.usable_cores() // 2)}
+    assert sorted(tuple(sorted(r["params"].items())) for r in read_runs(folder / "runs.jsonl").values()) == sorted(
+        (("model.embedding_dim", d), ("train.lr", lr)) for lr in (0.001, 0.05) for d in (4, 16))
+    # the best run, by each run folder's own metrics.json, is the one whose params the best config carries
+    records = read_runs(folder / "runs.jsonl").values()
+    by_value = [(json.loads((folder / r["run_dir"] / "metrics.json").read_text())[METRIC], r) for r in records]
+    best = max(by_value, key=lambda pair: pair[0])
+    rows = sweep_rows(folder, METRIC)
+    assert rows[0]["value"] == best[0] and [r["rank"] for r in rows] == [1, 2, 3, 4]
+    assert [r["value"] for r in rows] == sorted((v for v, _ in by_value), reverse=True)
+    cfg = config_from_file(write_best_config(folder, METRIC))
+    assert cfg.train.lr == rows[0]["params"]["train.lr"]
+    assert cfg.model["embedding_dim"] == rows[0]["params"]["model.embedding_dim"]
+    assert cfg.train.select_metric == "recall@10"
+
+
+def test_killed_sweep_resumes_without_repeating_finished_runs(tmp_path, fake_train):
+    sweep_file = write_sweep(tmp_path, {"train.lr": {"distribution": "log_uniform_values", "min": 1e-4,
+                                                     "max": 1.0}}, "random", seed=3)
+    folder = agent.run_offline(sweep_file, count=2, workers=1, sweep_dir=tmp_path / "sw")
+    first = read_runs(folder / "runs.jsonl")
+    assert list(statuses(folder).values()) == ["finished", "finished"]
+    agent.run_offline(None, count=4, sweep_dir=folder, resume=True)
+    after = read_runs(folder / "runs.jsonl")
+    assert list(statuses(folder).values()) == ["finished"] * 4
+    assert len(list((folder / "runs").iterdir())) == 4
+    assert all(after[k]["run_dir"] == first[k]["run_dir"] for k in first)
+    started = [json.loads(line)["id"] for line in (folder / "runs.jsonl").read_text().splitlines()
+               if json.loads(line)["status"] == "running"]
+    assert started == ["r000", "r001", "r002", "r003"]
+    # the same four proposals as an uninterrupted sweep
+    engine = Engine(load_sweep(sweep_file))
+    assert [after[f"r{i:03d}"]["params"] for i in range(4)] == [engine.propose(i, []).params for i in range(4)]
+    assert json.loads((folder / "sweep.json").read_text())["count"] == 4
+
+
+def test_a_run_left_running_is_run_again_with_its_params(tmp_path, fake_train):
+    sweep_file = write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01, 0.1]}})
+    folder = agent.run_offline(sweep_file, count=1, sweep_dir=tmp_path / "sw")
+    append_record(folder / "runs.jsonl", {"id": "r001", "status": "running", "params": {"train.lr": 0.01},
+                                          "draw": {"train.lr": 1}})
+    (folder / "runs.jsonl").open("a").write('{"id": "r002", "sta')  # a line cut short by the kill
+    agent.run_offline(None, count=3, sweep_dir=folder, resume=True)
+    runs = read_runs(folder / "runs.jsonl")
+    assert statuses(folder) == {"r000": "finished", "r001": "finished", "r002": "finished"}
+    assert runs["r001"]["metric"] == pytest.approx(1.0)  # lr = 0.01 scores 1 in fake_train
+    assert [r["params"]["train.lr"] for r in runs.values()] == [0.001, 0.01, 0.1]
+    assert (folder / "runs.jsonl").read_text().count('"id": "r001", "log"') == 1  # after the cut line, whole
+
+
+def test_a_crashed_run_is_marked_failed_with_its_stderr_tail(tmp_path, fake_train, monkeypatch):
+    monkeypatch.setenv("FAKE_FAIL_LR", "0.01")
+    folder = agent.run_offline(write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01, 0.1]}}), workers=2)
+    runs = read_runs(folder / "runs.jsonl")
+    assert statuses(folder) == {"r000": "finished", "r001": "failed", "r002": "finished"}
+    assert "RuntimeError: fake crash" in runs["r001"]["error"] and runs["r001"]["exit_code"] == 1
+    assert [r["id"] for r in sweep_rows(folder, METRIC)][-1] == "r001"  # no value: ranked last, still listed
+
+
+def test_plot_of_metric_against_each_parameter(tmp_path, fake_train):
+    pytest.importorskip("matplotlib")
+    folder = agent.run_offline(write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01]},
+                                                      "train.epochs": {"values": [2, 3]}}), workers=2)
+    plot = plot_sweep(folder, METRIC, tmp_path / "plot.png")
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hyperband_rule_matches_wandb():
+    # loss (minimize), brackets 2.5 -> 2 and 1.25 -> 1 from max_iter 5, eta 2, s 2; at evaluation 2 the values
+    # [9, 10, 8, 7, 6] sorted best first are cut at position floor(5 / 2) = 2: 8. b (10) stops, c (8) does not.
+    hyperband = Hyperband(eta=2, max_iter=5, s=2)
+    assert hyperband.brackets(10) == [1, 2]
+    curves = {"a": [10, 9], "b": [10, 10], "c": [10, 8, 8], "d": [10, 7, 7], "e": [10, 6, 6]}
+    assert runs_to_stop(hyperband, curves, {"b", "c", "d"}, maximize=False) == ["b"]
+    # maximize, min_iter 2, eta 3: at evaluation 2, [0.9, 0.5, 0.4, 0.2] is cut at position floor(4 / 3) = 1: 0.5.
+    # strict: y (0.4) and z (0.2 at evaluation 2) stop; otherwise the best so far counts and z (0.9) goes on.
+    hyperband = Hyperband(eta=3, min_iter=2)
+    curves = {"w": [0.1, 0.9], "x": [0.3, 0.5], "y": [0.45, 0.4], "z": [0.2, 0.2, 0.9], "q": [0.9]}
+    assert runs_to_stop(hyperband, curves, {"x", "y", "z", "q"}, maximize=True) == ["y", "z"]
+    assert runs_to_stop(Hyperband(eta=3, min_iter=2, strict=False), curves, {"y", "z"}, maximize=True) == ["y"]
+
+
+def test_hyperband_stops_a_bad_run_by_sigterm(tmp_path, fake_train, monkeypatch):
+    monkeypatch.setenv("FAKE_SLEEP", "0.3")
+    sweep_file = write_sweep(tmp_path, {"train.lr": {"values": [0.01, 1.0]}, "train.epochs": {"value": 10}},
+                             early_terminate={"type": "hyperband", "min_iter": 2, "eta": 3})
+    folder = agent.run_offline(sweep_file, workers=2)
+    runs = read_runs(folder / "runs.jsonl")
+    assert statuses(folder) == {"r000": "finished", "r001": "stopped"}
+    assert 2 <= runs["r001"]["evaluations"] < 10 and runs["r001"]["metric"] is not None
+
+
+def test_sweep_cli_parses_and_runs(tmp_path, fake_train, capsys):
+    parser = argparse.ArgumentParser()
+    sweep_cli.add_parser(parser.add_subparsers())
+    sweep_file = write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01]}})
+    args = parser.parse_args(["sweep", str(sweep_file), "--offline", "--workers", "2", "--set", "train.epochs=3"])
+    assert args.func(args) == 0
+    folder = Path(capsys.readouterr().out.split("sweep folder: ")[1].strip())
+    assert statuses(folder) == {"r000": "finished", "r001": "finished"}
+    assert json.loads((folder / "sweep.json").read_text())["overrides"] == ["train.epochs=3"]
+    log = [json.loads(line) for line in next(iter((folder / "runs").iterdir())).joinpath("log.jsonl").open()]
+    assert len(log) == 3  # --set reached the run
+
+
+# ---- online (mock wandb) --------------------------------------------------------------------------------------
+def test_online_sweep_hands_wandb_the_file_and_runs_each_proposal(tmp_path, fake_train, monkeypatch):
+    seen = {}
+
+    def sweep(config, project=None, entity=None):
+        seen["config"] = config
+        return "sweep123"
+
+    def agent_(sweep_id, function=None, project=None, entity=None, count=None):
+        for run, lr in enumerate([0.001, 0.01][:count]):
+            params = tmp_path / f"params-{run}.yaml"
+            params.write_text(yaml.safe_dump({"wandb_version": 1, "train.lr": {"value": lr}}))
+            monkeypatch.setenv("WANDB_SWEEP_PARAM_PATH", str(params))
+            function()
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(sweep=sweep, agent=agent_))
+    commands = []
+    real = agent.run_command
+    monkeypatch.setattr(agent, "run_command", lambda *a: commands.append(real(*a)) or real(*a))
+    from graphrec.sweep import online
+    monkeypatch.setattr(online, "run_command", agent.run_command)
+    sweep_file = write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01]}}, seed=4)
+    assert online.run_online(sweep_file, count=2) == "sweep123"
+    assert "base" not in seen["config"] and "seed" not in seen["config"]
+    assert seen["config"]["parameters"] == {"train.lr": {"values": [0.001, 0.01]}}
+    assert len(commands) == 2 and "tracking.mode=online" in commands[0] and "train.lr=0.01" in commands[1]
+
+
+# ---- bad inputs ------------------------------------------------------------------------------------------------
+def test_bayes_offline_without_optuna_names_the_extra(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    sweep_file = write_sweep(tmp_path, {"train.lr": {"min": 0.001, "max": 0.1}}, "bayes")
+    with pytest.raises(GraphrecError, match=r"pip install 'graphrec\[sweeps\]'"):
+        agent.run_offline(sweep_file, count=2)
+    assert not (tmp_path / "sweeps").exists()
+
+
+@pytest.mark.parametrize("parameters, extra, message", [
+    ({"train.lr": {"values": [0.1]}}, {"method": "gird"}, "unknown method 'gird', did you mean 'grid'?"),
+    ({"train.lerning_rate": {"values": [0.1]}}, {}, "did you mean 'train.lr'?"),
+    ({"train.batch_size": {"values": [32, "big"]}}, {}, "parameter 'train.batch_size' value 'big'"),
+    ({"train.epochs": {"min": 1.5, "max": 3.0}}, {"method": "random"}, "parameter 'train.epochs' value 1.5"),
+    ({"train.lr": {"distribution": "log_uniform_values", "min": 0.1, "max": 0.001}}, {"method": "random"},
+     "min 0.1 > max 0.001"),
+    ({"train.lr": {"distribution": "uniform", "min": 0.1, "max": 0.2}}, {}, "grid search needs values"),
+    ({"train.lr": {"distribution": "log_unifrom", "min": 0.1, "max": 0.2}}, {"method": "random"},
+     "did you mean 'log_uniform'?"),
+    ({"train.lr": {"values": [0.1]}}, {"metric": {"name": "test/recall@10", "goal": "maximize"}},
+     "sweeps select on the validation split"),
+    ({"train.lr": {"values": [0.1]}}, {"metric": {"name": "valid/recall@50", "goal": "maximize"}},
+     "add 50 to eval.topk"),
+])
+def test_bad_sweep_files_are_one_line_before_any_run(tmp_path, parameters, extra, message):
+    sweep_file = write_sweep(tmp_path, parameters)
+    sweep_file.write_text(yaml.safe_dump({**yaml.safe_load(sweep_file.read_text()), **extra}))
+    with pytest.raises(GraphrecError) as err:
+        agent.run_offline(sweep_file, count=2)
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_set_of_a_swept_key_and_resume_of_a_plain_folder_are_refused(tmp_path):
+    sweep_file = write_sweep(tmp_path, {"train.lr": {"values": [0.1]}})
+    with pytest.raises(GraphrecError, match="is a parameter of the sweep"):
+        agent.run_offline(sweep_file, overrides=["train.lr=0.5"])
+    with pytest.raises(GraphrecError, match="is not a sweep folder"):
+        agent.run_offline(None, sweep_dir=tmp_path, resume=True)
+
+
+@pytest.fixture
+def cli_with_sweep(monkeypatch):
+    """graphrec.cli with the sweep and data commands added (until the architect wires them in)."""
+    from graphrec.data import catalog
+    original = graphrec.cli.build_parser
+
+    def build_parser():
+        parser = original()
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        if "sweep" not in subparsers.choices:
+            sweep_cli.add_parser(subparsers)
+        data_sub = next(a for a in subparsers.choices["data"]._actions if isinstance(a, argparse._SubParsersAction))
+        if "fetch" not in data_sub.choices:
+            catalog.add_parser(data_sub)
+        return parser
+    monkeypatch.setattr(graphrec.cli, "build_parser", build_parser)
+
+
+CORPUS = [c for c in yaml.safe_load((Path(__file__).parent / "bad_inputs" / "cases.yaml").read_text())
+          if c["args"][0] in ("sweep", "data") and c["args"][1:2] != ["info"]]
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=[c["name"] for c in CORPUS])
+def test_sweep_and_data_cases_of_the_bad_input_corpus(case, tmp_path, monkeypatch, capsys, cli_with_sweep):
+    from test_bad_inputs import test_bad_input
+    test_bad_input(case, tmp_path, monkeypatch, capsys)
