@@ -13,15 +13,16 @@ from ..errors import GraphrecError
 Device = Union[torch.device, str, None]
 
 
-def knn_graph(features: torch.Tensor, k: int, chunk_rows: int = 1024, device: Device = None,
+def knn_graph(features: torch.Tensor, k: int, chunk_rows: int = 4096, device: Device = None,
               weighted: bool = False) -> torch.Tensor:
     """(n, n) sparse CSR D^-1/2 S D^-1/2 of the top-k cosine neighbours of (n, d) `features`.
 
     Each row keeps its k most cosine-similar other items (never itself); S is the union of these edges in both
     directions, so it is symmetric, and D holds S's row sums. FREEDOM style by default: S is binary.
     `weighted=True` is LATTICE style: S holds the cosine (clamped at 0). Both reference codes normalize the
-    one-directional top-k matrix instead, which is not symmetric. Similarities are computed `chunk_rows` rows at
-    a time, (chunk_rows, n), so no dense (n, n) matrix is ever held.
+    one-directional top-k matrix instead, which is not symmetric. Similarities are computed in
+    (chunk_rows, chunk_rows) blocks, so no dense (n, n) matrix is ever held; only blocks on or above the diagonal
+    are computed, each serving the top-k of its rows and of its columns.
     """
     if k < 1:
         raise GraphrecError(f"model.knn_k is {k}; use a positive number of neighbours, e.g. 10")
@@ -29,18 +30,38 @@ def knn_graph(features: torch.Tensor, k: int, chunk_rows: int = 1024, device: De
     n = features.shape[0]
     k = min(k, n - 1)
     normed = torch.nn.functional.normalize(features.to(device=device, dtype=torch.float32), dim=1)
-    neighbours = torch.empty((n, k), dtype=torch.int64, device=device)
-    similarity = torch.empty((n, k), dtype=torch.float32, device=device)
+    best = RunningTopK(n, k, device)
     for start in range(0, n, chunk_rows):
-        stop = min(start + chunk_rows, n)
-        block = normed[start:stop] @ normed.T
-        local = torch.arange(stop - start, device=device)
-        block[local, local + start] = -torch.inf
-        similarity[start:stop], neighbours[start:stop] = block.topk(k, dim=1)
-    rows = torch.arange(n, device=device).repeat_interleave(k)
-    cols = neighbours.reshape(-1)
-    weight = similarity.reshape(-1).clamp_min(0.0) if weighted else torch.ones(n * k, device=device)
-    return _symmetric_normalized(torch.cat([rows, cols]), torch.cat([cols, rows]), torch.cat([weight, weight]), n)
+        rows = normed[start:start + chunk_rows]
+        for col_start in range(start, n, chunk_rows):
+            block = rows @ normed[col_start:col_start + chunk_rows].T
+            if col_start == start:
+                block.fill_diagonal_(-torch.inf)
+            best.offer(start, block, col_start)
+            if col_start != start:
+                best.offer(col_start, block.T.contiguous(), start)
+    src = torch.arange(n, device=device).repeat_interleave(k)
+    dst = best.index.reshape(-1)
+    weight = best.value.reshape(-1).clamp_min(0.0) if weighted else torch.ones(n * k, device=device)
+    return _symmetric_normalized(torch.cat([src, dst]), torch.cat([dst, src]), torch.cat([weight, weight]), n)
+
+
+class RunningTopK:
+    """The k largest values seen so far in each of n rows, (n, k) `value` and their column `index`."""
+
+    def __init__(self, n: int, k: int, device: torch.device):
+        self.k = k
+        self.value = torch.full((n, k), -torch.inf, device=device)
+        self.index = torch.zeros((n, k), dtype=torch.int64, device=device)
+
+    def offer(self, row_start: int, block: torch.Tensor, col_start: int) -> None:
+        """Merge a (r, m) block of rows row_start.. and columns col_start.. into the running top-k."""
+        value, index = block.topk(min(self.k, block.shape[1]), dim=1)
+        rows = slice(row_start, row_start + block.shape[0])
+        merged_value = torch.cat([self.value[rows], value], dim=1)
+        merged_index = torch.cat([self.index[rows], index + col_start], dim=1)
+        self.value[rows], pick = merged_value.topk(self.k, dim=1)
+        self.index[rows] = merged_index.gather(1, pick)
 
 
 def _symmetric_normalized(rows: torch.Tensor, cols: torch.Tensor, weight: torch.Tensor, n: int) -> torch.Tensor:
@@ -71,7 +92,7 @@ def knn_cache_key(features: torch.Tensor, k: int, weighted: bool) -> str:
     return f"knn-{digest.hexdigest()[:20]}-k{k}-{'cosine' if weighted else 'binary'}.pt"
 
 
-def cached_knn_graph(features: torch.Tensor, k: int, cache_dir: Union[str, Path], chunk_rows: int = 1024,
+def cached_knn_graph(features: torch.Tensor, k: int, cache_dir: Union[str, Path], chunk_rows: int = 4096,
                      device: Device = None, weighted: bool = False) -> torch.Tensor:
     """knn_graph, read from `cache_dir` when built before for the same features, k and style, else built and saved."""
     path = Path(cache_dir) / knn_cache_key(features, k, weighted)
