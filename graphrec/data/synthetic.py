@@ -17,8 +17,7 @@ def generate(num_users: int, num_items: int, num_communities: int = 12, mean_deg
     follows a second popularity ranking, so temporal splits show a measurable shift. Vectorized.
     """
     rng = np.random.default_rng(seed)
-    user_comm = rng.integers(0, num_communities, num_users)
-    item_comm = rng.integers(0, num_communities, num_items)
+    user_comm, item_comm = _draw_communities(rng, num_users, num_items, num_communities)
     weight = (1.0 + rng.permutation(num_items)) ** -popularity_exponent
 
     sigma = 0.8
@@ -49,3 +48,15 @@ def generate(num_users: int, num_items: int, num_communities: int = 12, mean_deg
     _, first = np.unique(user * num_items + item, return_index=True)
     first.sort()
     return Interactions(user[first], item[first], None, timestamp[first])
+
+
+def planted_communities(num_users: int, num_items: int, num_communities: int = 12,
+                        seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """(num_users,) and (num_items,) community ids that `generate` plants with the same arguments and seed."""
+    return _draw_communities(np.random.default_rng(seed), num_users, num_items, num_communities)
+
+
+def _draw_communities(rng: np.random.Generator, num_users: int, num_items: int,
+                      num_communities: int) -> tuple[np.ndarray, np.ndarray]:
+    """User then item communities, the first draws of `generate`'s generator."""
+    return rng.integers(0, num_communities, num_users), rng.integers(0, num_communities, num_items)
