@@ -224,7 +224,9 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    from . import report, split_cmd
+    from . import features_cmd, report, split_cmd
+    from .data import catalog
+    from .sweep import cli as sweep_cli
     parser = OneLineParser(prog="graphrec", description="Graph-based recommendation from YAML experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a model from a YAML experiment")
@@ -245,6 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
     split_cmd.add_parser(sub)
     report.add_parser(sub)
+    sweep_cli.add_parser(sub)
+    features_cmd.add_parser(sub)
     models = sub.add_parser("models", help="list the registered models")
     models.set_defaults(func=cmd_models)
     data = sub.add_parser("data", help="dataset tools")
@@ -260,6 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--no-header", action="store_true", help="format csv: the first line is data, not names")
     info.add_argument("--delimiter", help="field separator (default: whitespace for pairs, ',' for csv)")
     info.set_defaults(func=cmd_data_info)
+    catalog.add_parser(data_sub)
     return parser
 
 

@@ -316,6 +316,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--allow-mixed", action="store_true",
                         help="tabulate runs of different datasets or protocols together")
     parser.add_argument("--out", metavar="FILE", help="write the table to FILE (atomically) instead of printing it")
+    parser.add_argument("--best", metavar="METRIC", help="sweep folders: rank their runs by METRIC (e.g. "
+                        "valid/ndcg@20) and write the best config as <sweep>/best-<metric>.yaml")
+    parser.add_argument("--plot", metavar="PNG", help="with --best: METRIC against each swept parameter "
+                        "(graphrec[plot])")
     parser.set_defaults(func=run)
 
 
@@ -324,8 +328,36 @@ def _names(text: Optional[str]) -> Optional[list[str]]:
     return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
+def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str]) -> str:
+    """Each sweep folder's runs ranked by `metric` (a table per sweep), the best config written beside them."""
+    from .sweep.summary import plot_sweep, sweep_rows, write_best_config
+    texts = []
+    for folder in folders:
+        if not (Path(folder) / "runs.jsonl").is_file():
+            raise GraphrecError(f"report --best: '{folder}' is not a sweep folder (no runs.jsonl); pass "
+                                "sweeps/<name>-<time>/ as printed by graphrec sweep")
+        rows = sweep_rows(folder, metric)
+        names = list(dict.fromkeys(k for row in rows for k in row["params"]))
+        body = [[str(r["rank"]), r["id"], str(r["status"]), _number(r["value"])] +
+                [str(r["params"].get(n, "")) for n in names] for r in rows]
+        best = write_best_config(folder, metric)
+        if plot:
+            plot_sweep(folder, metric, plot)
+        texts.append(f"sweep {folder}: best config written to {best}\n"
+                     + _render(["rank", "run", "status", metric] + names, body, fmt))
+    return "\n\n".join(texts)
+
+
 def run(args: argparse.Namespace) -> int:
     """Read the runs, refuse mixed datasets/protocols unless asked, print or write the table."""
+    if args.plot and not args.best:
+        raise GraphrecError("report --plot goes with --best METRIC (a sweep's metric against its parameters); "
+                            "for one run's splits use graphrec eval RUN --plot")
+    if args.best:
+        if args.plot:
+            pyplot()
+        print(sweep_report(args.runs, args.best, args.format, args.plot))
+        return 0
     runs = [r for r in map(read_run, find_runs(args.runs)) if r is not None]
     if not runs:
         raise GraphrecError("report: none of the runs has metrics.json; pass finished run folders")
