@@ -56,11 +56,11 @@ def _select(available: list[str], wanted: Optional[list[str]], what: str, option
     return out
 
 
-def _number(value: Optional[float]) -> str:
-    """A metric value for a table: 4 decimals, fewer for large values such as ARP."""
+def _number(value: Optional[float], digits: int = 4) -> str:
+    """A metric value for a table: `digits` decimals, one for large values such as ARP."""
     if value is None or not np.isfinite(value):
         return "-"
-    return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+    return f"{value:.{digits}f}" if abs(value) < 100 else f"{value:.1f}"
 
 
 def _render(header: list[str], rows: list[list[str]], fmt: str) -> str:
@@ -114,9 +114,9 @@ def eval_table(metrics: dict[str, Any], splits: Optional[list[str]] = None, fmt:
         for column in columns:
             rel = change.get(split, {}).get(column)
             if fmt == "csv":
-                cells.append(_number(row.get(column)))
+                cells.append(_number(row.get(column), 6))
             else:
-                cells.append(_number(row.get(column)) + (f" ({100 * rel:+.1f}%)" if rel is not None else ""))
+                cells.append(_number(row.get(column), 6) + (f" ({100 * rel:+.1f}%)" if rel is not None else ""))
         if fmt == "csv":
             cells += ["" if change.get(split, {}).get(c) is None else f"{change[split][c]:.6f}" for c in columns]
         body.append(cells)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -54,16 +55,17 @@ def test_train_writes_the_run_folder(trained):
 
 
 def _parse_table(text: str) -> dict[str, float]:
-    """'<split>/<metric>@<K>' -> value from the printed metric table."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    ks = [int(col.lstrip("@")) for col in lines[0].split()[2:]]
+    """'<split>/<metric>@<K>' -> value from the printed table (rows: splits; columns: split, users, metric@K ...;
+    a relative change from the test row may follow a value in parentheses)."""
+    lines = [re.sub(r"\([^)]*\)", "", line) for line in text.splitlines() if line.strip()]
+    columns = lines[0].split()[2:]
     out = {}
     for line in lines[1:]:
         parts = line.split()
-        if len(parts) != len(ks) + 2 or "=" in line:
+        if len(parts) != len(columns) + 2:
             continue
-        for k, value in zip(ks, parts[2:]):
-            out[f"{parts[0]}/{parts[1]}@{k}"] = float(value)
+        for column, value in zip(columns, parts[2:]):
+            out[f"{parts[0]}/{column}"] = float(value)
     return out
 
 

@@ -105,7 +105,7 @@ def test_only_rank0_writes(ddp):
     assert [p.name for p in output_dir.iterdir()] == [run_dir.name]
     assert err.count("run folder:") == 1 and out.count("saved to") == 1
     assert sorted(p.name for p in run_dir.iterdir()) == sorted(
-        ["best.pt", "config.yaml", "last.pt", "log.jsonl", "metrics.json", "run.json", "warnings.json"])
+        ["best.pt", "config.yaml", "last.pt", "log.jsonl", "metrics.json", "run.json", "shift.json", "warnings.json"])
     assert load_checkpoint(run_dir / "last.pt")["world_size"] == 2
 
 

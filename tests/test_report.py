@@ -21,13 +21,13 @@ def test_eval_table_rows_are_splits_with_the_change_from_test():
     text = report.eval_table(METRICS, ["test", "test_ood"], "table")
     header, test, ood = text.splitlines()
     assert header.split() == ["split", "users", "recall@20", "ndcg@20"]
-    assert test.split() == ["test", "50", "0.2000", "0.1000"]
-    assert ood.split() == ["test_ood", "40", "0.1500", "(-25.0%)", "0.1200", "(+20.0%)"]
+    assert test.split() == ["test", "50", "0.200000", "0.100000"]
+    assert ood.split() == ["test_ood", "40", "0.150000", "(-25.0%)", "0.120000", "(+20.0%)"]
     markdown = report.eval_table(METRICS, None, "markdown").splitlines()
     assert markdown[0] == "| split | users | recall@20 | ndcg@20 |" and markdown[1] == "|---|---|---|---|"
-    assert markdown[2].startswith("| valid |  | 0.3000 (+50.0%) |")  # valid has no users count here
+    assert markdown[2].startswith("| valid |  | 0.300000 (+50.0%) |")  # valid has no users count here
     rows = list(csv.DictReader(io.StringIO(report.eval_table(METRICS, ["test", "test_ood"], "csv"))))
-    assert rows[1]["recall@20"] == "0.1500" and float(rows[1]["recall@20_vs_test"]) == pytest.approx(-0.25)
+    assert rows[1]["recall@20"] == "0.150000" and float(rows[1]["recall@20_vs_test"]) == pytest.approx(-0.25)
     assert rows[0]["recall@20_vs_test"] == ""
     data = json.loads(report.eval_table(METRICS, ["test", "test_ood"], "json"))
     assert data["splits"]["test_ood"] == {"users": 40, "recall@20": 0.15, "ndcg@20": 0.12}

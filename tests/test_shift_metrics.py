@@ -8,6 +8,7 @@ import torch
 from graphrec.config import build_config
 from graphrec.data.dataset import Dataset, Interactions
 from graphrec.data.shift import popularity_groups
+from graphrec.models.base import dot_scorer
 from graphrec.evaluation import Evaluator
 
 METRICS = ["recall", "coverage", "arp", "recall_head", "recall_mid", "recall_tail", "ndcg_mid", "ndcg_tail"]
@@ -40,7 +41,7 @@ def test_popularity_groups_by_train_count_ties_to_lower_id():
 def test_shift_metrics_match_hand_computed(max_score_elements):
     ds, user_emb, item_emb = tiny()
     ev = Evaluator(ds, "test", [2, 3], METRICS, max_score_elements)
-    result = ev.evaluate(user_emb, item_emb)
+    result = ev.evaluate(dot_scorer(user_emb, item_emb))
     got = result.means()
     lg3 = 1 / math.log2(3)
     expected = {
@@ -64,8 +65,8 @@ def test_results_of_user_shards_add_up_to_the_whole():
     """What DDP does: each rank evaluates a share of the users; the packed sums give the single-process means."""
     ds, user_emb, item_emb = tiny()
     ev = Evaluator(ds, "test", [2, 3], METRICS, 1000)
-    whole = ev.evaluate(user_emb, item_emb).means()
-    parts = [ev.evaluate(user_emb, item_emb, ev.users[i::2]) for i in range(2)]
+    whole = ev.evaluate(dot_scorer(user_emb, item_emb)).means()
+    parts = [ev.evaluate(dot_scorer(user_emb, item_emb), ev.users[i::2]) for i in range(2)]
     summed = parts[0].from_packed(parts[0].packed() + parts[1].packed()).means()
     assert summed == pytest.approx(whole)
     # the union matters: each shard alone covers fewer items than both together
@@ -76,7 +77,7 @@ def test_group_boundaries_are_eval_keys():
     ds, user_emb, item_emb = tiny()
     # head 30% = {0, 1, 2}: user 0's relevant item 2 moves to head, hit at rank 3
     ev = Evaluator(ds, "test", [3], ["recall_head"], 1000, head_share=0.3, tail_share=0.5)
-    assert ev.evaluate(user_emb, item_emb).means() == {"recall_head@3": 1.0}
+    assert ev.evaluate(dot_scorer(user_emb, item_emb)).means() == {"recall_head@3": 1.0}
     cfg = build_config({"split": {"method": "random"}, "eval": {"metrics": ["recall_tail"], "tail_share": 0.4,
                                                                 "topk": [20]},
                         "train": {"select_metric": "recall_tail@20"}})
