@@ -9,7 +9,8 @@ from typing import Any, Optional
 
 import yaml
 
-from ..config import _key_lines, _read_yaml_text, config_from_file
+from ..config import _read_yaml_text, config_from_file
+from ..hints import key_lines
 from ..errors import GraphrecError
 
 METHODS = ("grid", "random", "bayes")
@@ -361,7 +362,7 @@ def load_sweep(path: str | Path, overrides: Optional[list[str]] = None) -> Sweep
         raise GraphrecError(str(err).replace("config file", "sweep file").replace(
             "the top level must be a mapping of sections (data:, model:, train:, ...)",
             "a sweep file must be a mapping (method:, metric:, parameters:, base:)")) from None
-    lines = _key_lines(text)
+    lines = key_lines(text)
     for key in raw:
         if key not in TOP_KEYS:
             raise GraphrecError(f"{path} line {lines.get((str(key),), 0)}: unknown sweep key '{key}'"
