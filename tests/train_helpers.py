@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Optional
 
 import yaml
+
+from graphrec.trainer import StopRequest, Trainer, TrainingStopped
 
 # ~6,700 training events, 27 batches of 256 per epoch; early stopping ends it after 15 epochs (~1 s on one core).
 # Long enough to be killed mid-run from a test, short enough to run several times.
@@ -93,3 +96,32 @@ def wait_for_epochs(output_dir: Path, epochs: int, proc: subprocess.Popen, timeo
         time.sleep(0.01)
     proc.kill()
     raise AssertionError(f"no {epochs} epochs logged within {timeout} s")
+
+
+def stop_at_step(trainer: Trainer, step: int) -> StopRequest:
+    """A StopRequest that fires inside optimizer step number `step` (1-based) of `trainer`."""
+    stop, real_step, steps = StopRequest(announce=False), trainer.optimizer.step, []
+
+    def counting_step(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == step:
+            stop.request(signal.SIGINT)
+        return real_step(*args, **kwargs)
+
+    trainer.optimizer.step = counting_step
+    return stop
+
+
+def stopped_and_resumed(cfg, step: int) -> tuple[dict, list[dict]]:
+    """Train `cfg` in-process, stop inside optimizer step `step`, resume from last.pt to the end; returns the
+    resumed run's metrics and epoch records (without timings)."""
+    trainer = Trainer(cfg)
+    stop = stop_at_step(trainer, step)
+    try:
+        trainer.fit(stop)
+    except TrainingStopped:
+        pass
+    else:
+        raise AssertionError(f"the run ended before optimizer step {step}")
+    resumed = Trainer(cfg, run_dir=trainer.run_dir, resume=True)
+    return results(resumed.fit()), history(trainer.run_dir)

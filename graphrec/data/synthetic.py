@@ -57,8 +57,8 @@ def generate_field_rows(num_rows: int, field_sizes: list[int], rank: int, labels
     """Feature-field rows whose labels come from a planted FM over one-hot fields.
 
     Each row takes one value per field, uniformly; feature ids run field by field. The planted score is
-    sum_i w_i + sum_{i<j} <v_i, v_j> with w ~ N(0, 0.5^2) and v ~ N(0, 1/rank), standardized to mean 0 and sd 2.
-    labels 'binary': 1 with probability sigmoid(score), else -1 (the NFM convention); 'real': score / 2 + N(0, noise^2).
+    sum_i w_i + sum_{i<j} <v_i, v_j> with w ~ N(0, 0.5^2) and v ~ N(0, 1/rank), standardized to mean 0 and sd 3.
+    labels 'binary': 1 with probability sigmoid(score), else -1 (the NFM convention); 'real': score / 3 + N(0, noise^2).
     """
     rng = np.random.default_rng(seed)
     sizes = np.asarray(field_sizes, dtype=np.int64)
@@ -68,11 +68,11 @@ def generate_field_rows(num_rows: int, field_sizes: list[int], rank: int, labels
     vectors = rng.normal(0.0, rank ** -0.5, (sizes.sum(), rank))
     emb = vectors[features]
     score = linear[features].sum(1) + 0.5 * (np.square(emb.sum(1)) - np.square(emb).sum(1)).sum(1)
-    score = 2.0 * (score - score.mean()) / max(score.std(), 1e-12)
+    score = 3.0 * (score - score.mean()) / max(score.std(), 1e-12)
     if labels == "binary":
         label = np.where(rng.random(num_rows) < 1.0 / (1.0 + np.exp(-score)), 1.0, -1.0)
     else:
-        label = score / 2.0 + rng.normal(0.0, noise, num_rows)
+        label = score / 3.0 + rng.normal(0.0, noise, num_rows)
     rows = FieldRows(features, np.ones(features.shape, np.float32), label.astype(np.float32))
     space = FieldSpace(int(sizes.sum()), np.repeat(np.arange(len(sizes)), sizes), [f"field{j}" for j in
                                                                                    range(len(sizes))])
