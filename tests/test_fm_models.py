@@ -1,12 +1,16 @@
 """FM-family models (fm, nfm, deepfm, afm; plain and GEM embeddings) trained through the Trainer on feature rows."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from graphrec.batches import PointBatch
-from graphrec.config import build_config
+from graphrec.config import build_config, config_from_file
 from graphrec.data.loader import load_dataset
 from graphrec.models import build_model
 from graphrec.models.gem import feature_cooccurrence_graph
@@ -141,3 +145,21 @@ def test_gem_neighbours_are_redrawn_each_epoch(tmp_path):
     trainer.model.on_epoch_start(1, trainer.view_gen)
     assert not torch.equal(first, sampler.draw0)
     assert "gem.sampler.draw0" in trainer.model.state_dict()
+
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.mark.parametrize("sweep", sorted((EXPERIMENTS / "sweeps").glob("*frappe.yaml")), ids=lambda p: p.stem)
+def test_frappe_experiments_and_every_swept_value_are_valid_configs(sweep):
+    """Each FM-family sweep's base YAML validates with every listed value (and range end) of every parameter."""
+    spec = yaml.safe_load(sweep.read_text())
+    base = sweep.parent / spec["base"]
+    assert spec["metric"]["name"] == "valid/rmse" and spec["run_cap"] == 12
+    for key, dist in spec["parameters"].items():
+        values = dist.get("values") or ([dist["value"]] if "value" in dist else [dist["min"], dist["max"]])
+        for value in values:
+            cfg = config_from_file(base, [f"{key}={json.dumps(value)}"])
+            assert cfg.model["name"] in sweep.stem
+    cross = config_from_file(EXPERIMENTS / "fm-frappe-nfm-files.yaml", ["model.embedding=gem", "task=classification"])
+    assert cross.data.files["train"] == "frappe.validation.libfm" and cross.train.select_metric == "auc"
