@@ -16,9 +16,9 @@ def format_table(metrics: dict[str, float]) -> str:
     """Metrics '<split>/<metric>@<K>' as one row per split and metric, one column per K."""
     rows: dict[tuple[str, str], dict[int, float]] = {}
     pointwise = {key: value for key, value in metrics.items() if "/" in key and "@" not in key}
-    if pointwise:  # regression / classification metrics: one row per split and metric
+    if pointwise and not any("@" in key for key in metrics):  # regression / classification metrics: one row per split and metric
         lines = [f"{'split':<10} {'metric':<10} {'value':>12}"]
-        lines += [f"{k.split('/')[0]:<10} {k.split('/', 1)[1]:<10} {v:>12.6f}" for k, v in pointwise.items()]
+        lines += [f"{k.split('/')[0]:<10} {k.split('/', 1)[1]:<10} {v:>12.6g}" for k, v in pointwise.items()]
         extras = {k: v for k, v in metrics.items() if "/" not in k}
         lines.append("  ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in extras.items()))
         return "\n".join(lines)

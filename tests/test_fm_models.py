@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from graphrec.batches import PointBatch
+from graphrec.cli import format_table, main
 from graphrec.config import build_config, config_from_file
 from graphrec.data.loader import load_dataset
 from graphrec.models import build_model
@@ -163,3 +164,16 @@ def test_frappe_experiments_and_every_swept_value_are_valid_configs(sweep):
             assert cfg.model["name"] in sweep.stem
     cross = config_from_file(EXPERIMENTS / "fm-frappe-nfm-files.yaml", ["model.embedding=gem", "task=classification"])
     assert cross.data.files["train"] == "frappe.validation.libfm" and cross.train.select_metric == "auc"
+
+
+def test_cli_data_info_and_metric_table_for_feature_rows(tmp_path, capsys):
+    """`graphrec data info --format libfm` summarizes fields and rows; pointwise metrics print one row each."""
+    write_libfm(tmp_path / "train.libfm", ["1 0:1 3:1", "-1 1:1 4:1", "-1 2:1 4:1"])
+    write_libfm(tmp_path / "test.libfm", ["1 0:1 4:1"])
+    assert main(["data", "info", str(tmp_path), "--format", "libfm", "--files", "train=train.libfm,test=test.libfm"]) == 0
+    out = capsys.readouterr().out.split()
+    assert out[out.index("fields") + 1] == "2" and out[out.index("features") + 1] == "5"
+    assert out[out.index("train_rows") + 1] == "3" and out[out.index("test_rows") + 1] == "1"
+    table = format_table({"valid/rmse": 0.25, "valid/rows": 40, "test/auc": 0.75, "best_epoch": 3}).splitlines()
+    assert table[1].split() == ["valid", "rmse", "0.25"] and table[3].split() == ["test", "auc", "0.75"]
+    assert table[-1] == "best_epoch=3"

@@ -109,6 +109,9 @@ class FieldModel(PointwiseModel):
         return linear + self.interaction(emb)
 
     def regularization(self, batch: PointBatch) -> torch.Tensor:
-        """0.5 * (squared base embeddings and linear weights of the batch's features) / batch size."""
+        """0.5 * (squared base embeddings and linear weights of the batch's features) / batch size; not computed
+        (zero) when train.reg is 0."""
+        if not self.reg:
+            return torch.zeros(())
         fields = self.fields
         return l2_reg(len(batch), fields.embedding[batch.features], fields.linear[batch.features])
