@@ -157,7 +157,8 @@ def _pairs(option: str, text: str, example: str) -> dict[str, str]:
 def cmd_data_info(args: argparse.Namespace) -> int:
     from .config import build_config
     from .data.loader import load_dataset
-    from .data.registry import PRESETS, preset_for
+    from .data.field_loader import FIELD_FORMATS, fields_summary
+    from .data.registry import PRESETS, data_format, preset_for
     path = Path(os.path.expanduser(args.path))
     if not path.exists():
         env = os.environ.get("GRAPHREC_DATA")
@@ -170,10 +171,11 @@ def cmd_data_info(args: argparse.Namespace) -> int:
         path = under
     path = path.resolve()
     folder = path if path.is_dir() else path.parent
+    rows = data_format(args.format or "synthetic", str(folder if path.is_dir() else path)) in FIELD_FORMATS
     if not args.format and not (path.is_dir() and preset_for(path.name)):
         what = "folder" if path.is_dir() else "file"
         raise GraphrecError(f"data info: '{args.path}' is not a known dataset folder ({', '.join(sorted(PRESETS))}); "
-                            f"pass --format (lightgcn, pairs, atomic, csv) and, for a {what}, "
+                            f"pass --format (lightgcn, pairs, atomic, csv, libfm) and, for a {what}, "
                             + ("--files train=train.txt,test=test.txt" if path.is_dir() else "nothing else"))
     if path.is_dir() and args.format and not args.files and not preset_for(folder.name):
         listing = ", ".join(sorted(p.name for p in folder.iterdir())[:8])
@@ -191,8 +193,14 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     if args.delimiter:
         data["delimiter"] = args.delimiter
     split = {"method": args.split} if args.split else {"method": "random", "valid_ratio": 0.0, "test_ratio": 0.0}
-    cfg = build_config({"data": data, "split": split}, source="graphrec data info")
+    model = {"name": "fm" if rows else "lightgcn"}  # a model of the data's kind; nothing is trained
+    cfg = build_config({"data": data, "split": split, "model": model}, source="graphrec data info")
     dataset = load_dataset(cfg)
+    if dataset.fields is not None:
+        print(f"dataset {dataset.name}")
+        for key, value in fields_summary(dataset).items():
+            print(f"  {key:<22} {value:.6g}" if isinstance(value, float) else f"  {key:<22} {value}")
+        return 0
     summary = dataset.summary()
     interactions = len(dataset.train) + sum(len(s) for s in dataset.eval_splits().values())
     ordered = {"users": summary.pop("users"), "items": summary.pop("items"), "interactions": interactions}
@@ -225,7 +233,7 @@ class OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     from . import features_cmd, report, split_cmd
-    from .data import catalog
+    from .data import catalog, prepare
     from .sweep import cli as sweep_cli
     parser = OneLineParser(prog="graphrec", description="Graph-based recommendation from YAML experiments.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     info = data_sub.add_parser("info", help="users, items, interactions, density and degree statistics")
     info.add_argument("path", help="dataset folder (known folders use their registry preset) or file")
-    info.add_argument("--format", help="lightgcn, pairs, atomic or csv (default: the preset's)")
+    info.add_argument("--format", help="lightgcn, pairs, atomic, csv or libfm (default: the preset's)")
     info.add_argument("--files", help="split=file pairs, e.g. train=train.txt,test=test.txt")
     info.add_argument("--split", help="show the split of this method (random, loo, temporal, temporal_global, "
                       "popularity, degree) with default ratios and its shift summary; by default the files are "
@@ -265,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--delimiter", help="field separator (default: whitespace for pairs, ',' for csv)")
     info.set_defaults(func=cmd_data_info)
     catalog.add_parser(data_sub)
+    prepare.add_parser(data_sub)
     return parser
 
 

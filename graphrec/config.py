@@ -16,6 +16,8 @@ from .models import MODELS, get_model_class
 from .schema import (Config, DataConfig, EvalConfig, GroupConfig, ModelConfig, Section, SplitConfig,  # noqa: F401
                      SyntheticConfig, TrackingConfig, TrainConfig)
 from .data.paths import resolve_data_path  # noqa: F401 (re-exported)
+from .data.field_loader import FIELD_FORMATS
+from .data.registry import data_format
 from .tasks import check_task
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -149,12 +151,29 @@ def _check_consistency(cfg: Config, origin: Origin) -> None:
                                        (data.format in ("csv", "atomic") and len(data.delimiter) != 1)):
         raise GraphrecError(f"{origin.where(('data', 'delimiter'))}data.delimiter must be one character for "
                             f"format {data.format} (e.g. ',' or '\\t'), not {data.delimiter!r}")
-    if data.format != "synthetic" and data.path is None:
+    _check_rows_or_events(cfg, origin)
+    if data.format not in ("synthetic", "synthetic_fields") and data.path is None:
         raise GraphrecError(f"{origin.where(('data', 'format'))}data.format is {data.format} but data.path is "
                             "not set; add data.path (a folder or file, relative to the YAML or $GRAPHREC_DATA)")
     if data.format == "synthetic" and data.path is None and split.method == "given":
         raise GraphrecError(f"{origin.where(('split', 'method'))}synthetic data is one set of events, so it "
                             "needs split.method: random, loo, temporal or temporal_global")
+    if data.format == "synthetic_fields" and split.method != "random":
+        raise GraphrecError(f"{origin.where(('split', 'method'))}synthetic_fields data is one set of rows, so it "
+                            "needs split.method: random (with split.valid_ratio and split.test_ratio)")
+
+
+def _check_rows_or_events(cfg: Config, origin: Origin) -> None:
+    """Feature rows (libfm, synthetic_fields) go with pointwise tasks, user-item events with ranking."""
+    fmt = data_format(cfg.data.format, cfg.data.path)
+    rows = fmt in FIELD_FORMATS
+    if cfg.task == "ranking" and rows:
+        raise GraphrecError(f"{origin.where(('model', 'name'))}data.format {fmt} holds feature rows for regression "
+                            f"or classification, but model {cfg.model['name']} ranks items (task ranking); use a "
+                            "pointwise model (fm, nfm, deepfm, afm) or user-item data")
+    if cfg.task != "ranking" and not rows and (cfg.data.path is None or fmt != "synthetic"):
+        raise GraphrecError(f"{origin.where(('data', 'format'))}task {cfg.task} needs feature rows, but "
+                            f"data.format {fmt} gives user-item events; use data.format libfm or synthetic_fields")
 
 
 def config_from_file(path: str | os.PathLike, overrides: list[str] | None = None,

@@ -20,7 +20,7 @@ ALIASES: dict[str, dict[str, str]] = {
     "data": {"dataset": "path", "dir": "path", "data_path": "path", "data_dir": "path", "sep": "delimiter",
              "separator": "delimiter", "field_separator": "delimiter", "min_rate": "min_rating",
              "threshold": "min_rating", "rating_threshold": "min_rating", "k_core": "kcore", "core": "kcore",
-             "skip_bad": "skip_bad_lines", "fields": "columns", "has_header": "header", "type": "format"},
+             "skip_bad": "skip_bad_lines", "has_header": "header", "type": "format"},
     "split": {"type": "method", "strategy": "method", "valid": "valid_ratio", "test": "test_ratio",
               "val_ratio": "valid_ratio", "validation_ratio": "valid_ratio"},
     "train": {"learning_rate": "lr", "learningrate": "lr", "weight_decay": "reg", "decay": "reg", "l2": "reg",

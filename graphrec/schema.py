@@ -29,13 +29,27 @@ class SyntheticConfig(Section):
     seed: int = Field(7, description="generator seed (independent of the run's seed)")
 
 
+class SyntheticFieldsConfig(Section):
+    """Seeded feature-field rows with a planted FM (graphrec.data.synthetic.generate_field_rows), for tests and demos."""
+
+    rows: int = Field(4000, ge=10, description="rows generated (then split by split.valid_ratio / test_ratio)")
+    field_sizes: list[int] = Field(default_factory=lambda: [40, 60, 7, 3], min_length=2,
+                                   description="number of feature values of each field (one feature per field a row)")
+    rank: int = Field(4, ge=1, description="dimension of the planted FM's embeddings")
+    labels: Literal["binary", "real"] = Field("binary", description="binary: labels 1 / -1 drawn from "
+                                                                     "sigmoid(planted score); real: score + noise")
+    noise: float = Field(0.1, ge=0, description="real labels: standard deviation of the Gaussian noise")
+    seed: int = Field(7, description="generator seed (independent of the run's seed)")
+
+
 class DataConfig(Section):
     """Where the interactions come from and how they are read and filtered."""
 
     path: Optional[str] = Field(None, description="dataset folder or file; absolute, relative to the YAML or the "
                                                   "working folder, or under $GRAPHREC_DATA")
-    format: Literal["synthetic", "lightgcn", "pairs", "atomic", "csv"] = Field(
-        "synthetic", description="file format: synthetic, lightgcn (user item item ...), pairs, atomic (.inter), csv")
+    format: Literal["synthetic", "lightgcn", "pairs", "atomic", "csv", "libfm", "synthetic_fields"] = Field(
+        "synthetic", description="file format: synthetic, lightgcn (user item item ...), pairs, atomic (.inter), csv; "
+                                 "feature rows: libfm (label idx:val ...), synthetic_fields")
     files: dict[str, str] = Field(default_factory=dict, description="split name -> file, e.g. {train: train.txt, "
                                                                     "test: test.txt}, or {all: file} to split one file")
     columns: dict[str, str | int] = Field(default_factory=dict, description="csv/atomic columns {user, item, "
@@ -45,7 +59,11 @@ class DataConfig(Section):
     min_rating: Optional[float] = Field(None, description="keep events with rating >= this (implicit feedback)")
     kcore: int = Field(0, ge=0, description="iterative k-core filter on users and items (0 = off)")
     skip_bad_lines: bool = Field(False, description="skip (and report) malformed lines instead of stopping")
+    fields: Optional[dict[str, list[int]]] = Field(None, description="libfm: {field: [first, last]} feature index "
+                                                                     "ranges (default: one field per position)")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig, description="the generator's keys")
+    synthetic_fields: SyntheticFieldsConfig = Field(default_factory=SyntheticFieldsConfig,
+                                                    description="format synthetic_fields: the generator's keys")
 
 
 class SplitConfig(Section):

@@ -11,7 +11,7 @@ from graphrec.models.base import dot_scorer
 from graphrec.trainer import Trainer
 
 import tiny_models
-from train_helpers import RESUME_CONFIG, fit_with_stop_and_resume, history, merged, results
+from train_helpers import RESUME_CONFIG, stopped_and_resumed, history, merged, results
 
 
 @pytest.fixture(autouse=True)
@@ -30,8 +30,12 @@ def pairwise_config(tmp_path, model: dict, **train) -> object:
 
 
 def pointwise_config(tmp_path, task: str, **train) -> object:
+    labels = "binary" if task == "classification" else "real"
     raw = {"name": "fm", "seed": 3, "device": "cpu", "output_dir": str(tmp_path / "runs"), "task": task,
-           "split": {"method": "random"}, "model": {"name": "tiny_fm", "embedding_dim": 4, "init_std": 0.1},
+           "data": {"format": "synthetic_fields", "synthetic_fields": {"rows": 3000, "field_sizes": [20, 15, 10],
+                                                                      "rank": 4, "labels": labels}},
+           "split": {"method": "random", "valid_ratio": 0.1, "test_ratio": 0.1},
+           "model": {"name": "tiny_fm", "embedding_dim": 4, "init_std": 0.1},
            "train": {"epochs": 6, "batch_size": 256, "lr": 0.02, "reg": 0.0, "patience": 0, "threads": 1,
                      "progress": False, **train}}
     return build_config(raw)
@@ -59,7 +63,7 @@ def test_per_epoch_view_model_trains_and_resumes_exactly(tmp_path):
 
     tiny_models.TinyViewContrast.on_epoch_start = spy
     try:
-        assert fit_with_stop_and_resume(cfg, stop_at_step=27 + 5) == (metrics, records)
+        assert stopped_and_resumed(cfg, 27 + 5) == (metrics, records)
     finally:
         tiny_models.TinyViewContrast.on_epoch_start = real
     assert len(set(views)) > 1, "the view must be redrawn each epoch"
@@ -68,16 +72,15 @@ def test_per_epoch_view_model_trains_and_resumes_exactly(tmp_path):
 
 @pytest.mark.parametrize("task, select, better", [("regression", "rmse", "lower"), ("classification", "auc", "higher")])
 def test_pointwise_model_learns_a_planted_fm_and_resumes_exactly(tmp_path, task, select, better):
-    dataset = tiny_models.planted_fm_dataset(binary=task == "classification")
     cfg = pointwise_config(tmp_path, task)
     assert cfg.train.select_metric == select and cfg.eval.metrics[0] == select
-    metrics, records, _ = uninterrupted(cfg, dataset)
+    metrics, records, _ = uninterrupted(cfg)
     assert records[-1]["train/loss"] < 0.7 * records[0]["train/loss"]
     first, best = records[0][f"valid/{select}"], metrics[f"valid/{select}"]
     assert (best < 0.8 * first) if better == "lower" else (best > first + 0.05)
     if task == "classification":
         assert metrics["test/auc"] > 0.75 and metrics["test/rows"] == 300
-    assert fit_with_stop_and_resume(cfg, stop_at_step=10 + 4, dataset=dataset) == (metrics, records)
+    assert stopped_and_resumed(cfg, 10 + 4) == (metrics, records)
 
 
 def test_two_stage_model_steps_only_its_stage_groups_with_their_own_optimizers(tmp_path):
@@ -95,7 +98,7 @@ def test_two_stage_model_steps_only_its_stage_groups_with_their_own_optimizers(t
     assert records[1]["train/loss"] < records[0]["train/loss"]
     metrics, records, _ = uninterrupted(cfg)
     assert [r["stage"] for r in records] == ["pretrain"] * 2 + ["main"] * 3 and "valid/recall@20" in records[2]
-    assert fit_with_stop_and_resume(cfg, stop_at_step=2 + 27 + 3) == (metrics, records)
+    assert stopped_and_resumed(cfg, 2 + 27 + 3) == (metrics, records)
 
 
 def test_a_models_own_scorer_ranks_the_evaluation(tmp_path):

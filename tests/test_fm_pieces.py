@@ -110,7 +110,8 @@ def star_graph() -> sp.csr_matrix:
 def test_sampler_draws_real_neighbours_and_masks_isolated_nodes():
     sampler = NeighborSampler(star_graph(), [4, 3])
     seeds = torch.tensor([0, 4])
-    blocks = sampler.sample(seeds, generator())
+    sampler.resample(generator())
+    blocks = sampler.sample(seeds)
     assert len(blocks) == 2
     outer, inner = blocks
     assert inner.num_dst == 2 and torch.equal(inner.src_nodes[:2], seeds)  # the seeds lead every block
@@ -126,15 +127,25 @@ def test_sampler_draws_real_neighbours_and_masks_isolated_nodes():
     assert inner.neighbors.shape == (2, 4) and not inner.mask[1].any()
 
 
-def test_sampler_is_seeded_and_redraws_on_a_continued_generator():
+def test_sampler_is_seeded_fixed_within_an_epoch_and_redrawn_on_a_continued_generator():
     sampler = NeighborSampler(sp.csr_matrix(np.ones((30, 30)) - np.eye(30)), [5])
     seeds = torch.arange(10)
-    first = sampler.sample(seeds, generator(3))[0]
-    again = sampler.sample(seeds, generator(3))[0]
-    assert torch.equal(first.src_nodes[first.neighbors], again.src_nodes[again.neighbors])
+
+    def drawn(block):
+        return block.src_nodes[block.neighbors]
+
+    sampler.resample(generator(3))
+    first = drawn(sampler.sample(seeds)[0])
+    assert torch.equal(drawn(sampler.sample(seeds)[0]), first)  # the same draw until the next resample
+    assert torch.equal(drawn(sampler.sample(seeds[3:5])[0]), first[3:5])  # per node, whatever the batch
+    sampler.resample(generator(3))
+    assert torch.equal(drawn(sampler.sample(seeds)[0]), first)
+    sampler.resample(generator(3))
     gen = generator(3)
-    epoch1, epoch2 = sampler.sample(seeds, gen)[0], sampler.sample(seeds, gen)[0]
-    assert not torch.equal(epoch1.src_nodes[epoch1.neighbors], epoch2.src_nodes[epoch2.neighbors])
+    sampler.resample(gen)
+    sampler.resample(gen)
+    assert not torch.equal(drawn(sampler.sample(seeds)[0]), first)
+    assert set(sampler.state_dict()) == {"draw0"}  # the draw is saved with the parameters, the graph is not
 
 
 @pytest.mark.parametrize("weighted, share_of_2", [(False, 0.5), (True, 0.9)])
@@ -182,7 +193,7 @@ def test_gem_with_zero_layers_equals_the_plain_embedding():
     features, values = torch.tensor([[0, 2, 4], [1, 3, 4]]), torch.ones(2, 3)
     for aggregator in ("sage", "mean"):
         gem = GemEmbedding(star_graph(), 4, fanouts=[], num_layers=0, aggregator=aggregator)
-        vectors = gem(fields.embedding, features, generator())
+        vectors = gem(fields.embedding, features)
         plain, _ = fields(features, values)
         high, _ = fields(features, values, vectors=vectors)
         assert torch.equal(high, plain)
@@ -195,7 +206,8 @@ def test_gem_touches_only_the_sampled_subgraph_and_checks_its_keys():
         dense[a, b] = dense[b, a] = 1
     gem = GemEmbedding(sp.csr_matrix(dense), 4, fanouts=[3, 3], num_layers=2)
     table = torch.randn(8, 4, requires_grad=True)
-    out = gem(table, torch.tensor([[0, 5], [0, 0]]), generator())
+    gem.resample(generator())
+    out = gem(table, torch.tensor([[0, 5], [0, 0]]))
     assert out.shape == (2, 2, 4) and torch.equal(out[1, 0], out[0, 0])
     out.sum().backward()
     touched = set(torch.nonzero(table.grad.abs().sum(1)).ravel().tolist())
@@ -220,7 +232,8 @@ def test_gem_fm_fits_a_planted_fm_target():
     optimizer = torch.optim.Adam([*fields.parameters(), *gem.parameters()], lr=0.02)
     gen, losses = generator(), []
     for _ in range(150):
-        emb, linear = fields(features, torch.ones(rows, 3), vectors=gem(fields.embedding, features, gen))
+        gem.resample(gen)
+        emb, linear = fields(features, torch.ones(rows, 3), vectors=gem(fields.embedding, features))
         loss = (linear + fm_interaction(emb) - target).square().mean()
         optimizer.zero_grad()
         loss.backward()

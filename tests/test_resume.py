@@ -20,7 +20,8 @@ from graphrec.config import load_config
 from graphrec.errors import GraphrecError
 from graphrec.trainer import StopRequest, Trainer, TrainingStopped
 
-from train_helpers import RESUME_CONFIG, history, results, start_train, wait_for_epochs, write_config
+from train_helpers import (RESUME_CONFIG, history, results, start_train, stopped_and_resumed, wait_for_epochs,
+                           write_config)
 
 
 @pytest.fixture(autouse=True)
@@ -211,20 +212,6 @@ def test_grad_clip_bounds_the_gradient_norm(tmp_path):
     assert max(logged) > clip  # the pre-clip norm was above the bound, so clipping did act
 
 
-def _stop_at_step(trainer: Trainer, step: int) -> StopRequest:
-    """A StopRequest that fires inside optimizer step number `step` (1-based) of `trainer`."""
-    stop, real_step, steps = StopRequest(announce=False), trainer.optimizer.step, []
-
-    def counting_step(*args, **kwargs):
-        steps.append(1)
-        if len(steps) == step:
-            stop.request(signal.SIGINT)
-        return real_step(*args, **kwargs)
-
-    trainer.optimizer.step = counting_step
-    return stop
-
-
 @pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 def test_cosine_schedule_with_dynamic_negatives_resumes_exactly(tmp_path):
     """The learning rate follows the cosine formula per epoch, and a run stopped mid-epoch resumes onto it."""
@@ -238,10 +225,4 @@ def test_cosine_schedule_with_dynamic_negatives_resumes_exactly(tmp_path):
         [lr_min + (lr - lr_min) * (1 + math.cos(math.pi * e / 6)) / 2 for e in range(6)])
 
     cfg = load_config(write_config(tmp_path / "b", tmp_path / "b" / "runs", overrides))
-    trainer = Trainer(cfg)
-    stop = _stop_at_step(trainer, 2 * trainer._epoch_batches() + 4)
-    with pytest.raises(TrainingStopped):
-        trainer.fit(stop)
-    resumed = Trainer(cfg, run_dir=trainer.run_dir, resume=True)
-    assert results(resumed.fit()) == expected
-    assert history(trainer.run_dir) == records
+    assert stopped_and_resumed(cfg, 2 * whole._epoch_batches() + 4) == (expected, records)

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
 import torch
 
 from graphrec.batches import GraphStep, PairBatch, PointBatch
-from graphrec.data.dataset import Dataset, FieldData, Interactions
-from graphrec.data.fields import FieldRows, FieldSpace
 from graphrec.graph.propagate import weighted_propagation
 from graphrec.losses import info_nce
 from graphrec.models import MODELS, register
@@ -92,24 +89,3 @@ for _name, _cls in {"tiny_view_contrast": TinyViewContrast, "tiny_fm": TinyFM, "
                     "tiny_item_bias_mf": ItemBiasMF}.items():
     if _name not in MODELS:
         register(_name)(_cls)
-
-
-def planted_fm_dataset(num_rows: int = 3000, field_sizes=(20, 15, 10), dim: int = 4, seed: int = 0,
-                       binary: bool = False) -> Dataset:
-    """Feature rows whose label is a planted FM's output (real values, or its sign in {-1, 1}); split 8:1:1."""
-    rng = np.random.default_rng(seed)
-    offsets = np.cumsum((0,) + tuple(field_sizes))[:-1]
-    features = np.stack([rng.integers(0, n, num_rows) + o for n, o in zip(field_sizes, offsets)], axis=1)
-    vectors = rng.normal(0, 0.7, (sum(field_sizes), dim))
-    emb = vectors[features]
-    label = 0.5 * ((emb.sum(1) ** 2).sum(1) - (emb ** 2).sum((1, 2))) + rng.normal(0, 0.1, num_rows)
-    if binary:
-        label = np.where(label > np.median(label), 1.0, -1.0)
-    rows = FieldRows(features, np.ones_like(features, dtype=np.float32), label.astype(np.float32))
-    space = FieldSpace(sum(field_sizes), np.repeat(np.arange(len(field_sizes)), field_sizes),
-                       [f"f{i}" for i in range(len(field_sizes))])
-    cut = [int(num_rows * 0.8), int(num_rows * 0.9)]
-    parts = np.split(np.arange(num_rows), cut)
-    empty = Interactions(np.zeros(0, np.int64), np.zeros(0, np.int64))
-    fields = FieldData(space, {name: rows.take(p) for name, p in zip(("train", "valid", "test"), parts)})
-    return Dataset("planted-fm", 0, 0, empty, None, {}, np.zeros(0), np.zeros(0), fields=fields)

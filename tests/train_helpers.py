@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Optional
 
 import yaml
+
+from graphrec.trainer import StopRequest, Trainer, TrainingStopped
 
 # ~6,700 training events, 27 batches of 256 per epoch; early stopping ends it after 15 epochs (~1 s on one core).
 # Long enough to be killed mid-run from a test, short enough to run several times.
@@ -95,26 +98,30 @@ def wait_for_epochs(output_dir: Path, epochs: int, proc: subprocess.Popen, timeo
     raise AssertionError(f"no {epochs} epochs logged within {timeout} s")
 
 
-def fit_with_stop_and_resume(cfg, stop_at_step: int, dataset=None) -> tuple[dict, list[dict]]:
-    """Train `cfg` with a stop requested during optimizer step `stop_at_step` (counted over all stages), then
-    resume from last.pt to the end; returns the final metrics and epoch records (without timings)."""
-    import signal as signals
-    from graphrec.trainer import StopRequest, Trainer, TrainingStopped
-    trainer = Trainer(cfg, dataset=dataset)
-    stop, steps, real_step = StopRequest(announce=False), [], trainer.step
+def stop_at_step(trainer: Trainer, step: int) -> StopRequest:
+    """A StopRequest that fires inside training step number `step` (1-based, counted over all stages) of `trainer`."""
+    stop, real_step, steps = StopRequest(announce=False), trainer.step, []
 
     def counting_step(*args, **kwargs):
         steps.append(1)
-        if len(steps) == stop_at_step:
-            stop.request(signals.SIGINT)
+        if len(steps) == step:
+            stop.request(signal.SIGINT)
         return real_step(*args, **kwargs)
 
     trainer.step = counting_step
+    return stop
+
+
+def stopped_and_resumed(cfg, step: int, dataset=None) -> tuple[dict, list[dict]]:
+    """Train `cfg` in-process, stop inside training step `step`, resume from last.pt to the end; returns the
+    resumed run's metrics and epoch records (without timings)."""
+    trainer = Trainer(cfg, dataset=dataset)
+    stop = stop_at_step(trainer, step)
     try:
         trainer.fit(stop)
     except TrainingStopped:
         pass
     else:
-        raise AssertionError(f"training ended before step {stop_at_step}; choose an earlier stop")
+        raise AssertionError(f"the run ended before training step {step}; choose an earlier stop")
     resumed = Trainer(cfg, run_dir=trainer.run_dir, resume=True, dataset=dataset)
     return results(resumed.fit()), history(trainer.run_dir)

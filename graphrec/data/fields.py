@@ -55,3 +55,15 @@ def labels_for_task(label: np.ndarray, task: str, source: str) -> np.ndarray:
         raise GraphrecError(f"{source}: labels {{{shown}}} are not binary; task classification needs labels in "
                             f"{TASK_LABELS['classification']} (use task: regression for other labels)")
     return (label > 0).astype(np.float32)
+
+
+def random_row_split(num_rows: int, ratios: dict[str, float], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """A seeded random partition of row indices by named ratios, in order; the last part takes the remainder."""
+    order = rng.permutation(num_rows)
+    parts, start = {}, 0
+    names = list(ratios)
+    for name in names[:-1]:
+        size = round(ratios[name] * num_rows)
+        parts[name], start = order[start:start + size], start + size
+    parts[names[-1]] = order[start:]
+    return parts

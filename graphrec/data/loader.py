@@ -10,7 +10,7 @@ import numpy as np
 from ..schema import Config, DataConfig
 from .paths import resolve_data_path
 from ..errors import GraphrecError, WarningLog
-from . import formats, splits, synthetic
+from . import field_loader, formats, splits, synthetic
 from .dataset import Dataset, Interactions
 from .registry import preset_for
 
@@ -181,6 +181,8 @@ def load_dataset(cfg: Config) -> Dataset:
     """Read (or generate), filter, remap, split and check the data a config describes."""
     warnings = WarningLog()
     data = cfg.data
+    if data.format == "synthetic_fields":
+        return field_loader.synthetic_field_dataset(cfg)
     if data.format == "synthetic" and data.path is None:
         s = data.synthetic
         events = synthetic.generate(s.num_users, s.num_items, s.num_communities, s.mean_degree,
@@ -197,7 +199,7 @@ def load_dataset(cfg: Config) -> Dataset:
         data = with_preset(data, folder)
         if data.format == "synthetic":
             raise GraphrecError(f"data.path '{folder}' is not a known dataset folder; set data.format "
-                                "(lightgcn, pairs, atomic, csv) and data.files")
+                                "(lightgcn, pairs, atomic, csv, libfm) and data.files")
         if not data.files:
             listing = ", ".join(sorted(p.name for p in folder.iterdir())[:8])
             raise GraphrecError(f"{folder}: set data.files, e.g. {{train: train.txt, test: test.txt}} "
@@ -209,6 +211,8 @@ def load_dataset(cfg: Config) -> Dataset:
                                 f"{sorted(data.files)}")
         for key, fname in data.files.items():
             _check_file(folder, key, fname)
+        if data.format == "libfm":
+            return field_loader.libfm_dataset(cfg, data, folder, warnings)
         tables = {key: _filter_ratings(f"{folder / fname}", read_table(data, folder / fname, warnings),
                                        data.min_rating)
                   for key, fname in data.files.items()}

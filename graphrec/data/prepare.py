@@ -9,6 +9,7 @@ import yaml
 
 from ..errors import GraphrecError
 from .derived import check_out_folder, write_folder_atomically
+from .fields import random_row_split
 from .formats import _open_text
 from .libfm import write_libfm
 
@@ -124,13 +125,6 @@ def sample_negatives(group: np.ndarray, item: np.ndarray, num_items: int, per_po
     return (keys % num_items).reshape(-1, per_positive)
 
 
-def split_rows(num_rows: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """A seeded random 7:2:1 partition of row indices into train / valid / test."""
-    order = rng.permutation(num_rows)
-    n_train, n_valid = round(SPLIT_RATIOS["train"] * num_rows), round(SPLIT_RATIOS["valid"] * num_rows)
-    return {"train": order[:n_train], "valid": order[n_train:n_train + n_valid], "test": order[n_train + n_valid:]}
-
-
 def build_frappe_nfm(raw: np.ndarray, seed: int, folder: Path, final: Path) -> dict:
     """Write train/validation/test libFM files into `folder`; return the SOURCE.json extras (counts, data block)."""
     rng = np.random.default_rng(seed)
@@ -146,7 +140,7 @@ def build_frappe_nfm(raw: np.ndarray, seed: int, folder: Path, final: Path) -> d
     negative[:, 1] = negative_items.ravel() + item_first
     rows = np.concatenate([positive, negative])
     label = np.concatenate([np.ones(len(positive)), -np.ones(len(negative))])
-    parts = split_rows(len(rows), rng)
+    parts = random_row_split(len(rows), SPLIT_RATIOS, rng)
     for split, index in parts.items():
         write_libfm(folder / FILES[split], rows[index], label[index])
     num_features = spans[FRAPPE_FIELDS[-1]][1] + 1

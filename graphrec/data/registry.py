@@ -4,7 +4,12 @@ coat and yahoo ship only a random-exposure test (their test_id.txt is byte-ident
 read as test_ood, and the loader carves their IID test from the training events (protocols.md)."""
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
+
+FRAPPE_NFM_FIELDS = {"user": [0, 584], "item": [585, 4507], "daytime": [4508, 4514], "weekday": [4515, 4521],
+                     "isweekend": [4522, 4523], "homework": [4524, 4526], "weather": [4527, 4534],
+                     "country": [4535, 4607], "city": [4608, 4808]}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "gowalla": {"format": "lightgcn", "files": {"train": "train.txt", "test": "test.txt"},
@@ -23,6 +28,12 @@ PRESETS: dict[str, dict[str, Any]] = {
              "source": "https://github.com/LehengTHU/AdvInfoNCE"},
     "yahoo": {"format": "lightgcn", "files": {"train": "train.txt", "valid": "valid.txt", "test_ood": "test_ood.txt"},
               "source": "https://github.com/LehengTHU/AdvInfoNCE"},
+    # Built by `graphrec data prepare frappe-nfm --from frappe-context --out <folder>/frappe-nfm` (docs/feature-based.md);
+    # the field ranges follow from frappe-context's final_app.csv (feature ids contiguous per field, in this order).
+    "frappe-nfm": {"format": "libfm",
+                   "files": {"train": "train.libfm", "valid": "validation.libfm", "test": "test.libfm"},
+                   "fields": FRAPPE_NFM_FIELDS,
+                   "source": "graphrec data prepare frappe-nfm (from frappe-context, https://arxiv.org/abs/1505.03014)"},
     "ml-latest-small": {"format": "csv", "files": {"all": "ratings.csv"}, "header": False,
                         "columns": {"user": "0", "item": "1", "rating": "2", "timestamp": "3"},
                         "source": "https://grouplens.org/datasets/movielens/"},
@@ -32,3 +43,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 def preset_for(folder_name: str) -> dict[str, Any] | None:
     """The preset of a known dataset folder name, or None."""
     return PRESETS.get(folder_name)
+
+
+def data_format(fmt: str, path: Optional[str]) -> str:
+    """The format a data block reads: `fmt`, or the preset's when `fmt` is the default and `path` is a known folder."""
+    preset = preset_for(Path(path).name) if path else None
+    return preset["format"] if fmt == "synthetic" and preset is not None else fmt

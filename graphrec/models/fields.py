@@ -65,13 +65,14 @@ class AttentionInteraction(nn.Module):
 
 
 class MLP(nn.Module):
-    """(b, in_dim) -> (b,): hidden Linear + ReLU + dropout layers, then one linear output unit."""
+    """(b, in_dim) -> (b,): hidden Linear (+ BatchNorm) + ReLU + dropout layers, then one linear output unit."""
 
-    def __init__(self, in_dim: int, hidden: list[int], dropout: float) -> None:
+    def __init__(self, in_dim: int, hidden: list[int], dropout: float, batch_norm: bool = False) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for width in hidden:
-            layers += [nn.Linear(in_dim, width), nn.ReLU(), nn.Dropout(dropout)]
+            norm = [nn.BatchNorm1d(width)] if batch_norm else []
+            layers += [nn.Linear(in_dim, width), *norm, nn.ReLU(), nn.Dropout(dropout)]
             in_dim = width
         layers.append(nn.Linear(in_dim, 1))
         self.layers = nn.Sequential(*layers)

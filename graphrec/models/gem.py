@@ -41,10 +41,12 @@ class Block:
 
 
 class NeighborSampler(nn.Module):
-    """Draws `fanouts[h]` neighbours (with replacement) of each node at hop h + 1 from the seeds.
+    """Per-epoch neighbour samples: `fanouts[h]` neighbours (with replacement) of every node for hop h + 1.
 
-    Uniform over a node's neighbours, or proportional to the co-occurrence counts when `weighted`.
-    The graph is kept as buffers (moved with the model, not saved in checkpoints).
+    `resample(generator)` draws, for each hop, a fixed-size sample of every node's neighbours (uniform, or in
+    proportion to the co-occurrence counts when `weighted`); `sample(seeds)` reads it, so a batch's subgraph
+    is a pure function of the draw. The draw is a persistent buffer (saved with the parameters, so a checkpoint
+    evaluates with the neighbours it was trained on); the graph itself is kept as non-persistent buffers.
     """
 
     def __init__(self, graph: sp.csr_matrix, fanouts: list[int], weighted: bool = False) -> None:
@@ -59,10 +61,14 @@ class NeighborSampler(nn.Module):
                              persistent=False)  # one pad entry: a node without neighbours reads it, masked
         self.register_buffer("cumulative", torch.from_numpy(np.concatenate([[0.0], np.cumsum(weights)])),
                              persistent=False)
+        self.register_buffer("has_neighbors", torch.from_numpy(np.diff(graph.indptr) > 0), persistent=False)
+        for hop, fanout in enumerate(self.fanouts):
+            self.register_buffer(f"draw{hop}", torch.zeros(graph.shape[0], fanout, dtype=torch.int64))
+        self.resample(torch.Generator().manual_seed(0))
 
     def neighbors(self, nodes: torch.Tensor, fanout: int, generator: torch.Generator
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(len(nodes), fanout) sampled neighbour ids and the bool mask of nodes that have neighbours."""
+        """(len(nodes), fanout) freshly drawn neighbour ids and the bool mask of nodes that have neighbours."""
         start, end = self.indptr[nodes], self.indptr[nodes + 1]
         low, high = self.cumulative[start], self.cumulative[end]
         draw = torch.rand(len(nodes), fanout, generator=generator, dtype=torch.float64, device=nodes.device)
@@ -72,13 +78,21 @@ class NeighborSampler(nn.Module):
         has = (end > start).unsqueeze(1).expand(-1, fanout)
         return self.indices[pos], has
 
-    def sample(self, seeds: torch.Tensor, generator: torch.Generator) -> list[Block]:
+    @torch.no_grad()
+    def resample(self, generator: torch.Generator) -> None:
+        """Redraw every node's neighbours for every hop (once per epoch); a node without any keeps itself."""
+        nodes = torch.arange(len(self.has_neighbors), device=self.indptr.device)
+        for hop, fanout in enumerate(self.fanouts):
+            sampled, has = self.neighbors(nodes, fanout, generator)
+            getattr(self, f"draw{hop}").copy_(torch.where(has, sampled, nodes.unsqueeze(1)))
+
+    def sample(self, seeds: torch.Tensor) -> list[Block]:
         """Blocks from the outermost hop to the seeds (blocks[-1] has the seeds as dst); seeds must be unique."""
         blocks = []
         frontier = seeds
-        for fanout in self.fanouts:
-            sampled, has = self.neighbors(frontier, fanout, generator)
-            sampled = torch.where(has, sampled, frontier.unsqueeze(1))  # masked slots point at the node itself
+        for hop in range(len(self.fanouts)):
+            sampled = getattr(self, f"draw{hop}")[frontier]
+            has = self.has_neighbors[frontier].unsqueeze(1).expand_as(sampled)
             new = torch.unique(sampled)
             src = torch.cat([frontier, new[~torch.isin(new, frontier)]])
             ordered, order = torch.sort(src)
@@ -122,7 +136,10 @@ class GraphSageMean(nn.Module):
 
 
 class GemEmbedding(nn.Module):
-    """GEM's embedding provider: (b, f, d) high-order g(i) for a batch's features, to pass as FieldEmbedding vectors."""
+    """GEM's embedding provider: (b, f, d) high-order g(i) for a batch's features, to pass as FieldEmbedding vectors.
+
+    Call `resample(generator)` at each epoch start to redraw the neighbours; forward reads that draw.
+    """
 
     def __init__(self, graph: sp.csr_matrix, dim: int, fanouts: list[int], num_layers: int,
                  aggregator: Literal["sage", "mean"] = "sage", weighted: bool = False) -> None:
@@ -133,7 +150,11 @@ class GemEmbedding(nn.Module):
         self.sampler = NeighborSampler(graph, fanouts, weighted)
         self.encoder = GraphSageMean(dim, num_layers, aggregator)
 
-    def forward(self, table: torch.Tensor, features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """(b, f, d) g(.) of the (b, f) feature ids, over neighbours drawn with `generator` (redraw per epoch)."""
+    def resample(self, generator: torch.Generator) -> None:
+        """Redraw the sampled neighbours of every feature (once per epoch, from the trainer's view generator)."""
+        self.sampler.resample(generator)
+
+    def forward(self, table: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """(b, f, d) g(.) of the (b, f) feature ids from the (n, d) table, over the current neighbour draw."""
         seeds, inverse = torch.unique(features, return_inverse=True)
-        return self.encoder(table, seeds, self.sampler.sample(seeds, generator))[inverse]
+        return self.encoder(table, seeds, self.sampler.sample(seeds))[inverse]
