@@ -40,7 +40,7 @@ def _metric_order(keys: Iterable[str]) -> list[str]:
     """metric@K keys in eval.metrics' order of choices (others after, by first appearance), K ascending."""
     keys = list(dict.fromkeys(keys))
     names = list(KNOWN_METRICS) + [n for n in dict.fromkeys(k.split("@")[0] for k in keys) if n not in KNOWN_METRICS]
-    return sorted(keys, key=lambda k: (names.index(k.split("@")[0]), int(k.split("@")[1])))
+    return sorted(keys, key=lambda k: (names.index(k.split("@")[0]), int(k.split("@")[1]) if "@" in k else 0))
 
 
 def _select(available: list[str], wanted: Optional[list[str]], what: str, option: str) -> list[str]:

@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from graphrec.batches import PointBatch
-from graphrec.cli import format_table, main
+from graphrec.cli import main
+from graphrec.report import eval_table
 from graphrec.config import build_config, config_from_file
 from graphrec.data.loader import load_dataset
 from graphrec.models import build_model
@@ -174,6 +175,7 @@ def test_cli_data_info_and_metric_table_for_feature_rows(tmp_path, capsys):
     out = capsys.readouterr().out.split()
     assert out[out.index("fields") + 1] == "2" and out[out.index("features") + 1] == "5"
     assert out[out.index("train_rows") + 1] == "3" and out[out.index("test_rows") + 1] == "1"
-    table = format_table({"valid/rmse": 0.25, "valid/rows": 40, "test/auc": 0.75, "best_epoch": 3}).splitlines()
-    assert table[1].split() == ["valid", "rmse", "0.25"] and table[3].split() == ["test", "auc", "0.75"]
-    assert table[-1] == "best_epoch=3"
+    table = eval_table({"valid/rmse": 0.25, "valid/rows": 40, "test/rmse": 0.2, "test/rows": 10,
+                        "best_epoch": 3}).splitlines()
+    assert table[0].split() == ["split", "users", "rmse"]
+    assert table[1].split() == ["valid", "40", "0.250000", "(+25.0%)"] and table[2].split() == ["test", "10", "0.200000"]
