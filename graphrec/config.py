@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -123,8 +122,8 @@ def build_config(raw: dict, source: str = "", base_dir: str = ".", origin: Optio
 
 def _check_consistency(cfg: Config, origin: Origin) -> None:
     """Checks across keys that pydantic's per-field validation cannot express."""
-    data, split, train = cfg.data, cfg.split, cfg.train
-    if split.method in ("random", "temporal", "temporal_global") and split.valid_ratio + split.test_ratio >= 1:
+    data, split = cfg.data, cfg.split
+    if split.method not in ("given", "loo") and split.valid_ratio + split.test_ratio >= 1:
         raise GraphrecError(f"{origin.where(('split', 'test_ratio'))}split.valid_ratio + split.test_ratio = "
                             f"{split.valid_ratio:g} + {split.test_ratio:g} leaves no training events; "
                             "make their sum less than 1 (e.g. valid_ratio: 0.1, test_ratio: 0.2)")
@@ -157,7 +156,7 @@ def _check_consistency(cfg: Config, origin: Origin) -> None:
                             "not set; add data.path (a folder or file, relative to the YAML or $GRAPHREC_DATA)")
     if data.format == "synthetic" and data.path is None and split.method == "given":
         raise GraphrecError(f"{origin.where(('split', 'method'))}synthetic data is one set of events, so it "
-                            "needs split.method: random, loo, temporal or temporal_global")
+                            "needs split.method: random, loo, temporal, temporal_global, popularity or degree")
     if data.format == "synthetic_fields" and split.method != "random":
         raise GraphrecError(f"{origin.where(('split', 'method'))}synthetic_fields data is one set of rows, so it "
                             "needs split.method: random (with split.valid_ratio and split.test_ratio)")

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import yaml
 
-import graphrec.cli
 from graphrec.config import config_from_file
 from graphrec.errors import GraphrecError
 from graphrec.sweep import agent, cli as sweep_cli
@@ -320,31 +319,3 @@ def test_set_of_a_swept_key_and_resume_of_a_plain_folder_are_refused(tmp_path):
         agent.run_offline(sweep_file, overrides=["train.lr=0.5"])
     with pytest.raises(GraphrecError, match="is not a sweep folder"):
         agent.run_offline(None, sweep_dir=tmp_path, resume=True)
-
-
-@pytest.fixture
-def cli_with_sweep(monkeypatch):
-    """graphrec.cli with the sweep and data commands added (until the architect wires them in)."""
-    from graphrec.data import catalog
-    original = graphrec.cli.build_parser
-
-    def build_parser():
-        parser = original()
-        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "sweep" not in subparsers.choices:
-            sweep_cli.add_parser(subparsers)
-        data_sub = next(a for a in subparsers.choices["data"]._actions if isinstance(a, argparse._SubParsersAction))
-        if "fetch" not in data_sub.choices:
-            catalog.add_parser(data_sub)
-        return parser
-    monkeypatch.setattr(graphrec.cli, "build_parser", build_parser)
-
-
-CORPUS = [c for c in yaml.safe_load((Path(__file__).parent / "bad_inputs" / "cases.yaml").read_text())
-          if c["args"][0] in ("sweep", "data") and c["args"][1:2] != ["info"]]
-
-
-@pytest.mark.parametrize("case", CORPUS, ids=[c["name"] for c in CORPUS])
-def test_sweep_and_data_cases_of_the_bad_input_corpus(case, tmp_path, monkeypatch, capsys, cli_with_sweep):
-    from test_bad_inputs import test_bad_input
-    test_bad_input(case, tmp_path, monkeypatch, capsys)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import difflib
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
