@@ -353,9 +353,17 @@ def parse_dimensions(path: Path, parameters: dict, lines: Optional[dict[tuple, i
             for key, (spec, line) in _flatten(parameters, "", lines or {}, ("parameters",)).items()]
 
 
+SWEEP_OWNED_KEYS = ("output_dir", "name")  # the agent places and names every run itself
+
+
 def load_sweep(path: str | Path, overrides: Optional[list[str]] = None) -> SweepSpec:
     """Read and validate a sweep YAML (and every parameter against its base experiment) before any run."""
     path = Path(path)
+    for text in overrides or []:
+        key = text.split("=", 1)[0].strip()
+        if key in SWEEP_OWNED_KEYS:
+            raise GraphrecError(f"--set {text}: a sweep sets {key} itself (its runs live in <sweep folder>/runs, "
+                                f"named after the sweep); omit --set {key}")
     try:
         raw, text = _read_yaml_text(path)
     except GraphrecError as err:
