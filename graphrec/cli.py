@@ -230,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--no-header", action="store_true", help="format csv: the first line is data, not names")
     info.add_argument("--delimiter", help="field separator (default: whitespace for pairs, ',' for csv)")
     info.set_defaults(func=cmd_data_info)
+    from .analyze import add_parser as add_analyze
+    add_analyze(sub)
     return parser
 
 
