@@ -18,9 +18,10 @@ from graphrec.checkpoint import load_checkpoint
 from graphrec.cli import main
 from graphrec.config import load_config
 from graphrec.errors import GraphrecError
-from graphrec.trainer import StopRequest, Trainer, TrainingStopped
+from graphrec.trainer import StopRequest, Trainer
 
-from train_helpers import RESUME_CONFIG, history, results, start_train, wait_for_epochs, write_config
+from train_helpers import (RESUME_CONFIG, history, results, start_train, stop_mid_epoch_and_resume, wait_for_epochs,
+                           write_config)
 
 
 @pytest.fixture(autouse=True)
@@ -103,27 +104,10 @@ def test_mid_epoch_stop_and_resume_in_process(reference, tmp_path):
     """A stop request in the 6th batch of epoch 1 saves a mid-epoch last.pt; resuming replays the epoch's
     sampling from its saved start state, skips the finished batches and carries their loss sums."""
     cfg = load_config(write_config(tmp_path, tmp_path / "runs"))
-    trainer = Trainer(cfg)
-    per_epoch = trainer._epoch_batches()
-    stop = StopRequest(announce=False)
-    real_step, steps = trainer.optimizer.step, []
-
-    def counting_step(*args, **kwargs):
-        steps.append(1)
-        if len(steps) == per_epoch + 6:
-            stop.request(signal.SIGINT)
-        return real_step(*args, **kwargs)
-
-    trainer.optimizer.step = counting_step
-    with pytest.raises(TrainingStopped) as stopped:
-        trainer.fit(stop)
-    assert stopped.value.code == 130
-    state = load_checkpoint(trainer.run_dir / "last.pt")["state"]
-    assert (state["epoch"], state["batch_in_epoch"]) == (1, 6)
-
-    resumed = Trainer(cfg, run_dir=trainer.run_dir, resume=True)
-    assert results(resumed.fit()) == reference[0]
-    assert history(trainer.run_dir) == reference[1]
+    metrics, run_dir, where, code = stop_mid_epoch_and_resume(cfg, epoch=1, batch=6)
+    assert code == 130 and where == (1, 6)
+    assert metrics == reference[0]
+    assert history(run_dir) == reference[1]
 
 
 def test_second_interrupt_exits_at_once_without_partial_files(tmp_path, monkeypatch):
@@ -211,20 +195,6 @@ def test_grad_clip_bounds_the_gradient_norm(tmp_path):
     assert max(logged) > clip  # the pre-clip norm was above the bound, so clipping did act
 
 
-def _stop_at_step(trainer: Trainer, step: int) -> StopRequest:
-    """A StopRequest that fires inside optimizer step number `step` (1-based) of `trainer`."""
-    stop, real_step, steps = StopRequest(announce=False), trainer.optimizer.step, []
-
-    def counting_step(*args, **kwargs):
-        steps.append(1)
-        if len(steps) == step:
-            stop.request(signal.SIGINT)
-        return real_step(*args, **kwargs)
-
-    trainer.optimizer.step = counting_step
-    return stop
-
-
 @pytest.mark.filterwarnings("ignore:Seems like `optimizer.step\\(\\)` has been overridden")
 def test_cosine_schedule_with_dynamic_negatives_resumes_exactly(tmp_path):
     """The learning rate follows the cosine formula per epoch, and a run stopped mid-epoch resumes onto it."""
@@ -238,10 +208,6 @@ def test_cosine_schedule_with_dynamic_negatives_resumes_exactly(tmp_path):
         [lr_min + (lr - lr_min) * (1 + math.cos(math.pi * e / 6)) / 2 for e in range(6)])
 
     cfg = load_config(write_config(tmp_path / "b", tmp_path / "b" / "runs", overrides))
-    trainer = Trainer(cfg)
-    stop = _stop_at_step(trainer, 2 * trainer._epoch_batches() + 4)
-    with pytest.raises(TrainingStopped):
-        trainer.fit(stop)
-    resumed = Trainer(cfg, run_dir=trainer.run_dir, resume=True)
-    assert results(resumed.fit()) == expected
-    assert history(trainer.run_dir) == records
+    metrics, run_dir, where, _ = stop_mid_epoch_and_resume(cfg, epoch=2, batch=4)
+    assert where == (2, 4) and metrics == expected
+    assert history(run_dir) == records

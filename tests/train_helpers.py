@@ -93,3 +93,42 @@ def wait_for_epochs(output_dir: Path, epochs: int, proc: subprocess.Popen, timeo
         time.sleep(0.01)
     proc.kill()
     raise AssertionError(f"no {epochs} epochs logged within {timeout} s")
+
+
+
+def stop_at_step(trainer, step: int):
+    """A StopRequest that fires inside optimizer step number `step` (1-based) of `trainer`."""
+    import signal
+
+    from graphrec.trainer import StopRequest
+
+    stop, real_step, steps = StopRequest(announce=False), trainer.optimizer.step, []
+
+    def counting_step(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == step:
+            stop.request(signal.SIGINT)
+        return real_step(*args, **kwargs)
+
+    trainer.optimizer.step = counting_step
+    return stop
+
+
+def stop_mid_epoch_and_resume(cfg, epoch: int, batch: int) -> tuple[dict, Path, tuple[int, int], int]:
+    """Train `cfg` in process, request a stop in batch `batch` (from 1) of epoch `epoch` (from 0), then resume from
+    last.pt in a new Trainer; returns (the resumed run's results, the run folder, (epoch, batch_in_epoch) of the
+    mid-epoch last.pt, the stop's exit code)."""
+    from graphrec.checkpoint import load_checkpoint
+    from graphrec.trainer import Trainer, TrainingStopped
+
+    trainer = Trainer(cfg)
+    stop = stop_at_step(trainer, epoch * trainer._epoch_batches() + batch)
+    try:
+        trainer.fit(stop)
+    except TrainingStopped as stopped:
+        code = stopped.code
+    else:
+        raise AssertionError(f"the run ended before batch {batch} of epoch {epoch}")
+    state = load_checkpoint(trainer.run_dir / "last.pt")["state"]
+    resumed = Trainer(cfg, run_dir=trainer.run_dir, resume=True)
+    return results(resumed.fit()), trainer.run_dir, (state["epoch"], state["batch_in_epoch"]), code
