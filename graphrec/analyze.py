@@ -149,7 +149,7 @@ def summary_text(report: dict) -> str:
     pct = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"  # noqa: E731
     lines = [f"{report['model']} views (2 per node): cosine to the clean embedding < {NOISY_BELOW}: {pct(share['all'])}"
              f" (users {pct(share['users'])}, items {pct(share['items'])}); bottom {BOTTOM_SHARE:.0%} below "
-             f"{report['cosine']['all']['bottom_cutoff']:.3f}"]
+             f"{report['cosine']['all']['bottom_cutoff']:.4f}"]
     key = report["metric"]
     for split, groups in report["test"].items():
         show = lambda g: f"{groups[g].get(key, float('nan')):.4f} ({groups[g]['users']} users)"  # noqa: E731

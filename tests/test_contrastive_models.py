@@ -198,3 +198,15 @@ def test_analyze_views_without_dropout_has_no_noisy_view(tmp_path, capsys):
     assert test["bottom"]["users"] + test["rest"]["users"] == metrics["test/users"]
     assert plot.stat().st_size > 0
     assert "noisy nan (0 users)" in capsys.readouterr().out
+
+
+def test_layerwise_propagation_over_one_repeated_graph_is_the_fused_one(tmp_path):
+    """SGL-RW's per-layer propagation reduces to LightGCN's when every layer gets the same adjacency."""
+    from graphrec.graph.propagate import layerwise_propagation, weighted_propagation
+    model = _model(tmp_path, {"name": "sgl", "view": "random_walk", "num_layers": 3})
+    rows = torch.tensor([0, 5, 301, 350])
+    weights = [0.1, 0.2, 0.3, 0.4]
+    got = layerwise_propagation([model.graph] * 3, model.embedding, weights, rows)
+    assert torch.allclose(got, weighted_propagation(model.graph, model.embedding, weights, rows), atol=1e-6)
+    with pytest.raises(ValueError, match="2 adjacencies for 3 layers"):
+        layerwise_propagation([model.graph] * 2, model.embedding, weights)
