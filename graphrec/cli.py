@@ -232,7 +232,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    from . import features_cmd, report, split_cmd
+    from . import analyze, features_cmd, report, split_cmd
     from .data import catalog, prepare
     from .sweep import cli as sweep_cli
     parser = OneLineParser(prog="graphrec", description="Graph-based recommendation from YAML experiments.")
@@ -274,6 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_data_info)
     catalog.add_parser(data_sub)
     prepare.add_parser(data_sub)
+    analyze.add_parser(sub)
     return parser
 
 

@@ -9,7 +9,8 @@ MIX_KINDS = ("element", "layer")
 
 
 def mixgcf_negatives(user_emb: torch.Tensor, pos_layers: torch.Tensor, cand_layers: torch.Tensor,
-                     generator: Optional[torch.Generator] = None, mix: str = "element") -> torch.Tensor:
+                     generator: Optional[torch.Generator] = None, mix: str = "element",
+                     return_choice: bool = False):
     """(b, L+1, d) synthetic negative per layer from (b, L+1, d) positive and (b, c, L+1, d) candidate layers.
 
     Positive mixing: n_jk = a * pos_k + (1 - a) * cand_jk with a ~ U(0, 1), drawn per entry of every
@@ -17,7 +18,8 @@ def mixgcf_negatives(user_emb: torch.Tensor, pos_layers: torch.Tensor, cand_laye
     Hop mixing: at each layer k keep the mixed candidate with the largest inner product with the user,
     given pooled as (b, d) (both reference codes, pool=mean) or per layer as (b, L+1, d) (MixGCF pool=concat).
     The choice is not differentiated; gradients reach the chosen candidates and the positive. The caller
-    pools the result over layers (mean) into the (b, d) negative.
+    pools the result over layers (mean) into the (b, d) negative. With `return_choice` it also returns the (b, L+1)
+    index of the candidate kept at each layer.
     """
     if mix not in MIX_KINDS:
         raise ValueError(f"unknown MixGCF mixing {mix!r}; choose one of {MIX_KINDS}")
@@ -28,4 +30,5 @@ def mixgcf_negatives(user_emb: torch.Tensor, pos_layers: torch.Tensor, cand_laye
     user = user_emb.unsqueeze(1) if user_emb.dim() == 3 else user_emb[:, None, None, :]
     best = (mixed.detach() * user.detach()).sum(-1).argmax(dim=1)                 # (b, L+1)
     index = best[:, None, :, None].expand(batch, 1, num_layers, dim)
-    return mixed.gather(1, index).squeeze(1)
+    chosen = mixed.gather(1, index).squeeze(1)
+    return (chosen, best) if return_choice else chosen

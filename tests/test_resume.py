@@ -18,7 +18,7 @@ from graphrec.checkpoint import load_checkpoint
 from graphrec.cli import main
 from graphrec.config import load_config
 from graphrec.errors import GraphrecError
-from graphrec.trainer import StopRequest, Trainer, TrainingStopped
+from graphrec.trainer import StopRequest, Trainer
 
 from train_helpers import (RESUME_CONFIG, history, results, start_train, stopped_and_resumed, wait_for_epochs,
                            write_config)
@@ -104,27 +104,10 @@ def test_mid_epoch_stop_and_resume_in_process(reference, tmp_path):
     """A stop request in the 6th batch of epoch 1 saves a mid-epoch last.pt; resuming replays the epoch's
     sampling from its saved start state, skips the finished batches and carries their loss sums."""
     cfg = load_config(write_config(tmp_path, tmp_path / "runs"))
-    trainer = Trainer(cfg)
-    per_epoch = trainer._epoch_batches()
-    stop = StopRequest(announce=False)
-    real_step, steps = trainer.optimizer.step, []
-
-    def counting_step(*args, **kwargs):
-        steps.append(1)
-        if len(steps) == per_epoch + 6:
-            stop.request(signal.SIGINT)
-        return real_step(*args, **kwargs)
-
-    trainer.optimizer.step = counting_step
-    with pytest.raises(TrainingStopped) as stopped:
-        trainer.fit(stop)
-    assert stopped.value.code == 130
-    state = load_checkpoint(trainer.run_dir / "last.pt")["state"]
-    assert (state["epoch"], state["batch_in_epoch"]) == (1, 6)
-
-    resumed = Trainer(cfg, run_dir=trainer.run_dir, resume=True)
-    assert results(resumed.fit()) == reference[0]
-    assert history(trainer.run_dir) == reference[1]
+    metrics, run_dir, where, code = stop_mid_epoch_and_resume(cfg, epoch=1, batch=6)
+    assert code == 130 and where == (1, 6)
+    assert metrics == reference[0]
+    assert history(run_dir) == reference[1]
 
 
 def test_second_interrupt_exits_at_once_without_partial_files(tmp_path, monkeypatch):

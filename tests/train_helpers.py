@@ -112,16 +112,30 @@ def stop_at_step(trainer: Trainer, step: int) -> StopRequest:
     return stop
 
 
-def stopped_and_resumed(cfg, step: int, dataset=None) -> tuple[dict, list[dict]]:
-    """Train `cfg` in-process, stop inside training step `step`, resume from last.pt to the end; returns the
-    resumed run's metrics and epoch records (without timings)."""
+def stop_and_resume(cfg, step, dataset=None) -> tuple[dict, Path, tuple[int, int], int]:
+    """Train `cfg` in-process, stop inside training step `step` (an int, or a function of the Trainer giving it),
+    resume from last.pt in a new Trainer to the end; returns (the resumed run's results, the run folder,
+    (epoch, batch_in_epoch) of the mid-epoch last.pt, the stop's exit code)."""
+    from graphrec.checkpoint import load_checkpoint
     trainer = Trainer(cfg, dataset=dataset)
-    stop = stop_at_step(trainer, step)
+    stop = stop_at_step(trainer, step(trainer) if callable(step) else step)
     try:
         trainer.fit(stop)
-    except TrainingStopped:
-        pass
+    except TrainingStopped as stopped:
+        code = stopped.code
     else:
         raise AssertionError(f"the run ended before training step {step}; choose an earlier stop")
+    state = load_checkpoint(trainer.run_dir / "last.pt")["state"]
     resumed = Trainer(cfg, run_dir=trainer.run_dir, resume=True, dataset=dataset)
-    return results(resumed.fit()), history(trainer.run_dir)
+    return results(resumed.fit()), trainer.run_dir, (state["epoch"], state["batch_in_epoch"]), code
+
+
+def stopped_and_resumed(cfg, step: int, dataset=None) -> tuple[dict, list[dict]]:
+    """stop_and_resume's final metrics and epoch records (without timings)."""
+    metrics, run_dir, _, _ = stop_and_resume(cfg, step, dataset)
+    return metrics, history(run_dir)
+
+
+def stop_mid_epoch_and_resume(cfg, epoch: int, batch: int) -> tuple[dict, Path, tuple[int, int], int]:
+    """stop_and_resume with the stop in batch `batch` (from 1) of epoch `epoch` (from 0) of a one-stage model."""
+    return stop_and_resume(cfg, lambda trainer: epoch * trainer._epoch_batches() + batch)

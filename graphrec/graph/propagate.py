@@ -70,6 +70,19 @@ def propagate_layers(adj: NormalizedAdjacency, x0: torch.Tensor, num_layers: int
     return layers
 
 
+def layerwise_propagation(adjs: Sequence[NormalizedAdjacency], x0: torch.Tensor, layer_weights: Sequence[float],
+                          rows: Optional[torch.Tensor] = None, backend: str = "torch") -> torch.Tensor:
+    """sum_k w_k x_k with x_k = adjs[k-1] @ x_{k-1}: another adjacency at every layer (SGL-RW), (num_nodes, d) or
+    (len(rows), d); autograd through `spmm`, one product per layer each way."""
+    if len(adjs) != len(layer_weights) - 1:
+        raise ValueError(f"{len(adjs)} adjacencies for {len(layer_weights) - 1} layers")
+    out, h = x0 * layer_weights[0], x0
+    for adj, weight in zip(adjs, layer_weights[1:]):
+        h = spmm(adj, h, backend)
+        out = out + weight * h
+    return out if rows is None else out.index_select(0, rows)
+
+
 # The backward's first product may use the forward's row block transposed (the seed lives on the batch's rows
 # only) when the block holds at most this fraction of the adjacency's entries: MKL's transposed product is ~4x
 # slower per entry than the plain one, so past ~1/4 of the entries one full product is cheaper (Gowalla, CPU).

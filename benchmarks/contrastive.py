@@ -1,0 +1,111 @@
+"""Epoch time of the contrastive models relative to LightGCN at the same batch size and depth, from timed batches.
+
+    python -m benchmarks.contrastive --data gowalla --batch-size 2048 --threads 1
+
+Every model trains on the same dataset object with Trainer.step, in alternating rounds (so background load hits all
+alike); an epoch is estimated as the median step time x batches per epoch + the epoch's view drawing
+(on_epoch_start). The data block (and the validation carve) is the one of experiments/sgl-<data>.yaml.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+from .common import REPO, Timing
+from .workloads import interleaved
+
+MODELS = {  # label -> (model keys, train keys); 2 layers everywhere, as the contrastive models' defaults
+    "lightgcn": ({"name": "lightgcn", "num_layers": 2}, {}),
+    "sgl": ({"name": "sgl"}, {}),
+    "sgcl": ({"name": "sgcl"}, {}),
+    "sgcl+mixgcf": ({"name": "sgcl", "mixgcf": True}, {"negative_candidates": 40}),
+    "simgcl": ({"name": "simgcl"}, {}),
+    "xsimgcl": ({"name": "xsimgcl"}, {}),
+}
+
+
+def build_trainers(data: str, batch_size: int, threads: int, folder: Path, models: Sequence[str]) -> dict:
+    """One Trainer per model label over one shared dataset, run folders under `folder`."""
+    from graphrec.config import build_config, read_yaml
+    from graphrec.data.loader import load_dataset
+    from graphrec.trainer import Trainer
+    base = read_yaml(REPO / "experiments" / f"sgl-{data}.yaml")
+    raw = {"seed": 2020, "device": "cpu", "data": base["data"], "split": base.get("split", {}),
+           "train": {"batch_size": batch_size, "threads": threads, "progress": False}, "output_dir": str(folder)}
+    dataset = None
+    trainers = {}
+    for label in models:
+        model, train = MODELS[label]
+        cfg = build_config({**raw, "model": model, "train": {**raw["train"], **train}}, base_dir=str(REPO))
+        dataset = dataset or load_dataset(cfg)
+        trainers[label] = Trainer(cfg, run_dir=folder / label, dataset=dataset)
+    return trainers
+
+
+def measure(trainers: dict, rounds: int, per_round: int, warmup: int) -> dict:
+    """Per model: step Timing, view-drawing seconds, batches per epoch and the estimated epoch seconds."""
+    streams, draws = {}, {}
+    for label, trainer in trainers.items():
+        started = time.perf_counter()
+        trainer.model.on_epoch_start(0, trainer.view_gen)
+        draws[label] = time.perf_counter() - started
+        streams[label] = iter(trainer.batches())
+        trainer.model.train()
+        for _ in range(warmup):
+            trainer.step(next(streams[label]))
+    steps = interleaved({label: (lambda t=trainer, s=streams[label]: t.step(next(s)), per_round)
+                         for label, trainer in trainers.items()}, rounds)
+    out = {}
+    for label, trainer in trainers.items():
+        batches = trainer._epoch_batches()
+        timing: Timing = steps[label]
+        out[label] = {"step_median_s": timing.median, "step_mean_s": timing.mean, "steps": timing.n,
+                      "view_draw_s": draws[label], "batches_per_epoch": batches,
+                      "epoch_estimate_s": timing.median * batches + draws[label]}
+    reference = out["lightgcn"]["epoch_estimate_s"] if "lightgcn" in out else None
+    for row in out.values():
+        row["vs_lightgcn"] = row["epoch_estimate_s"] / reference if reference else None
+    return out
+
+
+def table(results: dict) -> str:
+    """A markdown table of the measurement."""
+    lines = ["| model | s / batch (median) | views s / epoch | batches / epoch | epoch s (est.) | x LightGCN |",
+             "|---|---|---|---|---|---|"]
+    for label, row in results.items():
+        ratio = f"{row['vs_lightgcn']:.2f}" if row["vs_lightgcn"] is not None else "-"
+        lines.append(f"| {label} | {row['step_median_s']:.3f} | {row['view_draw_s']:.2f} | {row['batches_per_epoch']} "
+                     f"| {row['epoch_estimate_s']:.1f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Measure, print the table, and write the numbers as JSON when --out is given."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.contrastive", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="gowalla", help="gowalla, ood-yelp2018 or yahoo (experiments/sgl-<data>.yaml)")
+    parser.add_argument("--batch-size", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--per-round", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--models", default=",".join(MODELS), help="comma-separated labels of " + ", ".join(MODELS))
+    parser.add_argument("--out", help="write the numbers and settings as JSON here")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as folder:
+        trainers = build_trainers(args.data, args.batch_size, args.threads, Path(folder), args.models.split(","))
+        results = measure(trainers, args.rounds, args.per_round, args.warmup)
+    print(table(results))
+    if args.out:
+        Path(args.out).write_text(json.dumps({"settings": vars(args), "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

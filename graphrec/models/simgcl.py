@@ -1,0 +1,63 @@
+"""SimGCL (Yu et al., SIGIR 2022): views made by adding sign-aligned uniform noise of norm eps after every layer."""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+
+from ..graph.propagate import weighted_propagation
+from ..graph.views import sign_aligned_noise
+from . import register
+from .contrastive import ContrastiveConfig, ContrastiveLightGCN, default_of
+
+
+class SimGCLConfig(ContrastiveConfig):
+    """SimGCL keys; defaults from SELFRec's SimGCL.yaml (2 layers, lambda 0.5, eps 0.1, tau 0.2)."""
+
+    ssl_weight: float = default_of(ContrastiveConfig, "ssl_weight", 0.5)
+    noise_eps: float = Field(0.1, gt=0, description="norm eps of the noise added to each node after every layer")
+    layer_mean: Literal["all", "propagated"] = Field(
+        "propagated", description="final embedding: mean of layers 1..L (propagated, the SimGCL/XSimGCL code) or of "
+                                  "0..L (all, LightGCN); model.layer_weights overrides both")
+
+    @model_validator(mode="after")
+    def _layers_to_average(self) -> "SimGCLConfig":
+        if self.layer_mean == "propagated" and self.num_layers < 1:
+            raise ValueError("model.layer_mean: propagated needs model.num_layers >= 1")
+        return self
+
+
+@register("simgcl")
+class SimGCL(ContrastiveLightGCN):
+    """Clean pass for BPR, two noisy passes for the contrastive loss: all three side by side through one adjacency."""
+
+    config_class = SimGCLConfig
+    summary = "SimGCL: LightGCN + InfoNCE between two views with sign-aligned noise after every layer"
+
+    @property
+    def layer_weights(self) -> list[float]:
+        """The configured weights, or the mean of layers 1..L (layer_mean: propagated) or 0..L (all)."""
+        cfg = self.cfg
+        if cfg.layer_weights or cfg.layer_mean == "all":
+            return super().layer_weights
+        return [0.0] + [1.0 / cfg.num_layers] * cfg.num_layers
+
+    def noise(self, h: torch.Tensor) -> torch.Tensor:
+        """(n, d) sign-aligned noise of norm noise_eps for (n, d) layer embeddings, from the model's generator."""
+        return sign_aligned_noise(h, self.cfg.noise_eps, self.batch_gen)
+
+    def encode(self, rows):
+        """[clean | view 1 | view 2] as one (num_nodes, 3d) propagation with noise on the views' columns only (the
+        clean part is left out, and the table is MixGCF's, with model.mixgcf)."""
+        d, with_clean = self.cfg.embedding_dim, not self.cfg.mixgcf
+        start = d if with_clean else 0
+
+        def perturb(h: torch.Tensor) -> torch.Tensor:
+            noisy = self.noise(h[:, start:].reshape(-1, d)).view(len(h), -1)
+            return F.pad(noisy, (start, 0))
+
+        parts = weighted_propagation(self.graph, self.embedding.repeat(1, 2 + with_clean), self.layer_weights, rows,
+                                     self.cfg.backend, perturb).split(d, dim=1)
+        return (parts[0] if with_clean else self.rec_table(rows)), parts[-2], parts[-1]
