@@ -20,8 +20,8 @@ from graphrec.config import load_config
 from graphrec.errors import GraphrecError
 from graphrec.trainer import StopRequest, Trainer
 
-from train_helpers import (RESUME_CONFIG, history, results, start_train, stopped_and_resumed, wait_for_epochs,
-                           write_config)
+from train_helpers import (RESUME_CONFIG, history, results, start_train, stop_mid_epoch_and_resume,
+                           stopped_and_resumed, wait_for_epochs, write_config)
 
 
 @pytest.fixture(autouse=True)
