@@ -35,6 +35,7 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compute, print and write the view statistics of one run; user mistakes raise GraphrecError before any write."""
+    from . import report as report_module
     from .checkpoint import atomic_write_json
     from .cli import _check_run_folder
     from .config import config_from_file
@@ -53,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
         if not path.parent.is_dir():
             raise GraphrecError(f"cannot write '{path}': folder '{path.parent}' does not exist; create it or pass "
                                 "another path")
-    pyplot = _pyplot() if args.plot else None
-    report = view_report(run_dir, cfg, args.checkpoint)
+    pyplot = report_module.pyplot() if args.plot else None
+    report = view_report(run_dir, args.checkpoint)
     print(summary_text(report))
     atomic_write_json(out, report)
     if pyplot is not None:
@@ -63,35 +64,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pyplot():
-    """matplotlib.pyplot with a file backend, or a one-line error naming the extra."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as pyplot
-    except ImportError:
-        raise GraphrecError("--plot needs matplotlib: pip install 'graphrec[plot]' (or drop --plot)") from None
-    return pyplot
-
-
-def view_report(run_dir: Path, cfg, checkpoint: str) -> dict:
+def view_report(run_dir: Path, checkpoint: str) -> dict:
     """views.json's content: cosine summaries of users, items and all nodes, a histogram, and per-group test metrics."""
     import numpy as np
     import torch
     import torch.nn.functional as F
 
-    from .checkpoint import load_checkpoint, seed_everything
-    from .data.loader import load_dataset
-    from .models import build_model
-    from .tasks import build_evaluators
-    from .trainer import resolve_device
+    from .trainer import load_run
 
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    dataset = load_dataset(cfg)
-    model = build_model(cfg, dataset, device)
-    model.load_state_dict(load_checkpoint(run_dir / checkpoint)["model"])
-    model.eval()
+    cfg, dataset, model, evaluators = load_run(run_dir, checkpoint)
+    device = model.embedding.device
     with torch.no_grad():
         model.on_epoch_start(0, torch.Generator(device=device).manual_seed(cfg.seed + 1))  # the trainer's epoch 0
         views = torch.stack(model.view_embeddings())                                     # (2, num_nodes, d)
@@ -109,7 +91,6 @@ def view_report(run_dir: Path, cfg, checkpoint: str) -> dict:
         cosine[:, groups["users"]].cpu().numpy(), bins=edges)[0].tolist(), "items": np.histogram(
         cosine[:, groups["items"]].cpu().numpy(), bins=edges)[0].tolist(), "all": counts.tolist()}
     user_cosine = cosine[:, :model.num_users].min(0).values                              # a user's noisier view
-    evaluators = build_evaluators(dataset, cfg, device)
     scorer = model.scorer()
     report["test"] = {split: group_metrics(evaluator, scorer, user_cosine)
                       for split, evaluator in evaluators.items() if split != "valid"}

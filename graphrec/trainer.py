@@ -489,8 +489,8 @@ def _describe(state: TrainState) -> str:
     return f"end of epoch {state.epoch - 1}" if state.epoch else "before training"
 
 
-def evaluate_run(run_dir: Path, splits: Optional[list[str]] = None, checkpoint: str = "best.pt") -> dict[str, float]:
-    """Re-evaluate a run folder's checkpoint on its splits (all by default); returns the metrics."""
+def load_run(run_dir: Path, checkpoint: str = "best.pt"):
+    """(config, dataset, model with the checkpoint's parameters in eval mode, evaluators) of a run folder."""
     tune_allocator()
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -498,6 +498,7 @@ def evaluate_run(run_dir: Path, splits: Optional[list[str]] = None, checkpoint: 
     saved = load_checkpoint(run_dir / checkpoint)
     cfg = config_from_file(run_dir / "config.yaml", base_dir=str(run_dir))
     device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
     dataset = apply_protocol(cfg, load_dataset(cfg))
     model = build_model(cfg, dataset, device)
     try:
@@ -505,7 +506,13 @@ def evaluate_run(run_dir: Path, splits: Optional[list[str]] = None, checkpoint: 
     except RuntimeError:
         raise GraphrecError(f"{run_dir / checkpoint} does not match {run_dir / 'config.yaml'} (model shape); "
                             "restore config.yaml to the run's values") from None
-    evaluators = build_evaluators(dataset, cfg, device)
+    model.eval()
+    return cfg, dataset, model, build_evaluators(dataset, cfg, device)
+
+
+def evaluate_run(run_dir: Path, splits: Optional[list[str]] = None, checkpoint: str = "best.pt") -> dict[str, float]:
+    """Re-evaluate a run folder's checkpoint on its splits (all by default); returns the metrics."""
+    _, _, model, evaluators = load_run(run_dir, checkpoint)
     names = splits or list(evaluators)
     unknown = [s for s in names if s not in evaluators]
     if unknown:
