@@ -107,14 +107,19 @@ class _WeightedPropagation(torch.autograd.Function):
         h = x0
         for k in range(1, num_layers + 1):
             last = k == num_layers
-            if last and rows is not None and perturb is None and k not in extra:
+            if last and rows is not None and k not in extra:  # the last layer only at the batch's rows
                 if backend == "torch":
                     block = adj.row_block(rows)
-                    out.addmm_(block, h, alpha=weights[k])
+                    if perturb is None:
+                        out.addmm_(block, h, alpha=weights[k])
+                    else:
+                        h_rows = torch.mm(block, h)
+                        out.add_(h_rows + perturb(h_rows), alpha=weights[k])
                     if block.values().numel() <= TRANSPOSED_BLOCK_MAX_FRACTION * adj.nnz:
                         ctx.block = block
                 else:
-                    out.add_(spmm_raw(adj, h, backend).index_select(0, rows), alpha=weights[k])
+                    h_rows = spmm_raw(adj, h, backend).index_select(0, rows)
+                    out.add_(h_rows if perturb is None else h_rows + perturb(h_rows), alpha=weights[k])
                 break
             h = spmm_raw(adj, h, backend)
             if perturb is not None:
@@ -168,7 +173,8 @@ def weighted_propagation(adj: NormalizedAdjacency, x0: torch.Tensor, layer_weigh
     The fused LightGCN combination: the same values and gradients as stacking `propagate_layers`,
     with num_layers SpMMs backward and none stored. With `rows`, the last layer is computed only at
     those rows (the loss needs nothing else), saving one full SpMM forward. `perturb(h)` adds a term
-    after each layer that must not depend differentiably on h (SimGCL's sign-aligned noise).
+    after each layer that must not depend differentiably on h and must be row-local (row i of the term depends on
+    row i of h only: SimGCL's sign-aligned noise), since the last layer may be perturbed at `rows` alone.
     With `extra_layers` (e.g. (1,) for XSimGCL's contrastive layer) it returns (combination, [layer_j, ...]),
     each layer j being adj^j x0 (perturbed) at the same rows, from the same pass and differentiable.
     """
