@@ -42,7 +42,7 @@ def config(tmp_path, model: dict, dro: dict | None = None, **train):
 
 
 DRGO = {"name": "drgo", "embedding_dim": 16, "pretrain_epochs": 1, "pretrain_steps": 2, "sinkhorn_points": 16,
-        "sinkhorn_iterations": 20, "centrality_pivots": 20, "diffusion": {"steps": 10, "noise_min": 1e-4,
+        "sinkhorn_iterations": 5, "centrality_pivots": 20, "diffusion": {"steps": 10, "noise_min": 1e-4,
                                                                         "noise_max": 0.02, "sampling_steps": 0,
                                                                         "normalize_input": True}}
 CAUSALDIFFREC = {"name": "causaldiffrec", "embedding_dim": 16, "pretrain_epochs": 1, "pretrain_steps": 2,
@@ -52,7 +52,7 @@ CAUSALDIFFREC = {"name": "causaldiffrec", "embedding_dim": 16, "pretrain_epochs"
 
 @pytest.mark.parametrize("model", [DRGO, CAUSALDIFFREC], ids=["drgo", "causaldiffrec"])
 def test_latent_diffusion_models_train_and_resume_exactly(tmp_path, model):
-    cfg = config(tmp_path, model, lr=0.02, groups={"denoiser": {"lr": 0.01}})
+    cfg = config(tmp_path, model, lr=0.02, max_batches=8, groups={"denoiser": {"lr": 0.01}})
     trainer = Trainer(cfg)
     metrics = results(trainer.fit())
     records = history(trainer.run_dir)
@@ -99,7 +99,7 @@ def test_dro_keys_take_the_models_defaults_and_refuse_models_without_per_sample_
     assert config(tmp_path, {"name": "drgo"}, {"enabled": False}).dro.enabled is False
     assert config(tmp_path, {"name": "lightgcn"}).dro.enabled is False
     with pytest.raises(GraphrecError, match="dro.enabled: model tiny_fm has no per-sample ranking losses"):
-        config(tmp_path, {"name": "tiny_fm"}, {"enabled": True})
+        build_config({"split": {"method": "random"}, "model": {"name": "tiny_fm"}, "dro": {"enabled": True}})
     with pytest.raises(GraphrecError, match="model tiny_view_contrast has no per-sample"):
         config(tmp_path, {"name": "tiny_view_contrast"}, {"enabled": True})
 
