@@ -17,6 +17,7 @@ from .schema import (Config, DataConfig, EvalConfig, GroupConfig, ModelConfig, S
 from .data.paths import resolve_data_path  # noqa: F401 (re-exported)
 from .data.field_loader import FIELD_FORMATS
 from .data.registry import data_format
+from .models.robust import check_dro
 from .tasks import check_task
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -116,6 +117,7 @@ def build_config(raw: dict, source: str = "", base_dir: str = ".", origin: Optio
         raise GraphrecError(validation_message(err, keys, "model", origin, list(keys.model_fields), name,
                                                owners)) from None
     check_task(cfg, model_cls, origin)
+    check_dro(cfg, model_cls, origin)
     _check_consistency(cfg, origin)
     return cfg
 

@@ -48,6 +48,21 @@ def _rows(cls: type[BaseModel], prefix: str, skip: set[str] = frozenset()) -> li
     return rows
 
 
+def _nested_rows(cls: type[BaseModel], prefix: str) -> list[str]:
+    """Rows of a model's nested sections (e.g. model.diffusion.*), with the defaults that model gives them."""
+    rows = []
+    for name, field in cls.model_fields.items():
+        ann = field.annotation
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            continue
+        defaults = field.default_factory() if field.default_factory is not None else field.default
+        for key, sub in ann.model_fields.items():
+            value = getattr(defaults, key)
+            shown = "none" if value is None else json.dumps(value) if isinstance(value, (list, dict)) else f"`{value}`"
+            rows.append(f"| `{prefix}{name}.{key}` | {shown} | {(sub.description or '').replace('|', chr(92) + '|')} |")
+    return rows
+
+
 def render() -> str:
     """The whole docs/config.md text."""
     out = [HEADER]
@@ -62,6 +77,7 @@ def render() -> str:
         out += [f"\n## model: {name}\n", f"{model.summary}. Batch kind: {model.batch_kind}; tasks: "
                 f"{', '.join(model.tasks)}.\n"]
         rows = _rows(model.config_class, "model.", skip=set(ModelConfig.model_fields))
+        rows += _nested_rows(model.config_class, "model.")
         out += ["| key | default | meaning |", "|---|---|---|", *rows] if rows else ["No keys beyond the common ones."]
     return "\n".join(out) + "\n"
 

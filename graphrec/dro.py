@@ -9,7 +9,10 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import numpy as np
 import torch
+from scipy.sparse import csr_matrix
+from scipy.sparse.linalg import svds
 
 from .errors import GraphrecError
 
@@ -82,6 +85,43 @@ def popularity_groups(item_popularity: torch.Tensor, num_groups: int) -> torch.T
     rank = torch.empty_like(order)
     rank[order] = torch.arange(num_items, device=order.device)
     return rank * num_groups // num_items
+
+
+def user_clusters(users: np.ndarray, items: np.ndarray, num_users: int, num_items: int, num_groups: int,
+                  rank: int = 64, seed: int = 0, iterations: int = 100) -> torch.Tensor:
+    """(num_users,) int64 K-means cluster of each user's row of the binary training matrix in a rank-`rank` SVD.
+
+    DRGO's uncertainty-set groups: user factors U S of a truncated SVD (rank below min(users, items)), then Lloyd's
+    K-means from a k-means++ start, both seeded by `seed`.
+    """
+    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or not 1 <= num_groups <= num_users:
+        raise GraphrecError(f"dro.num_groups must be an integer in [1, number of users = {num_users}] "
+                            f"(got {num_groups!r})")
+    rank = max(1, min(rank, min(num_users, num_items) - 1))
+    matrix = csr_matrix((np.ones(len(users)), (users, items)), shape=(num_users, num_items))
+    left, singular, _ = svds(matrix, k=rank, random_state=seed)
+    return torch.from_numpy(kmeans(left * singular, num_groups, np.random.default_rng(seed), iterations))
+
+
+def kmeans(points: np.ndarray, k: int, rng: np.random.Generator, iterations: int = 100) -> np.ndarray:
+    """(n,) int64 cluster of each of the (n, d) points: k-means++ seeding, then Lloyd steps until no label changes."""
+    centers = points[[rng.integers(len(points))]]
+    for _ in range(1, k):  # k-means++: the next center drawn with probability proportional to squared distance
+        nearest = ((points[:, None, :] - centers[None]) ** 2).sum(-1).min(1)
+        total = nearest.sum()
+        pick = rng.choice(len(points), p=nearest / total) if total > 0 else rng.integers(len(points))
+        centers = np.vstack([centers, points[pick]])
+    labels = np.full(len(points), -1, dtype=np.int64)
+    for _ in range(iterations):
+        new = ((points[:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+        for c in range(k):  # an emptied cluster keeps its center
+            members = points[labels == c]
+            if len(members):
+                centers[c] = members.mean(0)
+    return labels
 
 
 def _entropic_ot(cost: torch.Tensor, epsilon: float, iterations: int) -> torch.Tensor:

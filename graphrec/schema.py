@@ -169,6 +169,19 @@ class EvalConfig(Section):
         return self
 
 
+class DROConfig(Section):
+    """Distributionally robust (KL) reweighting of a pairwise model's per-sample losses (docs/ood-models.md)."""
+
+    enabled: bool = Field(False, description="minimise the worst-case reweighted loss sum_i w_i l_i, w = softmax(l / "
+                                             "temperature), instead of the mean (default: the model's; on for drgo)")
+    temperature: float = Field(1.0, gt=0, description="tau of the KL penalty: large is the plain mean, small puts the "
+                                                      "weight on the worst samples (groups)")
+    groups: Literal["sample", "popularity", "user_cluster"] = Field(
+        "sample", description="what is reweighted: each sample, item-popularity quantile groups of the positive, or "
+                              "K-means clusters of users (SVD of the training matrix; DRGO's groups)")
+    num_groups: int = Field(5, ge=1, description="groups for popularity / user_cluster")
+
+
 class TrackingConfig(Section):
     """Where metrics go besides log.jsonl: W&B online, offline or disabled."""
 
@@ -194,6 +207,8 @@ class Config(Section):
     model: dict[str, Any] = Field(default_factory=lambda: {"name": "lightgcn"}, description="the model and its keys")
     train: TrainConfig = Field(default_factory=TrainConfig, description="the training loop")
     eval: EvalConfig = Field(default_factory=EvalConfig, description="evaluation")
+    dro: DROConfig = Field(default_factory=DROConfig, description="distributionally robust reweighting of per-sample "
+                                                                  "losses (pairwise models)")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="experiment tracking")
     base_dir: str = Field(".", exclude=True)
 

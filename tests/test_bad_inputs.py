@@ -10,6 +10,8 @@ import yaml
 
 from graphrec.cli import main
 
+import tiny_models  # noqa: F401  (registers the tests' tiny models, which some cases name)
+
 CASES_DIR = Path(__file__).parent / "bad_inputs"
 CASES = yaml.safe_load((CASES_DIR / "cases.yaml").read_text())
 SHARED_DATA = Path(os.environ.get("GRAPHREC_DATA")

@@ -32,8 +32,10 @@ def get_model_class(name: str, source: str = "") -> type[Model]:
 def build_model(cfg, dataset, device):
     """The configured model (cfg: a validated Config) on `device`, built over the dataset's training data."""
     cls = get_model_class(cfg.model["name"])
-    ctx = ModelContext(dataset, device, cfg.train, cfg.task or cls.tasks[0])
+    ctx = ModelContext(dataset, device, cfg.train, cfg.task or cls.tasks[0], cfg.dro)
     return cls(cls.config_class(**cfg.model), ctx).to(device)
 
 
-from . import lightgcn, mf, fm, nfm, deepfm, afm, sgl, sgcl, simgcl, xsimgcl  # noqa: E402,F401  (registration)
+
+from . import (afm, causaldiffrec, deepfm, drgo, fm, lightgcn, mf, nfm, sgcl, sgl, simgcl,  # noqa: E402,F401
+               xsimgcl)  # registration

@@ -15,7 +15,8 @@ from ..batches import PairBatch
 from ..data.dataset import Dataset
 from ..graph.adjacency import NormalizedAdjacency
 from ..losses import bpr_per_sample, l2_reg
-from ..schema import ModelConfig, TrainConfig
+from ..schema import DROConfig, ModelConfig, TrainConfig
+from .robust import SampleReduction
 
 _optimizer_steps = 0  # bumped after every torch optimizer step; fused ones do not bump parameters' _version
 
@@ -31,12 +32,14 @@ register_optimizer_step_post_hook(_count_optimizer_step)
 
 @dataclass
 class ModelContext:
-    """What a model is built from: the dataset, the device, the training keys, the task, and the training graph."""
+    """What a model is built from: the dataset, the device, the training keys, the task, the dro section, and the
+    training graph."""
 
     dataset: Dataset
     device: torch.device
     train: TrainConfig = field(default_factory=TrainConfig)
     task: str = "ranking"
+    dro: DROConfig = field(default_factory=DROConfig)
     _graph: Optional[NormalizedAdjacency] = None
 
     @property
@@ -68,7 +71,9 @@ class Model(torch.nn.Module):
     """Base of every model: `loss(batch)` returns named scalars with 'loss'; the trainer steps and evaluates.
 
     Class attributes: `config_class` (the model's keys), `batch_kind` ('pairwise' | 'pointwise' | 'graph'),
-    `tasks` (the first is the default), `summary` (one line for `graphrec models`).
+    `tasks` (the first is the default), `summary` (one line for `graphrec models`), `per_sample_loss` (its loss
+    reduces (b,) per-sample terms through reduce_samples, so `dro:` can reweight them) and `dro_defaults` (dro keys
+    the model sets when the YAML does not).
     """
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
@@ -77,6 +82,8 @@ class Model(torch.nn.Module):
     batch_kind: ClassVar[str] = "pairwise"
     tasks: ClassVar[tuple[str, ...]] = ("ranking",)
     graph_steps: ClassVar[int] = 1  # steps per epoch of a 'graph' batch kind
+    per_sample_loss: ClassVar[bool] = False
+    dro_defaults: ClassVar[dict] = {}
 
     def __init__(self, cfg: ModelConfig, ctx: ModelContext):
         super().__init__()
@@ -126,7 +133,16 @@ class Recommender(Model):
     Initialization (the one documented init): normal(0, init_std), as in the LightGCN reference code.
     Subclasses define `propagate(rows)`; `loss` is BPR + L2 built from pieces a subclass can reuse
     (`batch_rows`, `pairwise_loss`, `reduce_samples`), and `scorer()` ranks users against all items.
+    A subclass that overrides `loss` says `per_sample_loss = True` when its loss still goes through reduce_samples
+    (otherwise dro.enabled is refused for it).
     """
+
+    per_sample_loss: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "loss" in cls.__dict__ and "per_sample_loss" not in cls.__dict__:
+            cls.per_sample_loss = False
 
     def __init__(self, cfg: ModelConfig, ctx: ModelContext):
         super().__init__(cfg, ctx)
@@ -134,6 +150,7 @@ class Recommender(Model):
         self.graph = ctx.graph if self.uses_graph else None
         self.embedding = torch.nn.Parameter(torch.empty(self.num_users + self.num_items, cfg.embedding_dim))
         torch.nn.init.normal_(self.embedding, std=cfg.init_std)
+        self.reduction = SampleReduction(ctx.dro, ctx.dataset, self.num_users)
         self._cache: Optional[tuple[tuple, tuple[torch.Tensor, torch.Tensor]]] = None
 
     uses_graph: ClassVar[bool] = True
@@ -166,23 +183,29 @@ class Recommender(Model):
             neg, slots = neg.gather(2, choice).squeeze(2), slots.gather(2, choice).squeeze(2)
         return u, p, table[slots], neg
 
-    def reduce_samples(self, per_sample: torch.Tensor) -> torch.Tensor:
-        """Scalar from (b,) per-sample losses: the mean; a reweighting model (DRO) overrides it."""
-        return per_sample.mean()
+    def reduce_samples(self, per_sample: torch.Tensor, batch: Optional[PairBatch] = None) -> torch.Tensor:
+        """Scalar from the batch's (b,) per-sample losses: the mean, or the DRO objective of the `dro:` section."""
+        return self.reduction(per_sample, batch)
 
-    def pairwise_loss(self, batch: PairBatch, table: torch.Tensor, index: BatchIndex) -> dict[str, torch.Tensor]:
-        """BPR (reduced by reduce_samples) + reg * L2 on the batch's ego embeddings, from propagated rows `table`.
+    def pairwise_terms(self, batch: PairBatch, table: torch.Tensor,
+                       index: BatchIndex) -> tuple[torch.Tensor, torch.Tensor]:
+        """(b,) per-sample BPR and the scalar L2 of the batch's ego embeddings, from propagated rows `table`.
 
-        neg: (b,) one negative each; (b, k): BPR averaged over every pair and each negative's L2 counted 1/k;
+        neg: (b,) one negative each; (b, k): BPR averaged over a sample's pairs and each negative's L2 counted 1/k;
         (b, k, c): dynamic negative sampling (see pair_embeddings).
         """
         u, p, n, neg = self.pair_embeddings(batch, table, index)
         neg_scores = (u * n).sum(-1) if n.dim() == 2 else (u.unsqueeze(1) * n).sum(-1)
-        bpr = self.reduce_samples(bpr_per_sample((u * p).sum(1), neg_scores))
         b, k = len(batch.users), neg.shape[1] if neg.dim() == 2 else 1
         ego = self.embedding
         l2 = (l2_reg(b, ego[batch.users], ego[batch.pos + self.num_users])
               + l2_reg(b, ego[neg.reshape(-1) + self.num_users]) / k)
+        return bpr_per_sample((u * p).sum(1), neg_scores), l2
+
+    def pairwise_loss(self, batch: PairBatch, table: torch.Tensor, index: BatchIndex) -> dict[str, torch.Tensor]:
+        """BPR (reduced by reduce_samples) + reg * L2 on the batch's ego embeddings, from propagated rows `table`."""
+        per_sample, l2 = self.pairwise_terms(batch, table, index)
+        bpr = self.reduce_samples(per_sample, batch)
         return {"loss": bpr + self.reg * l2, "bpr": bpr, "l2": l2}
 
     def loss(self, batch: PairBatch) -> dict[str, torch.Tensor]:

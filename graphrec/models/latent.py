@@ -1,0 +1,249 @@
+"""Latent-diffusion recommenders (the base of DRGO and CausalDiffRec): a VGAE encoder over LightGCN propagation of
+the ego table, a conditional denoiser trained on its latents, and a LightGCN read-out of the denoised latents.
+
+Training: z = mu + sigma * eps from the encoder; the denoiser learns to denoise z (diffusion loss, its prediction
+x0_hat decoded by the reconstruction term on positive edges and sampled negatives); BPR ranks with the read-out of the
+denoised latents f(z, t = 0 | condition), the denoiser's parameters held fixed there, so BPR shapes the latents (ego
+table, encoder, condition) and the denoiser stays a denoiser. Evaluation: z = mu, the reverse chain
+(graphrec.diffusion.reverse_sample) over all nodes at once, then the read-out, computed once per evaluation. Nothing is
+ever a dense nodes x nodes matrix. Choices: docs/ood-models.md.
+"""
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+from torch import nn
+
+from ..batches import GraphStep, PairBatch
+from ..diffusion import Denoiser, diffusion_loss, make_schedule, reverse_sample, x0_from_eps
+from ..errors import GraphrecError
+from ..graph.adjacency import NormalizedAdjacency
+from ..graph.propagate import weighted_propagation
+from ..schema import ModelConfig, Section
+from .base import ModelContext, Recommender, Stage
+
+MAX_LOGSTD = 10.0  # the VGAE's log-std is clamped here, as in PyG's VGAE
+
+
+class DiffusionConfig(Section):
+    """The latent diffusion: schedule, denoiser and reverse chain (formulas: docs/ood-pieces.md)."""
+
+    schedule: Literal["linear", "linear-var", "cosine"] = Field("linear-var", description="noise schedule")
+    steps: int = Field(100, ge=1, description="diffusion steps T")
+    noise_min: float = Field(0.01, gt=0, description="lower noise bound (times noise_scale)")
+    noise_max: float = Field(0.09, gt=0, description="upper noise bound (times noise_scale)")
+    noise_scale: float = Field(0.1, gt=0, description="DiffRec's noise_scale on both bounds")
+    sampling_steps: int = Field(100, ge=0, description="evaluation: forward-noising depth T' before all T reverse "
+                                                       "steps (0: start from the clean latent)")
+    target: Literal["x0", "eps"] = Field("x0", description="what the denoiser predicts")
+    reweight: bool = Field(True, description="weight each row's loss by SNR(t-1) - SNR(t) (target x0 only)")
+    time_dim: int = Field(16, ge=1, description="sinusoidal step-embedding width")
+    hidden: Optional[list[int]] = Field(None, description="denoiser hidden widths (default: one layer of "
+                                                          "embedding_dim)")
+    dropout: float = Field(0.5, ge=0, lt=1, description="dropout on the denoiser's noisy input")
+    normalize_input: bool = Field(False, description="L2-normalise the denoiser's noisy input (DRGO)")
+    clip_x0: Optional[float] = Field(None, gt=0, description="clamp x0_hat to +-clip_x0 in the reverse chain")
+
+    @model_validator(mode="after")
+    def _check(self) -> "DiffusionConfig":
+        try:
+            make_schedule(self.schedule, self.steps, self.noise_min, self.noise_max, self.noise_scale)
+        except GraphrecError as err:
+            raise ValueError(str(err)) from None
+        if self.sampling_steps > self.steps:
+            raise ValueError(f"diffusion.sampling_steps ({self.sampling_steps}) must be at most diffusion.steps "
+                             f"({self.steps})")
+        if self.reweight and self.target != "x0":
+            raise ValueError("diffusion.reweight applies to target x0 only; set reweight: false for eps")
+        return self
+
+
+class LatentDiffusionConfig(ModelConfig):
+    """Keys shared by the latent-diffusion models (subclasses change the defaults)."""
+
+    encoder_layers: int = Field(2, ge=0, description="LightGCN layers of the VGAE encoder: mu is their layer mean, "
+                                                     "log-sigma a linear map of it")
+    num_layers: int = Field(2, ge=0, description="LightGCN layers of the read-out over the denoised latents")
+    diffusion: DiffusionConfig = Field(default_factory=DiffusionConfig, description="the latent diffusion")
+    diffusion_weight: float = Field(1.0, ge=0, description="weight of diffusion + recon_weight * reconstruction "
+                                                           "beside BPR")
+    recon_weight: float = Field(1.0, ge=0, description="weight of the VGAE reconstruction (+ KL) of x0_hat")
+    recon_weight_end: Optional[float] = Field(None, gt=0, description="recon_weight at the last epoch, reached "
+                                                                      "geometrically (none: constant)")
+    pretrain_epochs: int = Field(2, ge=0, description="whole-graph pre-training epochs before BPR")
+    pretrain_steps: int = Field(10, ge=1, description="whole-graph steps per pre-training epoch")
+
+
+class LatentDiffusionRecommender(Recommender):
+    """Ego table -> VGAE encoder (LightGCN propagation) -> z -> denoiser -> x0_hat -> LightGCN read-out -> scores.
+
+    Subclasses give `condition(z, sample)` (the denoiser's condition and its weighted loss) and `graph_loss(step)`
+    for the whole-graph pre-training stage, and may add parameter groups.
+    """
+
+    config_class: ClassVar[type[ModelConfig]] = LatentDiffusionConfig
+    per_sample_loss: ClassVar[bool] = True
+    conditioned: ClassVar[bool] = False  # the denoiser takes a (num_nodes, embedding_dim) condition
+
+    def __init__(self, cfg: LatentDiffusionConfig, ctx: ModelContext):
+        super().__init__(cfg, ctx)
+        dim, diff = cfg.embedding_dim, cfg.diffusion
+        # mu is the propagation itself (LightGCN: no feature transform); only log-sigma has a map, starting at a
+        # noise a tenth of the ego scale
+        self.logstd_map = nn.Linear(dim, dim)
+        with torch.no_grad():
+            self.logstd_map.weight.zero_()
+            self.logstd_map.bias.fill_(math.log(0.1 * cfg.init_std))
+        self.schedule = make_schedule(diff.schedule, diff.steps, diff.noise_min, diff.noise_max, diff.noise_scale)
+        self.denoiser = Denoiser(dim, hidden=tuple(diff.hidden or (dim,)), time_dim=diff.time_dim,
+                                 condition_dim=dim if self.conditioned else 0, dropout=diff.dropout,
+                                 normalize_input=diff.normalize_input)
+        self.noise_gen = torch.Generator(device=ctx.device).manual_seed(int(torch.randint(0, 2 ** 62, (1,))))
+        self.eval_seed = int(torch.randint(0, 2 ** 62, (1,)))
+        self.graph_steps = cfg.pretrain_steps
+        self.num_epochs, self.epoch = ctx.train.epochs, 0
+
+    # ---- pieces -------------------------------------------------------------------------------------
+    def encode(self, adj: NormalizedAdjacency, sample: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(num_nodes, d) z, mu and log-sigma of the VGAE over `adj`: mu = the LightGCN layer mean of the ego table,
+        log-sigma = a linear map of it; z = mu + sigma * eps when `sample`, else mu."""
+        layers = self.cfg.encoder_layers
+        mu = weighted_propagation(adj, self.embedding, [1.0 / (layers + 1)] * (layers + 1))
+        logstd = self.logstd_map(mu).clamp(max=MAX_LOGSTD)
+        if not sample:
+            return mu, mu, logstd
+        return mu + self.gaussian(mu) * logstd.exp(), mu, logstd
+
+    def gaussian(self, like: torch.Tensor) -> torch.Tensor:
+        """Standard normal noise shaped like `like`, from the model's own (checkpointed) generator."""
+        return torch.randn(like.shape, generator=self.noise_gen, device=like.device, dtype=like.dtype)
+
+    def readout(self, latents: torch.Tensor, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """LightGCN layer mean of (num_nodes, d) latents over the training graph, at `rows` (default: all nodes)."""
+        layers = self.cfg.num_layers
+        return weighted_propagation(self.graph, latents, [1.0 / (layers + 1)] * (layers + 1), rows)
+
+    @staticmethod
+    def latent_scale(mu: torch.Tensor) -> torch.Tensor:
+        """Scalar 1 / RMS of the (num_nodes, d) mu (detached): the diffusion runs on unit-scale latents, as latent
+        diffusion scales its codes, so that the noise levels and the step embedding mean the same at any init_std."""
+        return mu.detach().pow(2).mean().clamp(min=1e-12).rsqrt()
+
+    def denoised(self, z: torch.Tensor, cond: Optional[torch.Tensor], scale: torch.Tensor) -> torch.Tensor:
+        """(num_nodes, d) x0_hat = f(z * scale, t = 0 | cond) / scale with the denoiser's parameters detached and no
+        dropout: the latents BPR ranks with in training (the reverse chain's last step; gradients reach z and cond)."""
+        frozen = {name: p.detach() for name, p in self.denoiser.named_parameters()}
+        t = torch.zeros(len(z), dtype=torch.int64, device=z.device)
+        mode = self.denoiser.training
+        self.denoiser.eval()
+        try:
+            out = torch.func.functional_call(self.denoiser, frozen, (z * scale, t, cond))
+        finally:
+            self.denoiser.train(mode)
+        out = out if self.cfg.diffusion.target == "x0" else x0_from_eps(self.schedule, z * scale, t, out)
+        return out / scale
+
+    def condition(self, z: torch.Tensor, sample: bool) -> tuple[Optional[torch.Tensor], torch.Tensor]:
+        """The denoiser's (num_nodes, c) condition from z (None: unconditional) and its weighted scalar loss."""
+        return None, z.new_zeros(())
+
+    def recon_weight(self) -> float:
+        """kappa of this epoch: recon_weight, moved geometrically to recon_weight_end over the run's epochs."""
+        cfg = self.cfg
+        if cfg.recon_weight_end is None or cfg.recon_weight == 0:
+            return cfg.recon_weight
+        return cfg.recon_weight * (cfg.recon_weight_end / cfg.recon_weight) ** (self.epoch / max(1, self.num_epochs))
+
+    def reconstruction(self, latents: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
+                       neg: torch.Tensor) -> torch.Tensor:
+        """Scalar balanced BCE of sigmoid(<x_u, x_i>) on (m,) positive edges and (m', ) sampled negatives (users'
+        rows of `neg` repeat the users): the expectation of the VGAE's pos_weight-balanced dense BCE."""
+        item_rows = self.num_users
+        users_neg = users.repeat_interleave(neg.numel() // users.numel())
+        pos_logits = (latents[users] * latents[pos + item_rows]).sum(1)
+        neg_logits = (latents[users_neg] * latents[neg.reshape(-1) + item_rows]).sum(1)
+        return 0.5 * (F.softplus(-pos_logits).mean() + F.softplus(neg_logits).mean())
+
+    def latent_objective(self, adj: NormalizedAdjacency, users: torch.Tensor, pos: torch.Tensor,
+                         neg: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """diffusion_weight * (diffusion + kappa * (reconstruction + KL)) + the condition's loss, over the encoder
+        of `adj`; returns it, its named terms and the (num_nodes, d) denoised latents BPR ranks with."""
+        cfg, diff = self.cfg, self.cfg.diffusion
+        z, mu, logstd = self.encode(adj, sample=True)
+        cond, cond_loss = self.condition(z, sample=True)
+        # the denoiser learns the current latents (detached, as latent diffusion trains on its encoder's codes): with
+        # gradients into z the loss pulls every latent towards what the denoiser predicts, a collapse
+        scale = self.latent_scale(mu)
+        out = diffusion_loss(self.denoiser, self.schedule, z.detach() * scale, cond, self.noise_gen, diff.target,
+                             diff.reweight)
+        kl = -0.5 / len(z) * (1 + 2 * logstd - mu.pow(2) - (2 * logstd).exp()).sum(1).mean()
+        recon = self.reconstruction(out.x0_pred / scale, users, pos, neg) + kl
+        diffusion = out.loss.mean()
+        objective = cfg.diffusion_weight * (diffusion + self.recon_weight() * recon) + cond_loss
+        return objective, {"diffusion": diffusion, "recon": recon, "condition": cond_loss}, self.denoised(z, cond, scale)
+
+    def training_edges(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Every training edge (users, items) and one uniform negative item each, for whole-graph reconstruction."""
+        users, items = self.graph.users, self.graph.items
+        neg = torch.randint(0, self.num_items, items.shape, generator=self.noise_gen, device=items.device)
+        return users, items, neg
+
+    # ---- model interface ----------------------------------------------------------------------------
+    def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
+        """Remember the epoch (the reconstruction weight's schedule)."""
+        self.epoch = epoch
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """'embedding' (the ego table), 'encoder' (VGAE maps and the condition's networks), 'denoiser'."""
+        taken = {id(self.embedding)} | {id(p) for p in self.denoiser.parameters()}
+        return {"embedding": [self.embedding],
+                "encoder": [p for p in self.encoder_parameters() if id(p) not in taken],
+                "denoiser": list(self.denoiser.parameters())}
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the encoder group (subclasses add their condition networks)."""
+        return list(self.logstd_map.parameters())
+
+    def stages(self) -> list[Stage]:
+        """Whole-graph pre-training (pretrain_epochs, not evaluated), then BPR on the read-out to the end."""
+        main = Stage("main", groups=("embedding", "encoder", "denoiser"))
+        if not self.cfg.pretrain_epochs:
+            return [main]
+        return [Stage("pretrain", epochs=self.cfg.pretrain_epochs, batch_kind="graph", evaluate=False), main]
+
+    def graph_loss(self, step: GraphStep) -> dict[str, torch.Tensor]:
+        """One whole-graph pre-training step (subclasses)."""
+        raise NotImplementedError
+
+    def reduce(self, per_sample: torch.Tensor, batch: PairBatch, latents: torch.Tensor) -> torch.Tensor:
+        """Scalar BPR from (b,) per-sample losses, given the (num_nodes, d) denoised latents (DRGO's Sinkhorn penalty
+        reads them)."""
+        return self.reduce_samples(per_sample, batch)
+
+    def loss(self, batch) -> dict[str, torch.Tensor]:
+        """A GraphStep: the pre-training objective; a PairBatch: BPR on the read-out of the denoised latents +
+        reg * L2 + the latent objective with the batch's pairs as reconstruction edges."""
+        if isinstance(batch, GraphStep):
+            return self.graph_loss(batch)
+        objective, terms, latents = self.latent_objective(self.graph, batch.users, batch.pos, batch.neg)
+        rows, index = self.batch_rows(batch)
+        per_sample, l2 = self.pairwise_terms(batch, self.readout(latents, rows), index)
+        bpr = self.reduce(per_sample, batch, latents)
+        return {"loss": bpr + self.reg * l2 + objective, "bpr": bpr, "l2": l2, **terms}
+
+    @torch.no_grad()
+    def propagate(self, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Evaluation embeddings (num_nodes, d) or (len(rows), d): z = mu, the reverse chain over all nodes at once on
+        the unit-scale latents (seeded by the model, so a function of the parameters), then the read-out."""
+        diff = self.cfg.diffusion
+        z, _, _ = self.encode(self.graph, sample=False)
+        cond, _ = self.condition(z, sample=False)
+        generator = torch.Generator(device=z.device).manual_seed(self.eval_seed)
+        scale = self.latent_scale(z)
+        denoised = reverse_sample(self.denoiser, self.schedule, z * scale, cond, diff.sampling_steps,
+                                  target=diff.target, generator=generator, clip_x0=diff.clip_x0)
+        return self.readout(denoised / scale, rows)

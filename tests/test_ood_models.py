@@ -1,0 +1,190 @@
+"""DRO on any pairwise model, DRGO and CausalDiffRec: they train with a falling loss, resume exactly, and their
+mechanisms hold on hand-built cases (docs/ood-models.md)."""
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+import pytest
+import torch
+
+from graphrec.batches import PairBatch
+from graphrec.config import build_config
+from graphrec.diffusion import reverse_sample
+from graphrec.dro import group_dro_objective, user_clusters
+from graphrec.errors import GraphrecError
+from graphrec.graph.adjacency import NormalizedAdjacency
+from graphrec.graph.centrality import sampled_betweenness
+from graphrec.models.lightgcn import LightGCN
+from graphrec.trainer import Trainer
+
+import tiny_models  # noqa: F401  (registers tiny_fm and tiny_view_contrast)
+from train_helpers import RESUME_CONFIG, fit_with_stop_and_resume, history, merged, results
+
+SMALL_DATA = {"format": "synthetic", "synthetic": {"num_users": 300, "num_items": 200, "num_communities": 4,
+                                                   "mean_degree": 12, "seed": 3}}
+
+
+@pytest.fixture(autouse=True)
+def _keep_thread_count():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def config(tmp_path, model: dict, dro: dict | None = None, **train):
+    """The resume test's config on smaller synthetic data with `model` (and a dro section)."""
+    raw = merged(RESUME_CONFIG, {"output_dir": str(tmp_path / "runs"), "data": SMALL_DATA,
+                                 "train": {"epochs": 4, "patience": 0, **train}})
+    raw["model"] = model
+    if dro is not None:
+        raw["dro"] = dro
+    return build_config(raw)
+
+
+DRGO = {"name": "drgo", "embedding_dim": 16, "pretrain_epochs": 1, "pretrain_steps": 2, "sinkhorn_points": 16,
+        "sinkhorn_iterations": 5, "centrality_pivots": 20, "diffusion": {"steps": 10, "noise_min": 1e-4,
+                                                                        "noise_max": 0.02, "sampling_steps": 0,
+                                                                        "normalize_input": True}}
+CAUSALDIFFREC = {"name": "causaldiffrec", "embedding_dim": 16, "pretrain_epochs": 1, "pretrain_steps": 2,
+                 "diffusion": {"steps": 10, "noise_min": 0.01, "noise_max": 0.09, "sampling_steps": 10,
+                               "time_dim": 10, "clip_x0": 1.0}}
+
+
+@pytest.mark.parametrize("model", [DRGO, CAUSALDIFFREC], ids=["drgo", "causaldiffrec"])
+def test_latent_diffusion_models_train_and_resume_exactly(tmp_path, model):
+    cfg = config(tmp_path, model, lr=0.02, max_batches=8, groups={"denoiser": {"lr": 0.01}})
+    trainer = Trainer(cfg)
+    metrics = results(trainer.fit())
+    records = history(trainer.run_dir)
+    assert [r["stage"] for r in records] == ["pretrain"] + ["main"] * 3
+    main = [r["train/bpr"] for r in records[1:]]
+    assert main[-1] < main[0] - 0.02, main
+    assert "valid/recall@20" not in records[0] and metrics["test/recall@20"] > 0
+    per_epoch = trainer._epoch_batches()
+    assert fit_with_stop_and_resume(cfg, stop_at_step=2 + per_epoch + 3) == (metrics, records)
+
+
+def test_lightgcn_with_dro_trains_and_resumes_exactly(tmp_path):
+    cfg = config(tmp_path, {"name": "lightgcn", "embedding_dim": 16, "num_layers": 2},
+                 {"enabled": True, "temperature": 0.3, "groups": "popularity", "num_groups": 4}, lr=0.02)
+    trainer = Trainer(cfg)
+    metrics = results(trainer.fit())
+    losses = [r["train/bpr"] for r in history(trainer.run_dir)]
+    assert losses[-1] < losses[0] - 0.05, losses
+    assert fit_with_stop_and_resume(cfg, stop_at_step=trainer._epoch_batches() + 2) == (metrics,
+                                                                                         history(trainer.run_dir))
+
+
+def test_reduce_samples_is_the_configured_dro_objective(tmp_path):
+    """Per sample: sum_i softmax(l / tau)_i l_i by hand; popularity groups: the group objective over the groups of
+    the positives; disabled: the mean."""
+    losses = torch.tensor([0.2, 1.0, 0.5, 0.3])
+    batch = PairBatch(torch.tensor([0, 1, 2, 3]), torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 6, 7]))
+    model = Trainer(config(tmp_path, {"name": "lightgcn", "embedding_dim": 8}, {"enabled": True, "temperature": 0.5})
+                    ).model
+    weights = np.exp(losses.numpy() / 0.5) / np.exp(losses.numpy() / 0.5).sum()
+    assert model.reduce_samples(losses, batch).item() == pytest.approx(float((weights * losses.numpy()).sum()))
+    grouped = Trainer(config(tmp_path, {"name": "lightgcn", "embedding_dim": 8},
+                             {"enabled": True, "temperature": 0.5, "groups": "popularity", "num_groups": 3})).model
+    groups = grouped.reduction.group_of[batch.pos]
+    assert grouped.reduce_samples(losses, batch).item() == pytest.approx(
+        group_dro_objective(losses, groups, 3, 0.5).item())
+    plain = Trainer(config(tmp_path, {"name": "lightgcn", "embedding_dim": 8})).model
+    assert plain.reduce_samples(losses, batch).item() == pytest.approx(0.5)
+
+
+def test_dro_keys_take_the_models_defaults_and_refuse_models_without_per_sample_losses(tmp_path):
+    drgo = config(tmp_path, {"name": "drgo"})
+    assert (drgo.dro.enabled, drgo.dro.groups) == (True, "user_cluster")
+    assert config(tmp_path, {"name": "drgo"}, {"enabled": False}).dro.enabled is False
+    assert config(tmp_path, {"name": "lightgcn"}).dro.enabled is False
+    with pytest.raises(GraphrecError, match="dro.enabled: model tiny_fm has no per-sample ranking losses"):
+        build_config({"split": {"method": "random"}, "model": {"name": "tiny_fm"}, "dro": {"enabled": True}})
+    with pytest.raises(GraphrecError, match="model tiny_view_contrast has no per-sample"):
+        config(tmp_path, {"name": "tiny_view_contrast"}, {"enabled": True})
+
+    class Declared(LightGCN):
+        per_sample_loss = True
+
+        def loss(self, batch):
+            return super().loss(batch)
+
+    class Undeclared(LightGCN):
+        def loss(self, batch):
+            return super().loss(batch)
+
+    assert Declared.per_sample_loss and not Undeclared.per_sample_loss and LightGCN.per_sample_loss
+
+
+def test_bpr_trains_the_latents_through_a_frozen_denoiser(tmp_path):
+    """BPR's gradient reaches the ego table but not the denoiser, which only the diffusion loss trains."""
+    trainer = Trainer(config(tmp_path, {**DRGO, "pretrain_epochs": 0}))
+    model = trainer.model
+    trainer.state.epoch = 0
+    batch = next(trainer.batches())
+    out = model.loss(batch)
+    model.zero_grad()
+    out["bpr"].backward(retain_graph=True)
+    assert model.embedding.grad.abs().sum() > 0
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in model.denoiser.parameters())
+    model.zero_grad()
+    out["diffusion"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.denoiser.parameters())
+
+
+def test_evaluation_embeddings_are_the_reverse_chain_read_out(tmp_path):
+    """propagate() = read-out of reverse_sample over mu at unit scale, the same on every call (its own seed)."""
+    model = Trainer(config(tmp_path, CAUSALDIFFREC)).model
+    model.eval()
+    with torch.no_grad():
+        mu, _, _ = model.encode(model.graph, sample=False)
+        env, _ = model.condition(mu, sample=False)
+        scale = model.latent_scale(mu)
+        gen = torch.Generator().manual_seed(model.eval_seed)
+        chain = reverse_sample(model.denoiser, model.schedule, mu * scale, env, 10, generator=gen, clip_x0=1.0)
+        expected = model.readout(chain / scale)
+        assert torch.allclose(model.propagate(), expected, atol=1e-6)
+        assert torch.equal(model.propagate(), model.propagate())
+
+
+def test_environments_toggle_sampled_edges_and_only_the_generator_feels_reinforce(tmp_path):
+    model = Trainer(config(tmp_path, CAUSALDIFFREC)).model
+    items = model.num_items
+    train = set(model.train_keys.tolist())
+    adj, log_prob = model.environment(0)
+    edited = set((adj.users * items + adj.items).tolist())
+    removed, added = train - edited, edited - train
+    assert removed and added and len(added) + len(removed) <= model.num_users * model.cfg.edits_per_user
+    assert {k // items for k in added | removed} <= set(range(model.num_users))
+    log_prob.backward()
+    assert model.edit_logits.grad[0].abs().sum() > 0 and model.edit_logits.grad[1:].abs().sum() == 0
+    model.zero_grad()
+    out = model.graph_loss(None)
+    out["generator"].backward(retain_graph=True)
+    assert model.edit_logits.grad.abs().sum() > 0 and model.embedding.grad is None
+    model.zero_grad()
+    out["invariance"].backward()
+    assert model.edit_logits.grad is None and model.embedding.grad.abs().sum() > 0
+
+
+def test_sampled_betweenness_with_every_pivot_is_exact():
+    rng = np.random.default_rng(0)
+    pairs = {(int(u), int(i)) for u, i in zip(rng.integers(0, 12, 30), rng.integers(0, 9, 30))}
+    users, items = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    adj = NormalizedAdjacency.from_numpy(users, items, 12, 9)
+    graph = nx.Graph()
+    graph.add_nodes_from(range(21))
+    graph.add_edges_from((u, 12 + i) for u, i in pairs)
+    exact = nx.betweenness_centrality(graph, normalized=False)
+    ours = sampled_betweenness(adj, torch.arange(21))
+    assert np.allclose(ours.numpy(), [2 * exact[v] for v in range(21)])
+
+
+def test_user_clusters_recover_planted_communities():
+    """Two user communities that never share an item fall into two clusters."""
+    rng = np.random.default_rng(1)
+    users = np.repeat(np.arange(40), 6)
+    items = np.where(users < 20, rng.integers(0, 15, users.size), rng.integers(15, 30, users.size))
+    keep = np.unique(users * 30 + items)
+    labels = user_clusters(keep // 30, keep % 30, 40, 30, 2, rank=4, seed=0).numpy()
+    assert len(set(labels[:20])) == 1 and len(set(labels[20:])) == 1 and labels[0] != labels[20]
