@@ -137,7 +137,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:  # noqa: ARG001
     from .models import MODELS
     for name, cls in sorted(MODELS.items()):
-        print(f"{name:<12} {cls.summary}")
+        print(f"{name:<14} {cls.summary}")
     return 0
 
 

@@ -61,6 +61,7 @@ class ContrastiveLightGCN(LightGCN):
     """
 
     config_class = ContrastiveConfig
+    per_sample_loss = True  # the BPR part goes through reduce_samples, so dro.enabled applies
 
     def __init__(self, cfg: ContrastiveConfig, ctx):
         super().__init__(cfg, ctx)
