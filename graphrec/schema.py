@@ -4,17 +4,61 @@ docs/config.md is generated from these descriptions (graphrec.config_docs); a te
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import numpy as np
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 TASKS = ("ranking", "regression", "classification")
 
+# What the libraries downstream accept: ids, counts and sizes become int64 tensors and arrays; a seed goes to
+# np.random.seed (at most 2**32 - 1) and torch.Generator.manual_seed (seed + 1 is used too, far inside its range).
+INT64 = np.iinfo(np.int64)
+SEED_MAX = int(np.iinfo(np.uint32).max)
+# A run folder is claimed as '.<name>-YYYYmmdd-HHMMSS-NNNN.partial': it must fit one file name (255 bytes).
+RUN_NAME_MAX_BYTES = 255 - len(".-20260101-000000-9999.partial")
+# Characters W&B refuses in a project or entity name (it raises on them only after the run folder exists).
+WANDB_FORBIDDEN = "/\\#?%:"
+
+
+def _seed_range(value: int) -> int:
+    if not 0 <= value <= SEED_MAX:
+        raise ValueError(f"a seed is within [0, {SEED_MAX}], the range numpy's and torch's generators both accept")
+    return value
+
+
+Seed = Annotated[int, AfterValidator(_seed_range)]
+
+
+def _library_limits(value: Any) -> None:
+    """Raise ValueError for an int outside int64 or a string holding a NUL byte, anywhere inside `value`."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not INT64.min <= value <= INT64.max:
+        raise ValueError(f"{value} is outside the 64-bit integer range numpy and torch compute with "
+                         f"([-2**63, 2**63 - 1])")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("the text holds a NUL byte (\\x00); remove it")
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _library_limits(item)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _library_limits(key)
+            _library_limits(item)
+
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are checked on assignment."""
+    """Base of every config section: unknown keys are errors, values are checked on assignment; floats are finite,
+    integers fit int64 and text holds no NUL byte, as numpy, torch and the file system require."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _within_library_limits(cls, value: Any) -> Any:
+        _library_limits(value)
+        return value
 
 
 class SyntheticConfig(Section):
@@ -26,7 +70,7 @@ class SyntheticConfig(Section):
     mean_degree: float = Field(25.0, gt=0, description="mean events per user")
     in_community: float = Field(0.8, ge=0, le=1, description="share of a user's events inside its community")
     popularity_exponent: float = Field(1.1, ge=0, description="power-law exponent of item popularity")
-    seed: int = Field(7, description="generator seed (independent of the run's seed)")
+    seed: Seed = Field(7, description="generator seed (independent of the run's seed)")
 
 
 class DataConfig(Section):
@@ -43,6 +87,9 @@ class DataConfig(Section):
     delimiter: Optional[str] = Field(None, description="field separator (csv default ',', pairs whitespace)")
     header: bool = Field(True, description="csv: the first line holds column names")
     min_rating: Optional[float] = Field(None, description="keep events with rating >= this (implicit feedback)")
+    positive_labels: Optional[list[float]] = Field(
+        None, description="pairs: label values that mark a positive event (rows with other labels are dropped and "
+                          "counted); unset: a label column holding anything but 1 is refused")
     kcore: int = Field(0, ge=0, description="iterative k-core filter on users and items (0 = off)")
     skip_bad_lines: bool = Field(False, description="skip (and report) malformed lines instead of stopping")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig, description="the generator's keys")
@@ -56,7 +103,7 @@ class SplitConfig(Section):
     valid_ratio: float = Field(0.1, ge=0, lt=1, description="per-user share carved for validation (0 = none: the "
                                                             "paper protocol)")
     test_ratio: float = Field(0.2, ge=0, lt=1, description="per-user (global for temporal_global) test share")
-    seed: Optional[int] = Field(None, description="split seed (default: the run's seed)")
+    seed: Optional[Seed] = Field(None, description="split seed (default: the run's seed)")
 
 
 class ModelConfig(Section):
@@ -80,7 +127,7 @@ class GroupConfig(Section):
 class TrainConfig(Section):
     """The training loop: batches, optimizers, early stopping, checkpoints."""
 
-    epochs: int = Field(1000, ge=0, description="epochs at most (early stopping may end sooner)")
+    epochs: int = Field(1000, ge=1, description="epochs at most (early stopping may end sooner)")
     batch_size: int = Field(2048, ge=1, description="events (pairwise) or rows (pointwise) per global batch")
     lr: float = Field(0.001, gt=0, description="learning rate")
     reg: float = Field(1e-4, ge=0, description="L2 weight: reg * 0.5 * sum of squared ego embeddings of the batch / "
@@ -131,12 +178,19 @@ class TrackingConfig(Section):
     project: str = Field("graphrec", description="W&B project")
     entity: Optional[str] = Field(None, description="W&B entity (team or user)")
 
+    @field_validator("project", "entity")
+    @classmethod
+    def _wandb_name(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and (not value.strip() or len(value) > 128 or any(c in value for c in WANDB_FORBIDDEN)):
+            raise ValueError(f"W&B names are 1-128 characters without any of {' '.join(WANDB_FORBIDDEN)}")
+        return value
+
 
 class Config(Section):
     """A whole experiment."""
 
     name: str = Field("run", description="run folder prefix: <output_dir>/<name>-<time>/")
-    seed: int = Field(2020, description="seeds python, numpy, torch, the sampler and (unless split.seed) the split")
+    seed: Seed = Field(2020, description="seeds python, numpy, torch, the sampler and (unless split.seed) the split")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto (CUDA if present), cpu, cuda")
     output_dir: str = Field("runs", description="where run folders go (relative to the working folder)")
     task: Optional[Literal["ranking", "regression", "classification"]] = Field(
@@ -148,12 +202,15 @@ class Config(Section):
     eval: EvalConfig = Field(default_factory=EvalConfig, description="evaluation")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="experiment tracking")
     base_dir: str = Field(".", exclude=True)
+    _origin: Any = PrivateAttr(default=None)  # graphrec.hints.Origin of the keys, set by build_config
 
     @field_validator("name")
     @classmethod
     def _folder_name(cls, value: str) -> str:
         if not value.strip() or "/" in value or "\\" in value or value in (".", ".."):
             raise ValueError("name becomes the run folder's name: use a non-empty name without '/'")
+        if len(value.encode("utf-8", "surrogatepass")) > RUN_NAME_MAX_BYTES:
+            raise ValueError(f"name becomes the run folder's name: use at most {RUN_NAME_MAX_BYTES} bytes")
         return value
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import difflib
+import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +22,12 @@ class BadLines:
     def __init__(self, path: Path, skip: bool, warnings: WarningLog) -> None:
         self.path, self.skip, self.warnings, self.lines = path, skip, warnings, []
 
-    def bad(self, lineno: int, why: str) -> None:
-        """Report line `lineno` of the file; raise unless skipping."""
+    def bad(self, lineno: int, why: str, last: Optional[int] = None) -> None:
+        """Report line `lineno` (to `last`, for a record over several lines) of the file; raise unless skipping."""
         if not self.skip:
-            raise GraphrecError(f"{self.path} line {lineno}: {why}; fix the line or set data.skip_bad_lines: true")
-        self.lines.append(lineno)
+            where = f"line {lineno}" if last is None or last == lineno else f"lines {lineno}-{last}"
+            raise GraphrecError(f"{self.path} {where}: {why}; fix the line or set data.skip_bad_lines: true")
+        self.lines.extend(range(lineno, (last or lineno) + 1))
 
     def finish(self) -> None:
         """Emit one warning with the count and the first line numbers of what was skipped."""
@@ -57,10 +60,40 @@ def _no_rows(path: Path, skipped: int, layout: str) -> GraphrecError:
     return GraphrecError(f"{path}: {why}; is data.format right? (this reader expects {layout})")
 
 
-def _int_id(token: str) -> int:
-    value = int(token)
-    if value < 0 or value >= 2 ** 63:
-        raise ValueError
+MAX_ID = int(np.iinfo(np.int64).max)
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def id_problem(token: str) -> Optional[str]:
+    """Why a token is not an integer id (ASCII digits, at most 2**63 - 1), or None if it is one.
+
+    Stricter than int(), which also takes '1_0' (as 10), '+3', ' 3' and other scripts' digits.
+    """
+    if not (token.isascii() and token.isdigit()):
+        return f"'{token.strip()}' is not a non-negative integer id"
+    if len(token) > 18 and int(token) > MAX_ID:
+        return f"the id '{token}' is beyond the largest integer id 2**63 - 1 (renumber the ids)"
+    return None
+
+
+def parse_id(token: str) -> int:
+    """The integer id a token holds; ValueError with id_problem's reason otherwise. The one id parser of every
+    reader."""
+    problem = id_problem(token)
+    if problem is not None:
+        raise ValueError(problem)
+    return int(token)
+
+
+def parse_number(token: str) -> float:
+    """A finite decimal number ('4', '-0.5', '1e3'); ValueError for anything else, NaN and inf included."""
+    token = token.strip()
+    if not NUMBER.fullmatch(token):
+        raise ValueError("not a number" if token.lower().lstrip("+-") not in ("nan", "inf", "infinity")
+                         else "not a finite number")
+    value = float(token)
+    if not math.isfinite(value):
+        raise ValueError("not a finite number (too large)")
     return value
 
 
@@ -74,11 +107,9 @@ def read_lightgcn(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> Int
         if not tokens:
             continue
         try:
-            ids = [_int_id(t) for t in tokens]
-        except ValueError:
-            token = next(t for t in tokens if not _is_id(t))
-            bad.bad(lineno, f"'{token}' is not a non-negative integer id (format lightgcn: `user item item ...` "
-                            "separated by whitespace)")
+            ids = [parse_id(t) for t in tokens]
+        except ValueError as exc:
+            bad.bad(lineno, f"{exc} (format lightgcn: `user item item ...` separated by whitespace)")
             continue
         users.extend([ids[0]] * (len(ids) - 1))
         items.extend(ids[1:])
@@ -86,14 +117,6 @@ def read_lightgcn(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> Int
     if not users:
         raise _no_rows(path, len(bad.lines), "`user item item ...` per line")
     return Interactions(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64))
-
-
-def _is_id(token: str) -> bool:
-    try:
-        _int_id(token)
-        return True
-    except ValueError:
-        return False
 
 
 def read_pairs(path: Path, skip_bad_lines: bool, warnings: WarningLog, delimiter: Optional[str] = None) -> Interactions:
@@ -119,17 +142,17 @@ def read_pairs(path: Path, skip_bad_lines: bool, warnings: WarningLog, delimiter
         if len(tokens) != width:
             bad.bad(lineno, f"expected {width} columns like the rest of the file, found {len(tokens)}")
             continue
+        problem = id_problem(tokens[0]) or id_problem(tokens[1])
+        if problem is not None:
+            hint = ("a header line? pairs files have none: remove it or use data.format: csv" if lineno == 1 else
+                    "format pairs needs non-negative integer ids; for string ids use data.format: csv")
+            bad.bad(lineno, f"{problem} ({hint})")
+            continue
+        user, item = int(tokens[0]), int(tokens[1])
         try:
-            user, item = _int_id(tokens[0]), _int_id(tokens[1])
-            label = float(tokens[2]) if width > 2 else 1.0
-        except ValueError:
-            if not (_is_id(tokens[0]) and _is_id(tokens[1])):
-                token = tokens[0] if not _is_id(tokens[0]) else tokens[1]
-                hint = ("a header line? pairs files have none: remove it or use data.format: csv" if lineno == 1 else
-                        "format pairs needs non-negative integer ids; for string ids use data.format: csv")
-                bad.bad(lineno, f"'{token.strip()}' is not a non-negative integer id ({hint})")
-            else:
-                bad.bad(lineno, f"the label '{tokens[2].strip()}' is not a number")
+            label = parse_number(tokens[2]) if width > 2 else 1.0
+        except ValueError as exc:
+            bad.bad(lineno, f"the label '{tokens[2].strip()}' is {exc}")
             continue
         users.append(user)
         items.append(item)
@@ -142,9 +165,9 @@ def read_pairs(path: Path, skip_bad_lines: bool, warnings: WarningLog, delimiter
 
 
 def _columns_from_rows(path: Path, rows: list[tuple[int, list[str]]], index: dict[str, int],
-                       skip_bad_lines: bool, warnings: WarningLog) -> Interactions:
+                       skip_bad_lines: bool, warnings: WarningLog, bad: Optional[BadLines] = None) -> Interactions:
     """Pick user/item/rating/timestamp columns out of tokenized rows, checking widths and numbers."""
-    bad = BadLines(path, skip_bad_lines, warnings)
+    bad = bad or BadLines(path, skip_bad_lines, warnings)
     width = max(index.values()) + 1
     out: dict[str, list] = {name: [] for name in index}
     numeric = [name for name in ("rating", "timestamp") if name in index]
@@ -152,14 +175,22 @@ def _columns_from_rows(path: Path, rows: list[tuple[int, list[str]]], index: dic
         if len(tokens) < width:
             bad.bad(lineno, f"expected at least {width} columns, found {len(tokens)}")
             continue
-        try:
-            values = {name: float(tokens[index[name]]) for name in numeric}
-        except ValueError:
-            name = next(n for n in numeric if not _is_number(tokens[index[n]]))
-            bad.bad(lineno, f"the {name} '{tokens[index[name]].strip()}' (column {index[name]}) is not a number")
+        values = {}
+        for name in numeric:
+            try:
+                values[name] = parse_number(tokens[index[name]])
+            except ValueError as exc:
+                bad.bad(lineno, f"the {name} '{tokens[index[name]].strip()}' (column {index[name]}) is {exc}")
+                break
+        if len(values) < len(numeric):
             continue
-        if not tokens[index["user"]].strip() or not tokens[index["item"]].strip():
+        ids = [tokens[index["user"]].strip(), tokens[index["item"]].strip()]
+        if not all(ids):
             bad.bad(lineno, "empty user or item id")
+            continue
+        too_large = next((t for t in ids if t.isascii() and t.isdigit() and id_problem(t)), None)
+        if too_large is not None:
+            bad.bad(lineno, id_problem(too_large))
             continue
         out["user"].append(tokens[index["user"]].strip())
         out["item"].append(tokens[index["item"]].strip())
@@ -175,18 +206,17 @@ def _columns_from_rows(path: Path, rows: list[tuple[int, list[str]]], index: dic
 
 def _is_number(token: str) -> bool:
     try:
-        float(token)
+        parse_number(token)
         return True
     except ValueError:
         return False
 
 
 def _as_ids(tokens: list[str]) -> np.ndarray:
-    """Integer ids where every token is an integer, else string ids."""
-    try:
+    """Integer ids where every token is one (parse_id), else string ids (so '1_0' stays apart from '10')."""
+    if all(id_problem(t) is None for t in tokens):
         return np.asarray([int(t) for t in tokens], dtype=np.int64)
-    except ValueError:
-        return np.asarray(tokens, dtype=object)
+    return np.asarray(tokens, dtype=object)
 
 
 def read_atomic(path: Path, columns: dict[str, str], skip_bad_lines: bool, warnings: WarningLog) -> Interactions:
@@ -225,12 +255,23 @@ def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], head
         raise GraphrecError(f"{path}: format csv needs data.columns.user and data.columns.item "
                             f"(column {'names' if header else 'numbers'})")
     reader = csv.reader(lines, delimiter=delim)
-    parsed: list[list[str]] = []
+    records: list[tuple[int, list[str]]] = []  # (first line, fields)
+    bad = BadLines(path, skip_bad_lines, warnings)
     try:
+        last = 0
         for row in reader:
-            parsed.append(row)
+            first, last = last + 1, reader.line_num
+            if last > first:  # a quoted field ran over line ends: almost always a quote left open
+                if last == len(lines) or (header and not records):
+                    raise GraphrecError(f"{path} line {first}: a quote opened on this line is never closed, so "
+                                        f"lines {first}-{last} would be read as one record; fix the quoting")
+                bad.bad(first, f"a quoted field runs over lines {first}-{last} (a quote left open on line {first}?)",
+                        last)
+                continue
+            records.append((first, row))
     except csv.Error as exc:
         raise GraphrecError(f"{path} line {reader.line_num}: {exc}; fix the quoting on that line") from None
+    parsed = [row for _, row in records]
     index: dict[str, int] = {}
     if header:
         names = [h.strip() for h in parsed[0]]
@@ -248,7 +289,7 @@ def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], head
                 raise GraphrecError(f"{path} line 1: no column '{name}' (data.columns.{role}) in the header "
                                     f"{names}{hint}")
             index[role] = names.index(str(name))
-        body = list(enumerate(parsed[1:], 2))
+        body = records[1:]
     else:
         for role, name in columns.items():
             try:
@@ -256,7 +297,7 @@ def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], head
             except ValueError:
                 raise GraphrecError(f"{path}: data.header is false, so data.columns.{role} must be a column "
                                     f"number, not {name!r}") from None
-        body = list(enumerate(parsed, 1))
+        body = records
     rows = [(n, row) for n, row in body if row]
     if rows:
         width = Counter(len(row) for _, row in rows[:2000]).most_common(1)[0][0]
@@ -266,4 +307,4 @@ def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], head
                     " (columns are numbered from 0)")
             raise GraphrecError(f"{path}: data.columns.{role} is column {column} but the lines have {width} "
                                 f"column(s){hint}")
-    return _columns_from_rows(path, rows, index, skip_bad_lines, warnings)
+    return _columns_from_rows(path, rows, index, skip_bad_lines, warnings, bad)

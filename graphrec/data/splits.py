@@ -7,6 +7,10 @@ from .dataset import Interactions
 
 Split = tuple[Interactions, Interactions, Interactions]
 
+# split.method values that, with given files, re-split the union of the files instead of being refused as having no
+# effect (protocols.md: the explicit OOD kinds). The OOD splits add their names here along with their functions.
+RESPLIT_METHODS: frozenset[str] = frozenset()
+
 
 def _rank_within_user(user: np.ndarray, *order_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Position of each event among its user's events sorted by `order_keys` (first key first), and their count."""
@@ -44,9 +48,11 @@ def random_split(data: Interactions, valid_ratio: float, test_ratio: float, seed
 
 
 def leave_one_out(data: Interactions, seed: int) -> Split:
-    """Per user with 3+ events, the last (by time, else random) to test and the one before to valid."""
-    key = data.timestamp if data.timestamp is not None else np.random.default_rng(seed).random(len(data))
-    rank, count = _rank_within_user(data.user, key)
+    """Per user with 3+ events, the last (by time, ties and untimed events in a seeded random order) to test and the
+    one before to valid."""
+    tiebreak = np.random.default_rng(seed).random(len(data))
+    keys = (data.timestamp, tiebreak) if data.timestamp is not None else (tiebreak,)
+    rank, count = _rank_within_user(data.user, *keys)
     enough = (count >= 3).astype(np.int64)
     return _tail_split(data, rank, count, enough, enough)
 
