@@ -109,12 +109,15 @@ class Origin:
 
     def where(self, path: tuple = (), *causes: tuple) -> str:
         """'--set a.b=c: ' when the key path came from a --set; else 'FILE line N: ' of the key (or its closest
-        enclosing key), after '--set x=y: ' for each related key path in `causes` that a --set gave; else 'FILE: '."""
+        enclosing key), after '--set x=y: ' for each --set below the key and for each related key path in `causes`
+        that a --set gave; else 'FILE: '."""
         text = self.override(path)
         if text is not None:
             return f"--set {text}: "
-        blame = "".join(f"--set {t}: " for t in dict.fromkeys(self.override(c) for c in causes) if t is not None)
         path = tuple(str(p) for p in path)
+        below = [t for key, t in self.overrides if len(key) > len(path) and key[:len(path)] == path]
+        blame = "".join(f"--set {t}: " for t in dict.fromkeys([self.override(c) for c in causes] + below)
+                        if t is not None)
         for n in range(len(path), 0, -1):
             if path[:n] in self.lines:
                 return f"{blame}{self.source} line {self.lines[path[:n]]}: "

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo,
+                      field_validator)
 
 TASKS = ("ranking", "regression", "classification")
 
@@ -56,8 +57,9 @@ class Section(BaseModel):
 
     @field_validator("*", mode="after")
     @classmethod
-    def _within_library_limits(cls, value: Any) -> Any:
-        _library_limits(value)
+    def _within_library_limits(cls, value: Any, info: ValidationInfo) -> Any:
+        if not (cls.__name__ == "Config" and info.field_name == "model"):  # the model's own section checks its keys
+            _library_limits(value)
         return value
 
 
@@ -169,6 +171,13 @@ class EvalConfig(Section):
         if not value or min(value) < 1:
             raise ValueError("every K must be >= 1")
         return sorted(set(value))
+
+    @field_validator("metrics")
+    @classmethod
+    def _some_metric(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one metric")
+        return value
 
 
 class TrackingConfig(Section):

@@ -14,6 +14,7 @@ import csv
 import io
 import math
 import os
+import re
 import tempfile
 import typing
 from pathlib import Path
@@ -109,7 +110,10 @@ def _typed(annotation, costly: bool) -> st.SearchStrategy:
 
 
 def careless_value(key: str) -> st.SearchStrategy:
-    """A value for a key: mostly of its type, sometimes of any type."""
+    """A value for a key: mostly of its type, sometimes of any type. output_dir stays inside the test's folder."""
+    if key == "output_dir":
+        return st.sampled_from(["runs", "runs/deeper/still", "", " ", "x" * 300, "a\x00b", "cfg.yaml", "cfg.yaml/x",
+                                "runs\\x", "r\u00e9sultats", 7, None, [], {}])
     typed = _typed(FIELDS[key], key in COSTLY) if key in FIELDS else WRONG
     return st.one_of(typed, typed, typed, typed, typed, WRONG)
 
@@ -251,31 +255,40 @@ def corrupted_files(draw) -> tuple[str, bytes, bool]:
     return fmt, payload, draw(st.booleans())
 
 
+BLANKS = re.compile(r"[ \t\r\x0b\x0c]+")
+
+
 def _strict_id(token: str):
-    """The id a token means: an ASCII-digit integer below 2**63 as its int, any other non-empty text as itself."""
-    token = token.strip()
+    """The id a token means: ASCII digits below 2**63 as their int, other non-empty text as itself."""
+    token = token.strip(" \t")
     if token.isascii() and token.isdigit():
         value = int(token)
         return value if value < 2 ** 63 else None
     return token or None
 
 
+def _is_one(token: str) -> bool:
+    """Whether a label token is the number 1 written plainly ('1', '1.0', '+1', '1e0')."""
+    return re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", token) is not None and float(token) == 1
+
+
 def _finite(token: str) -> bool:
-    try:
-        return math.isfinite(float(token)) and "_" not in token
-    except ValueError:
-        return False
+    token = token.strip(" \t")
+    return re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", token) is not None and math.isfinite(float(token))
 
 
 def meaning(fmt: str, payload: bytes) -> set[tuple[str, str]] | None:
-    """The (user, item) events a strict reading of the file gives (None if it is not UTF-8 text).
+    """The (user, item) events a strict reading of the file gives (None if it is not UTF-8 text without NUL).
 
-    pairs: `user item [1]`, integer ids, a label other than 1 is not a positive event; lightgcn: `user item ...`
-    integer ids; csv: `user,item,rating` per physical line with a finite rating. Lines are split at '\\n' only.
+    Lines end at '\\n' only; fields are split at ASCII blanks (pairs, lightgcn) or commas (csv, one physical line
+    at a time). pairs: `user item [label]` with integer ids, only label 1 is a positive event; lightgcn:
+    `user item ...` with integer ids; csv: `user,item,rating` with a finite rating.
     """
     try:
         text = payload.decode("utf-8-sig")
     except UnicodeDecodeError:
+        return None
+    if "\x00" in text:
         return None
     events = set()
     lines = text.split("\n")
@@ -294,10 +307,10 @@ def meaning(fmt: str, payload: bytes) -> set[tuple[str, str]] | None:
             if user is not None and item is not None:
                 events.add((str(user), str(item)))
             continue
-        tokens = line.split()
+        tokens = [t for t in BLANKS.split(line) if t]
         ids = [_strict_id(t) if t.isascii() and t.isdigit() else None for t in tokens]
         if fmt == "pairs":
-            if len(tokens) in (2, 3) and None not in ids[:2] and (len(tokens) == 2 or tokens[2] in ("1", "1.0")):
+            if len(tokens) in (2, 3) and None not in ids[:2] and (len(tokens) == 2 or _is_one(tokens[2])):
                 events.add((str(ids[0]), str(ids[1])))
         elif len(tokens) >= 2 and None not in ids:
             events.update((str(ids[0]), str(i)) for i in ids[1:])
@@ -336,19 +349,19 @@ def run_cli(args: list[str], workdir: Path) -> tuple[int, str]:
     assert code in (0, 2), (code, text)
     assert "Traceback" not in text, text
     errors = [line for line in text.splitlines() if line.startswith("graphrec: error: ")]
-    runs = workdir / "runs"
+    after = snapshot(workdir)
+    new = sorted(path for path in after if path not in before or after[path] != before[path])
+    assert not [p for p in new if p.endswith(".partial")], f"a hidden run folder was left: {new}"
     if code == 2:
         assert len(errors) == 1, text
         assert errors[0].isprintable(), repr(errors[0])
-        after = snapshot(workdir)
-        new = {path for path in after if path not in before or after[path] != before[path]}
-        failed = {p.name for p in runs.iterdir() if (p / "FAILED.json").is_file()} if runs.is_dir() else set()
-        stray = {p for p in new if p != "runs" and not any(p.startswith(f"runs/{name}") for name in failed)}
-        assert not stray, f"an error wrote {sorted(stray)}: {errors[0]}"
+        failed = [p.rsplit("/", 1)[0] for p in new if p.endswith("/FAILED.json")]  # runs marked failed, and
+        stray = [p for p in new if not any(p == f or p.startswith(f + "/") or f.startswith(p + "/") for f in failed)]
+        assert not stray, f"an error wrote {stray}: {errors[0]}"  # their files and the folders above them only
     else:
         assert not errors, text
-        folders = list(runs.iterdir())
-        assert len(folders) == 1 and (folders[0] / "metrics.json").is_file(), folders
+        runs = {p.rsplit("/", 1)[0] for p in new if p.endswith("/metrics.json")}
+        assert len(runs) == 1, new
     return code, text
 
 

@@ -43,12 +43,26 @@ def _open_text(path: Path) -> list[str]:
         raise GraphrecError(f"data file '{path}' is a folder; data.files must name files inside data.path")
     if not path.is_file():
         raise GraphrecError(f"data file '{path}' not found; check data.path and data.files")
+    payload = path.read_bytes()  # not read_text(): its universal newlines would make a stray \r a line end
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is not data
+        text = payload.decode("utf-8-sig")  # a byte-order mark is not data
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        if payload[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            raise GraphrecError(f"{path}: the file is saved as UTF-16; save it as UTF-8") from None
+        line = payload[:exc.start].count(b"\n") + 1
         raise GraphrecError(f"{path} line {line}: not UTF-8 text (a compressed or binary file?); "
                             "decompress it or convert it to UTF-8") from None
+    if "\x00" in text:  # numpy's text arrays would even drop it from ids
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise GraphrecError(f"{path} line {line}: the file holds NUL bytes, so it is not plain text (binary, or "
+                            "UTF-16?); convert it to UTF-8 text")
+    # lines end at \n (and \r\n) only: str.splitlines would also break at \x0c, \x1c-\x1e or \u2028 in a line
+    lines = text.split("\n")
+    lines = [line[:-1] if line.endswith("\r") else line for line in (lines[:-1] if lines[-1] == "" else lines)]
+    inner = next((n for n, line in enumerate(lines, 1) if "\r" in line), None)
+    if inner is not None:
+        raise GraphrecError(f"{path} line {inner}: a carriage return (\\r) inside the line (old Mac line ends?); "
+                            "save the file with \\n or \\r\\n line ends")
     if not any(line.strip() for line in lines):
         raise GraphrecError(f"{path}: the file is empty; point data.files at the file with the interactions")
     return lines
@@ -97,13 +111,26 @@ def parse_number(token: str) -> float:
     return value
 
 
+ASCII_BLANKS = re.compile(r"[ \t\r\x0b\x0c]+")
+
+
+def split_fields(line: str, delimiter: Optional[str] = None) -> list[str]:
+    """The fields of a line: split at `delimiter`, or at runs of ASCII blanks (str.split() would also split at
+    \x1c-\x1f and Unicode spaces, turning a stray control character into a separator)."""
+    if delimiter is not None:
+        return [field.strip(" \t\r") for field in line.split(delimiter)]
+    if line.isascii() and not any(c in line for c in "\x1c\x1d\x1e\x1f"):  # the fast, common case
+        return line.split()
+    return [field for field in ASCII_BLANKS.split(line) if field]
+
+
 def read_lightgcn(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> Interactions:
     """LightGCN txt: one line per user, `user item item ...`; a line with the user alone has no items."""
     bad = BadLines(path, skip_bad_lines, warnings)
     users: list[int] = []
     items: list[int] = []
     for lineno, line in enumerate(_open_text(path), 1):
-        tokens = line.split()
+        tokens = split_fields(line)
         if not tokens:
             continue
         try:
@@ -122,8 +149,7 @@ def read_lightgcn(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> Int
 def read_pairs(path: Path, skip_bad_lines: bool, warnings: WarningLog, delimiter: Optional[str] = None) -> Interactions:
     """One event per line, `user item [label]`; the column count is inferred and every line must match it."""
     lines = _open_text(path)
-    split = (lambda s: s.split()) if delimiter is None else (lambda s: s.split(delimiter))  # noqa: E731
-    widths = Counter(len(split(line)) for line in lines[:2000] if line.strip())
+    widths = Counter(len(split_fields(line, delimiter)) for line in lines[:2000] if line.strip())
     width = widths.most_common(1)[0][0]
     if width < 2:
         sample = next(line for line in lines if line.strip())[:40]
@@ -138,7 +164,7 @@ def read_pairs(path: Path, skip_bad_lines: bool, warnings: WarningLog, delimiter
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        tokens = split(line)
+        tokens = split_fields(line, delimiter)
         if len(tokens) != width:
             bad.bad(lineno, f"expected {width} columns like the rest of the file, found {len(tokens)}")
             continue
@@ -184,7 +210,7 @@ def _columns_from_rows(path: Path, rows: list[tuple[int, list[str]]], index: dic
                 break
         if len(values) < len(numeric):
             continue
-        ids = [tokens[index["user"]].strip(), tokens[index["item"]].strip()]
+        ids = [tokens[index["user"]].strip(" \t"), tokens[index["item"]].strip(" \t")]
         if not all(ids):
             bad.bad(lineno, "empty user or item id")
             continue
@@ -192,8 +218,8 @@ def _columns_from_rows(path: Path, rows: list[tuple[int, list[str]]], index: dic
         if too_large is not None:
             bad.bad(lineno, id_problem(too_large))
             continue
-        out["user"].append(tokens[index["user"]].strip())
-        out["item"].append(tokens[index["item"]].strip())
+        out["user"].append(ids[0])
+        out["item"].append(ids[1])
         for name in numeric:
             out[name].append(values[name])
     bad.finish()
@@ -248,29 +274,24 @@ def read_atomic(path: Path, columns: dict[str, str], skip_bad_lines: bool, warni
 
 def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], header: bool,
              skip_bad_lines: bool, warnings: WarningLog) -> Interactions:
-    """CSV/TSV with named (header: true) or numbered (header: false) columns given in data.columns."""
+    """CSV/TSV with named (header: true) or numbered (header: false) columns given in data.columns; one record per
+    line (a quoted field does not run over a line end)."""
     lines = _open_text(path)
     delim = delimiter or ("\t" if path.suffix in (".tsv", ".tab") else ",")
     if "user" not in columns or "item" not in columns:
         raise GraphrecError(f"{path}: format csv needs data.columns.user and data.columns.item "
                             f"(column {'names' if header else 'numbers'})")
-    reader = csv.reader(lines, delimiter=delim)
-    records: list[tuple[int, list[str]]] = []  # (first line, fields)
+    records: list[tuple[int, list[str]]] = []  # (line number, fields): one record per line
     bad = BadLines(path, skip_bad_lines, warnings)
-    try:
-        last = 0
-        for row in reader:
-            first, last = last + 1, reader.line_num
-            if last > first:  # a quoted field ran over line ends: almost always a quote left open
-                if last == len(lines) or (header and not records):
-                    raise GraphrecError(f"{path} line {first}: a quote opened on this line is never closed, so "
-                                        f"lines {first}-{last} would be read as one record; fix the quoting")
-                bad.bad(first, f"a quoted field runs over lines {first}-{last} (a quote left open on line {first}?)",
-                        last)
-                continue
-            records.append((first, row))
-    except csv.Error as exc:
-        raise GraphrecError(f"{path} line {reader.line_num}: {exc}; fix the quoting on that line") from None
+    for lineno, line in enumerate(lines, 1):
+        try:  # strict: a quote left open or text after a closing quote is an error, not a guess
+            row = next(csv.reader([line], delimiter=delim, strict=True), [])
+        except csv.Error as exc:
+            if header and not records:
+                raise GraphrecError(f"{path} line {lineno}: the header's quoting is broken ({exc}); fix it") from None
+            bad.bad(lineno, f"broken quoting ({exc}; a quote left open on this line?)")
+            continue
+        records.append((lineno, row))
     parsed = [row for _, row in records]
     index: dict[str, int] = {}
     if header:
