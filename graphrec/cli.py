@@ -47,11 +47,12 @@ def _check_output_dir(output_dir: str) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import config_from_file
-    from .runs import check_resumable
+    from .runs import RunLock, check_resumable
     from .trainer import Trainer
     if args.resume:
         run_dir = Path(args.resume)
         check_resumable(run_dir)
+        RunLock(run_dir).release()  # in use by another process? say so before reading any data
         if args.config:
             cfg = config_from_file(args.config, args.set)
         else:
@@ -63,8 +64,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = config_from_file(args.config, args.set)
         _check_output_dir(cfg.output_dir)
         trainer = Trainer(cfg)
-    if trainer.is_writer:  # a new run's folder appears under this name with its first checkpoint
-        print(f"run folder: {trainer.pending.final if trainer.pending else trainer.run_dir}", file=sys.stderr)
+    if trainer.is_writer and args.resume:  # a new run's folder is announced when its first checkpoint makes it
+        print(f"run folder: {trainer.run_dir}", file=sys.stderr)
     metrics = trainer.fit()
     if trainer.is_writer:
         print(format_table(metrics))

@@ -15,6 +15,7 @@ TASKS = ("ranking", "regression", "classification")
 # What the libraries downstream accept: ids, counts and sizes become int64 tensors and arrays; a seed goes to
 # np.random.seed (at most 2**32 - 1) and torch.Generator.manual_seed (seed + 1 is used too, far inside its range).
 INT64 = np.iinfo(np.int64)
+FLOAT32 = np.finfo(np.float32)  # rates, weights and scales meet float32 parameters
 SEED_MAX = int(np.iinfo(np.uint32).max)
 # A run folder is claimed as '.<name>-YYYYmmdd-HHMMSS-NNNN.partial': it must fit one file name (255 bytes).
 RUN_NAME_MAX_BYTES = 255 - len(".-20260101-000000-9999.partial")
@@ -32,12 +33,16 @@ Seed = Annotated[int, AfterValidator(_seed_range)]
 
 
 def _library_limits(value: Any) -> None:
-    """Raise ValueError for an int outside int64 or a string holding a NUL byte, anywhere inside `value`."""
+    """Raise ValueError for an int outside int64, a float float32 cannot hold (it would overflow, or become 0), or a
+    string holding a NUL byte, anywhere inside `value`."""
     if isinstance(value, bool):
         return
     if isinstance(value, int) and not INT64.min <= value <= INT64.max:
         raise ValueError(f"{value} is outside the 64-bit integer range numpy and torch compute with "
                          f"([-2**63, 2**63 - 1])")
+    if isinstance(value, float) and not (value == 0 or FLOAT32.smallest_subnormal <= abs(value) <= FLOAT32.max):
+        raise ValueError(f"{value:g} is outside the float32 range torch trains in (a magnitude between "
+                         f"{FLOAT32.smallest_subnormal:.1e} and {FLOAT32.max:.1e}, or 0)")
     if isinstance(value, str) and "\x00" in value:
         raise ValueError("the text holds a NUL byte (\\x00); remove it")
     if isinstance(value, (list, tuple)):
@@ -50,8 +55,8 @@ def _library_limits(value: Any) -> None:
 
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are checked on assignment; floats are finite,
-    integers fit int64 and text holds no NUL byte, as numpy, torch and the file system require."""
+    """Base of every config section: unknown keys are errors, values are checked on assignment; floats are finite
+    and fit float32, integers fit int64 and text holds no NUL byte, as numpy, torch and the file system require."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
 

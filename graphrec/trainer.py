@@ -236,6 +236,8 @@ class Trainer:
                 self.run_dir = self.pending.publish() if self.is_writer else self.pending.final
                 self.tracker.moved(self.run_dir)
                 self.pending = None
+                if self.is_writer:
+                    print(f"run folder: {self.run_dir}", file=sys.stderr)
 
     def _resume(self) -> None:
         check_resumable(self.run_dir)
