@@ -104,11 +104,28 @@ def load_checkpoint(path: Path) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a damaged file
-        raise GraphrecError(f"checkpoint '{path}' is truncated or corrupted ({type(exc).__name__}); "
-                            "delete it and resume from another checkpoint or retrain") from None
+        raise GraphrecError(f"checkpoint '{path}' is truncated or corrupted ({type(exc).__name__}), so it cannot be "
+                            "used; train the run again (graphrec train CONFIG)") from None
     if not isinstance(state, dict) or "model" not in state:
         raise GraphrecError(f"'{path}' is not a graphrec checkpoint (no model state)")
     return state
+
+
+def load_model_state(model: torch.nn.Module, state: dict, checkpoint: Path, dataset: Any) -> None:
+    """Load a checkpoint's parameters into a model built from the run's (already compared) config and the data
+    as it is now; a shape that differs therefore means the data changed, said in one line."""
+    own = model.state_dict()
+    for key, saved in state.items():
+        if key in own and tuple(own[key].shape) != tuple(saved.shape):
+            raise GraphrecError(f"{checkpoint} does not fit the data as it is now: '{key}' is {tuple(saved.shape)} in "
+                                f"the checkpoint but {tuple(own[key].shape)} for {dataset.num_users} users and "
+                                f"{dataset.num_items} items at {dataset.source or 'the configured data'}; the data "
+                                "files changed since the run: restore them, or train a new run")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise GraphrecError(f"{checkpoint} does not fit this model ({str(exc).splitlines()[0]}); it was written by "
+                            "other code or for another model: train a new run") from None
 
 
 def rng_state() -> dict:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import GraphrecError
+from .errors import GraphrecError, one_line
 
 
 def _check_output_dir(output_dir: str) -> None:
@@ -50,17 +50,12 @@ def refit_config(run_dir: Path, overrides: list[str]):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import config_from_file
+    from .runs import RunLock, check_resumable
     from .trainer import Trainer
     if args.resume:
         run_dir = Path(args.resume)
-        if not run_dir.is_dir():
-            raise GraphrecError(f"--resume '{run_dir}': no such run folder; pass runs/<name>-<time>/ "
-                                "as printed by graphrec train")
-        if not (run_dir / "config.yaml").is_file():
-            raise GraphrecError(f"--resume '{run_dir}' is not a run folder (no config.yaml); pass runs/<name>-<time>/")
-        if not (run_dir / "last.pt").is_file():
-            raise GraphrecError(f"--resume '{run_dir}': no last.pt (the run saved no checkpoint); start a new run "
-                                "with graphrec train CONFIG")
+        check_resumable(run_dir)
+        RunLock(run_dir).release()  # in use by another process? say so before reading any data
         if args.config:
             cfg = config_from_file(args.config, args.set)
         else:
@@ -79,7 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = config_from_file(args.config, args.set)
         _check_output_dir(cfg.output_dir)
         trainer = Trainer(cfg)
-    if trainer.is_writer:
+    if trainer.is_writer and args.resume:  # a new run's folder is announced when its first checkpoint makes it
         print(f"run folder: {trainer.run_dir}", file=sys.stderr)
     metrics = trainer.fit()
     if trainer.is_writer:
@@ -94,7 +89,7 @@ def _check_run_folder(run_dir: Path, checkpoint: str) -> None:
     matches the checkpoint; all before any data is read."""
     from .checkpoint import load_checkpoint
     from .config import config_from_file, config_to_dict
-    from .runs import first_difference
+    from .runs import failure_reason, first_difference
     if not run_dir.exists():
         raise GraphrecError(f"run folder '{run_dir}' not found; pass runs/<name>-<time>/ as printed by graphrec train")
     if not run_dir.is_dir():
@@ -104,6 +99,10 @@ def _check_run_folder(run_dir: Path, checkpoint: str) -> None:
         hint = (f"; it holds runs: {', '.join(runs)}" if runs else
                 "; pass runs/<name>-<time>/ as written by graphrec train")
         raise GraphrecError(f"'{run_dir}' is not a run folder (no config.yaml){hint}")
+    reason = failure_reason(run_dir)
+    if reason is not None:
+        raise GraphrecError(f"'{run_dir}' is a failed run ({reason}); it has no result to evaluate: train it again "
+                            "with graphrec train CONFIG")
     if not (run_dir / checkpoint).is_file():
         present = sorted(p.name for p in run_dir.glob("*.pt"))
         hint = (f"pass --checkpoint {present[0]}" if present else
@@ -114,8 +113,9 @@ def _check_run_folder(run_dir: Path, checkpoint: str) -> None:
     if isinstance(saved, dict):
         diff = first_difference(config_to_dict(cfg), saved)
         if diff and (diff[0].startswith("model.") or diff[0].startswith("data.")):
-            raise GraphrecError(f"{run_dir / 'config.yaml'}: '{diff[0]}' is {diff[1]!r} but {checkpoint} was trained "
-                                f"with {diff[2]!r}; restore config.yaml to the run's values")
+            raise GraphrecError(f"{run_dir / 'config.yaml'} says '{diff[0]}' is {diff[1]!r} but {checkpoint} was "
+                                f"trained with {diff[2]!r}: one of them was edited or copied from another run; put "
+                                "back the run's own files")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -164,7 +164,7 @@ def cmd_data_info(args: argparse.Namespace) -> int:
         env = os.environ.get("GRAPHREC_DATA")
         under = Path(env) / path if env and not path.is_absolute() else None
         if under is None or not under.exists():
-            looked = f"{path.resolve()}" + (f" and {under}" if under is not None else "")
+            looked = os.path.abspath(path) + (f" and {under}" if under is not None else "")
             hint = "" if env else " (or set GRAPHREC_DATA to the folder that holds your datasets)"
             raise GraphrecError(f"data info: '{args.path}' not found (looked in {looked}); pass a dataset folder "
                                 f"or file{hint}")
@@ -192,7 +192,14 @@ def cmd_data_info(args: argparse.Namespace) -> int:
         data["header"] = False
     if args.delimiter:
         data["delimiter"] = args.delimiter
-    split = {"method": args.split} if args.split else {"method": "random", "valid_ratio": 0.0, "test_ratio": 0.0}
+    preset_files = (preset_for(folder.name) or {}).get("files", {})
+    files = data.get("files") or ({"all": path.name} if path.is_file() else preset_files)
+    if args.split:
+        split = {"method": args.split}
+    elif "all" in files:  # one set of events: shown whole, as train
+        split = {"method": "random", "valid_ratio": 0.0, "test_ratio": 0.0}
+    else:  # the files as they are: no validation carved from train
+        split = {} if "valid" in files else {"valid_ratio": 0.0}
     model = {"name": "fm" if rows else "lightgcn"}  # a model of the data's kind; nothing is trained
     cfg = build_config({"data": data, "split": split, "model": model}, source="graphrec data info")
     dataset = load_dataset(cfg)
@@ -227,7 +234,7 @@ class OneLineParser(argparse.ArgumentParser):
             close = difflib.get_close_matches(match.group(1), choices, n=1)
             hint = f", did you mean '{close[0]}'?" if close else ""
         where = f"{self.prog}: " if self.prog != "graphrec" else ""
-        self.exit(2, f"graphrec: error: {where}{message}{hint} (see {self.prog} --help)\n")
+        self.exit(2, one_line(f"graphrec: error: {where}{message}{hint} (see {self.prog} --help)") + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,12 +294,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         return args.func(args)
     except GraphrecError as err:
-        print(f"graphrec: error: {err}", file=sys.stderr)
+        print(f"graphrec: error: {one_line(str(err))}", file=sys.stderr)
         return 2
     except OSError as err:  # a file the user pointed at cannot be read or written
         where = f"'{err.filename}'" if err.filename else "a file"
-        print(f"graphrec: error: cannot access {where}: {err.strerror or err}; check the path and its permissions",
-              file=sys.stderr)
+        print(one_line(f"graphrec: error: cannot access {where}: {err.strerror or err}; check the path and its "
+                       "permissions"), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("graphrec: interrupted", file=sys.stderr)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -10,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from .errors import GraphrecError
+from .yamltext import DuplicateKeyError, parse_yaml, read_yaml_file
 from .hints import Origin, key_lines, suggest_key, validation_message
 from .models import MODELS, get_model_class
 from .schema import (Config, DataConfig, EvalConfig, GroupConfig, ModelConfig, Section, SplitConfig,  # noqa: F401
@@ -29,7 +31,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(path):
         raise GraphrecError(f"--set '{text}': '{key}' is not a key path like train.lr")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = parse_yaml(raw) if raw.strip() else None
+    except DuplicateKeyError as exc:
+        raise GraphrecError(f"--set {text}: {exc}; give each key once") from None
     except yaml.YAMLError:
         value = raw
     return path, value
@@ -53,37 +57,13 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 
 def read_yaml(path: str | os.PathLike) -> dict:
-    """Read a YAML mapping, with one-line errors for a missing file or bad syntax."""
+    """Read a YAML mapping, with one-line errors for a missing file, its encoding, a repeated key or bad syntax."""
     return _read_yaml_text(path)[0]
 
 
 def _read_yaml_text(path: str | os.PathLike) -> tuple[dict, str]:
     """The YAML mapping of a file and its text."""
-    path = Path(path)
-    if not path.is_file():
-        if path.is_dir():
-            inside = sorted(p.name for p in path.glob("*.yaml"))[:4]
-            hint = f"pass a .yaml file inside it ({', '.join(inside)})" if inside else "pass a .yaml file"
-            raise GraphrecError(f"config file '{path}' is a folder, not a YAML file; {hint}")
-        raise GraphrecError(f"config file '{path}' not found; check the path (e.g. experiments/quickstart.yaml)")
-    try:
-        text = path.read_text()
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
-        if context and context_mark is not None and mark is not None and context_mark.line != mark.line:
-            problem = f"{problem} ({context} that starts on line {context_mark.line + 1})"
-        elif context and context not in problem:
-            problem = f"{problem} ({context})"
-        raise GraphrecError(f"{path}{line}: invalid YAML: {problem}; check the indentation and the "
-                            "'key: value' syntax there") from None
-    except UnicodeDecodeError:
-        raise GraphrecError(f"{path}: not a text YAML file") from None
-    except OSError as exc:
-        raise GraphrecError(f"{path}: cannot read the config ({exc.strerror})") from None
+    data, text = read_yaml_file(path)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -115,10 +95,11 @@ def build_config(raw: dict, source: str = "", base_dir: str = ".", origin: Optio
             for field in cls.config_class.model_fields:
                 owners.setdefault(field, []).append(other)
         raise GraphrecError(validation_message(err, keys, "model", origin, list(keys.model_fields), name,
-                                               owners)) from None
+                                               owners, causes=(("model", "name"),))) from None
     check_task(cfg, model_cls, origin)
     check_dro(cfg, model_cls, origin)
     _check_consistency(cfg, origin)
+    cfg._origin = origin  # later checks (the loader's) point at lines and --set too
     return cfg
 
 
@@ -126,7 +107,8 @@ def _check_consistency(cfg: Config, origin: Origin) -> None:
     """Checks across keys that pydantic's per-field validation cannot express."""
     data, split = cfg.data, cfg.split
     if split.method not in ("given", "loo") and split.valid_ratio + split.test_ratio >= 1:
-        raise GraphrecError(f"{origin.where(('split', 'test_ratio'))}split.valid_ratio + split.test_ratio = "
+        where = origin.where(("split", "test_ratio"), ("split", "valid_ratio"), ("split", "method"))
+        raise GraphrecError(f"{where}split.valid_ratio + split.test_ratio = "
                             f"{split.valid_ratio:g} + {split.test_ratio:g} leaves no training events; "
                             "make their sum less than 1 (e.g. valid_ratio: 0.1, test_ratio: 0.2)")
     roles = ["user", "item", "rating", "timestamp"]
@@ -136,29 +118,47 @@ def _check_consistency(cfg: Config, origin: Origin) -> None:
                                 f"{suggest_key('data.columns', role, roles)}")
     if data.format == "csv" and not {"user", "item"} <= set(data.columns):
         example = "{user: 0, item: 1, rating: 2}" if not data.header else "{user: userId, item: movieId}"
-        raise GraphrecError(f"{origin.where(('data', 'format'))}data.format csv needs data.columns naming the user "
-                            f"and item columns, e.g. data.columns: {example} (column numbers with data.header: "
-                            "false)")
+        raise GraphrecError(f"{origin.where(('data', 'format'), ('data', 'columns'))}data.format csv needs "
+                            f"data.columns naming the user and item columns, e.g. data.columns: {example} (column "
+                            "numbers with data.header: false)")
     if data.format == "csv" and not data.header:
         for role, column in data.columns.items():
             if isinstance(column, str) and not column.strip().isdigit():
-                raise GraphrecError(f"{origin.where(('data', 'columns', role))}data.header is false, so "
-                                    f"data.columns.{role} must be a column number (0 = first), not {column!r}")
+                raise GraphrecError(f"{origin.where(('data', 'columns', role), ('data', 'header'))}data.header is "
+                                    f"false, so data.columns.{role} must be a column number (0 = first), not "
+                                    f"{column!r}")
+    named: dict[str, str] = {}
     for role, column in data.columns.items():
+        other = named.setdefault(str(column).strip(), role)
+        if other != role:
+            raise GraphrecError(f"{origin.where(('data', 'columns', role), ('data', 'columns', other))}data.columns."
+                                f"{other} and data.columns.{role} name the same column {column!r}; give each its "
+                                "own column")
         if isinstance(column, int) and column < 0:
             raise GraphrecError(f"{origin.where(('data', 'columns', role))}data.columns.{role} is {column}; "
                                 "column numbers start at 0")
+    if data.delimiter is not None and re.fullmatch(r"(\\[tnr0\\])+", data.delimiter):
+        raise GraphrecError(f"{origin.where(('data', 'delimiter'))}data.delimiter is the {len(data.delimiter)} "
+                            f"characters {data.delimiter!r}, a backslash kept as typed: YAML reads escapes only in "
+                            'double quotes, so write delimiter: "\\t" (use double quotes in YAML) for a tab')
+    if data.positive_labels is not None and (data.min_rating is not None or not data.positive_labels):
+        why = ("is empty: list the label values of positive events, e.g. [1]" if not data.positive_labels else
+               "and data.min_rating both choose rows by the same label column; keep one of them")
+        raise GraphrecError(f"{origin.where(('data', 'positive_labels'), ('data', 'min_rating'))}"
+                            f"data.positive_labels {why}")
     if data.delimiter is not None and (data.delimiter == "" or
                                        (data.format in ("csv", "atomic") and len(data.delimiter) != 1)):
-        raise GraphrecError(f"{origin.where(('data', 'delimiter'))}data.delimiter must be one character for "
-                            f"format {data.format} (e.g. ',' or '\\t'), not {data.delimiter!r}")
+        raise GraphrecError(f"{origin.where(('data', 'delimiter'), ('data', 'format'))}data.delimiter must be one "
+                            f"character for format {data.format} (e.g. ',', or \"\\t\" in double quotes for a tab), "
+                            f"not {data.delimiter!r}")
     _check_rows_or_events(cfg, origin)
     if data.format not in ("synthetic", "synthetic_fields") and data.path is None:
-        raise GraphrecError(f"{origin.where(('data', 'format'))}data.format is {data.format} but data.path is "
-                            "not set; add data.path (a folder or file, relative to the YAML or $GRAPHREC_DATA)")
+        raise GraphrecError(f"{origin.where(('data', 'format'), ('data', 'path'))}data.format is {data.format} "
+                            "but data.path is not set; add data.path (a folder or file, relative to the YAML or "
+                            "$GRAPHREC_DATA)")
     if data.format == "synthetic" and data.path is None and split.method == "given":
-        raise GraphrecError(f"{origin.where(('split', 'method'))}synthetic data is one set of events, so it "
-                            "needs split.method: random, loo, temporal, temporal_global, popularity or degree")
+        raise GraphrecError(f"{origin.where(('split', 'method'), ('data',))}synthetic data is one set of events, "
+                            "so it needs split.method: random, loo, temporal, temporal_global, popularity or degree")
     if data.format == "synthetic_fields" and split.method != "random":
         raise GraphrecError(f"{origin.where(('split', 'method'))}synthetic_fields data is one set of rows, so it "
                             "needs split.method: random (with split.valid_ratio and split.test_ratio)")
@@ -181,9 +181,11 @@ def config_from_file(path: str | os.PathLike, overrides: list[str] | None = None
                      base_dir: Optional[str] = None) -> Config:
     """Read a YAML experiment, apply `--set` overrides and validate it, pointing errors at lines or overrides."""
     raw, text = _read_yaml_text(path)
+    if not raw and not overrides:
+        raise GraphrecError(f"{path}: the config is empty (no keys); write at least its data: and model: sections, "
+                            "e.g. copy experiments/quickstart.yaml")
     raw = apply_overrides(raw, overrides or [])
-    override_paths = {tuple(parse_override(o)[0]): o for o in overrides or []}
-    origin = Origin(str(path), key_lines(text), override_paths)
+    origin = Origin(str(path), key_lines(text), [(tuple(parse_override(o)[0]), o) for o in overrides or []])
     return build_config(raw, source=str(path), base_dir=base_dir or str(Path(path).resolve().parent), origin=origin)
 
 

@@ -5,6 +5,12 @@ import sys
 from collections import Counter
 
 
+def one_line(text: str) -> str:
+    """`text` as one printable line: a line break, NUL or other control or invisible character becomes its escape
+    (\\n, \\x00, \\u202e), so that a user's bytes echoed in a message neither break it nor reach the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class GraphrecError(Exception):
     """A user's mistake (bad file, key or value); the CLI prints its one-line message and exits 2."""
 
@@ -21,7 +27,7 @@ class WarningLog:
         if count <= 0:
             return
         self.counts[kind] += count
-        self.messages[kind] = message
+        self.messages[kind] = message = one_line(message)
         print(f"graphrec: warning: {message}", file=sys.stderr)
 
     def as_dict(self) -> dict[str, dict[str, object]]:

@@ -89,21 +89,45 @@ def suggest_key(section: str, word: str, known: list[str], model_fields: Optiona
 
 
 class Origin:
-    """Where each key of a raw config came from (a YAML line or a --set), to point error messages at it."""
+    """Where each key of a raw config came from (a YAML line or a --set), to point error messages at it.
+
+    A --set replaces everything below its key path, so a key at or under an overridden path is blamed on the last
+    such --set, never on the YAML line it replaced.
+    """
 
     def __init__(self, source: str = "", lines: Optional[dict[tuple, int]] = None,
-                 overrides: Optional[dict[tuple, str]] = None) -> None:
-        self.source, self.lines, self.overrides = source, lines or {}, overrides or {}
+                 overrides: Optional[list[tuple[tuple, str]] | dict[tuple, str]] = None) -> None:
+        self.source, self.lines = source, lines or {}
+        pairs = overrides.items() if isinstance(overrides, dict) else (overrides or [])
+        self.overrides = [(tuple(str(p) for p in path), text) for path, text in pairs]  # in the order applied
 
-    def where(self, path: tuple = ()) -> str:
-        """'FILE line N: ' or '--set a.b=c: ' for the key path (or its closest enclosing key), else 'FILE: '."""
+    def override(self, path: tuple) -> Optional[str]:
+        """The text of the last --set that wrote `path` or a section above it, or None."""
         path = tuple(str(p) for p in path)
+        hits = [text for key, text in self.overrides if path[:len(key)] == key]
+        return hits[-1] if hits else None
+
+    def where(self, path: tuple = (), *causes: tuple) -> str:
+        """'--set a.b=c: ' when the key path came from a --set; else 'FILE line N: ' of the key (or its closest
+        enclosing key), after '--set x=y: ' for each --set below the key and for each related key path in `causes`
+        that a --set gave; else 'FILE: '."""
+        text = self.override(path)
+        if text is not None:
+            return f"--set {text}: "
+        path = tuple(str(p) for p in path)
+        below = [t for key, t in self.overrides if len(key) > len(path) and key[:len(path)] == path]
+        blame = "".join(f"--set {t}: " for t in dict.fromkeys([self.override(c) for c in causes] + below)
+                        if t is not None)
         for n in range(len(path), 0, -1):
-            if path[:n] in self.overrides:
-                return f"--set {self.overrides[path[:n]]}: "
             if path[:n] in self.lines:
-                return f"{self.source} line {self.lines[path[:n]]}: "
-        return f"{self.source}: " if self.source else ""
+                return f"{blame}{self.source} line {self.lines[path[:n]]}: "
+        return f"{blame}{self.source}: " if self.source else blame
+
+
+def blame(cfg: BaseModel, path: tuple, *causes: tuple) -> str:
+    """Origin.where for a key of a config built by build_config ('' when it was built without an origin)."""
+    origin = getattr(cfg, "_origin", None)
+    return origin.where(path, *causes) if origin is not None else ""
 
 
 def key_lines(text: str) -> dict[tuple, int]:
@@ -139,13 +163,14 @@ def key_text(path: tuple) -> str:
 
 def validation_message(err: ValidationError, cls: type[BaseModel], prefix: str, origin: Origin,
                        model_fields: Optional[list[str]] = None, model_name: str = "",
-                       key_owners: Optional[dict[str, list[str]]] = None) -> str:
-    """Turn the first pydantic error into one line naming the key (and its YAML line) and the fix."""
+                       key_owners: Optional[dict[str, list[str]]] = None, causes: tuple = ()) -> str:
+    """Turn the first pydantic error into one line naming the key (and its YAML line or --set) and the fix;
+    `causes` are related key paths (e.g. model.name for a model key) named too when a --set gave them."""
     first = err.errors()[0]
     loc = tuple(first["loc"])
     path = ((prefix,) if prefix else ()) + loc
     key = key_text(path)
-    where = origin.where(path)
+    where = origin.where(path, *causes)
     if first["type"] == "extra_forbidden":
         known = _section_fields(cls, tuple(str(p) for p in loc))
         section = ".".join(str(p) for p in path[:-1])

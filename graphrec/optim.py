@@ -1,6 +1,7 @@
 """Optimizers and learning-rate schedules, one per parameter group a model declares."""
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -45,3 +46,30 @@ def build_scheduler(train: TrainConfig, optimizer: torch.optim.Optimizer
     if train.lr_schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=train.lr_milestones, gamma=train.lr_gamma)
     return None
+
+
+def _cosine_rate(base: float, lr_min: float, epoch: int, length: int) -> float:
+    """The cosine schedule's rate at `epoch` of `length` epochs."""
+    return lr_min + (base - lr_min) * (1 + math.cos(math.pi * epoch / length)) / 2
+
+
+def restore_scheduler(scheduler: torch.optim.lr_scheduler.LRScheduler, saved: dict) -> None:
+    """Load a saved schedule's state into a scheduler built for the (possibly new) train.epochs.
+
+    A cosine schedule saved for another length is rebuilt for the new one when every epoch trained so far (and the
+    rate set for the next) ran at the same rate under both lengths, as before the end of the first epoch: the run
+    then equals an uninterrupted run of the new length. Otherwise it is refused with one line.
+    """
+    if not isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        scheduler.load_state_dict(saved)
+        return
+    new, old, done = scheduler.T_max, saved.get("T_max", scheduler.T_max), saved.get("last_epoch", 0)
+    same = all(math.isclose(_cosine_rate(base, scheduler.eta_min, epoch, old),
+                            _cosine_rate(base, scheduler.eta_min, epoch, new), rel_tol=1e-12)
+               for base in saved.get("base_lrs", scheduler.base_lrs) for epoch in range(done + 1))
+    if not same:
+        raise GraphrecError(f"--resume with train.epochs {new} (the run has {old}): its cosine schedule already ran "
+                            f"{done} epoch(s) at the rates of {old} epochs, so the run could not equal one of {new} "
+                            f"epochs; resume with train.epochs={old}, or start a new run with train.epochs: {new}")
+    scheduler.load_state_dict(saved)
+    scheduler.T_max = new

@@ -1,7 +1,13 @@
-"""Run folders: claiming a fresh one, the metadata saved beside every run, and comparing saved configs."""
+"""Run folders: claiming a hidden one and publishing it at its first checkpoint, failed-run marking, the lock that
+keeps one process per folder, the metadata saved beside every run, and comparing saved configs."""
 from __future__ import annotations
 
+import errno
+import itertools
+import json
+import os
 import platform
+import shutil
 import subprocess
 import sys
 from datetime import datetime
@@ -11,22 +17,170 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .checkpoint import atomic_write_json
+from .errors import GraphrecError, one_line
 
-def new_run_dir(output_dir: str, name: str) -> Path:
-    """Create and return output_dir/<name>-<time>[-n]; mkdir without exist_ok claims the name atomically."""
-    base = Path(output_dir)
-    if not base.is_absolute():
-        base = Path.cwd() / base
-    base.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    path, suffix = base / f"{name}-{stamp}", 1
-    while True:
+
+PARTIAL_SUFFIX = ".partial"
+FAILED_FILE = "FAILED.json"
+
+
+class PendingRun:
+    """A new run's folder: written as hidden `.<name>-<time>.partial` and renamed to `<name>-<time>` (`final`) by
+    publish() once its first checkpoint exists, so no half-made run folder is ever visible. discard() removes it
+    and any output folders the claim created (a run that fails before its first checkpoint leaves nothing)."""
+
+    def __init__(self, partial: Path, final: Path, created: list[Path]) -> None:
+        self.partial, self.final, self.created, self.published = partial, final, created, False
+
+    @property
+    def path(self) -> Path:
+        """Where the run's files are now."""
+        return self.final if self.published else self.partial
+
+    def publish(self) -> Path:
+        """Rename the hidden folder to its final name (the next free suffix if that name got taken); returns it."""
+        if self.published:
+            return self.final
+        base, stem, suffix = self.final.parent, self.final.name, 1
+        while True:
+            try:
+                os.rename(self.partial, self.final)  # replaces an empty folder at most, never a run
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                self.final, suffix = base / f"{stem}-{suffix}", suffix + 1
+        self.published = True
+        return self.final
+
+    def discard(self) -> None:
+        """Delete the unpublished folder and the output folders the claim created (when empty); never raises."""
+        if not self.published:
+            shutil.rmtree(self.partial, ignore_errors=True)
+        _remove_empty(self.created)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """rmdir the folders, deepest (last) first, stopping at the first that is not empty."""
+    for folder in reversed(folders):
         try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            path = base / f"{name}-{stamp}-{suffix}"
-            suffix += 1
+            folder.rmdir()
+        except OSError:
+            return
+
+
+def claim_run_dir(output_dir: str, name: str) -> PendingRun:
+    """Claim a fresh run folder output_dir/<name>-<time>[-n] as a hidden partial one (mkdir claims it atomically).
+
+    A name is free when neither its partial nor its final folder exists: a published run held the partial name
+    until its rename, so two processes never get the same final name.
+    """
+    base = Path(os.path.expanduser(output_dir))
+    base = base if base.is_absolute() else Path.cwd() / base
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    created: list[Path] = []  # output folders this claim makes, outermost first
+    partial = base
+    try:
+        for folder in reversed([base, *base.parents]):
+            if not folder.exists():
+                try:
+                    folder.mkdir()
+                    created.append(folder)
+                except FileExistsError:  # made by another process meanwhile
+                    pass
+        for suffix in itertools.count():  # ends at the first free name
+            final = base / (f"{name}-{stamp}" + (f"-{suffix}" if suffix else ""))
+            partial = base / f".{final.name}{PARTIAL_SUFFIX}"
+            try:
+                partial.mkdir()
+            except FileExistsError:
+                continue
+            if not final.exists():
+                return PendingRun(partial, final, created)
+            partial.rmdir()
+    except OSError as exc:
+        _remove_empty(created)
+        raise GraphrecError(f"cannot create the run folder '{partial}' ({exc.strerror}); choose another name or "
+                            "output_dir") from None
+
+
+def mark_failed(run_dir: Path, reason: str) -> None:
+    """Write run_dir/FAILED.json with the one-line reason, so the folder says plainly that the run failed."""
+    atomic_write_json(Path(run_dir) / FAILED_FILE, {"reason": one_line(reason),
+                                                    "time": datetime.now().isoformat(timespec="seconds")})
+
+
+def failure_reason(run_dir: Path) -> Optional[str]:
+    """The reason in run_dir/FAILED.json, or None when the run has not failed."""
+    path = Path(run_dir) / FAILED_FILE
+    if not path.is_file():
+        return None
+    try:
+        return str(json.loads(path.read_text()).get("reason", "no reason recorded"))
+    except (OSError, ValueError, AttributeError):
+        return "FAILED.json is unreadable"
+
+
+def is_failed(run_dir: Path) -> bool:
+    """Whether the run in run_dir failed (it holds FAILED.json)."""
+    return (Path(run_dir) / FAILED_FILE).is_file()
+
+
+class RunLock:
+    """An exclusive lock on a run folder (fcntl.flock on the folder itself), held while one process trains into it.
+
+    A second process gets a one-line GraphrecError. The lock writes no file, follows the folder through its rename
+    at publication, and ends with release(), the process, or garbage collection; without fcntl (Windows) it is a
+    no-op.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.fd: Optional[int] = None
+        try:
+            import fcntl
+        except ImportError:
+            return
+        fd = os.open(run_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise GraphrecError(f"run folder '{run_dir}' is in use by another graphrec process (training or resuming "
+                                "it); wait for that one to finish, or stop it first") from None
+        self.fd = fd
+
+    def release(self) -> None:
+        """Give the lock up (idempotent)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __del__(self) -> None:
+        self.release()
+
+    def __enter__(self) -> "RunLock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def check_resumable(run_dir: Path) -> None:
+    """One-line errors when run_dir is not a run folder that --resume can continue: missing, no config.yaml or
+    last.pt, or marked failed."""
+    if not run_dir.is_dir():
+        raise GraphrecError(f"--resume '{run_dir}': no such run folder; pass runs/<name>-<time>/ "
+                            "as printed by graphrec train")
+    if not (run_dir / "config.yaml").is_file():
+        raise GraphrecError(f"--resume '{run_dir}' is not a run folder (no config.yaml); pass runs/<name>-<time>/")
+    reason = failure_reason(run_dir)
+    if reason is not None:
+        raise GraphrecError(f"--resume '{run_dir}': the run failed ({reason}); a failed run is not continued: start "
+                            "a new run with graphrec train CONFIG")
+    if not (run_dir / "last.pt").is_file():
+        raise GraphrecError(f"--resume '{run_dir}': no last.pt (the run saved no checkpoint); start a new run "
+                            "with graphrec train CONFIG")
 
 
 def run_metadata(seed: int) -> dict:

@@ -4,17 +4,68 @@ docs/config.md is generated from these descriptions (graphrec.config_docs); a te
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+import numpy as np
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo,
+                      field_validator, model_validator)
 
 TASKS = ("ranking", "regression", "classification")
 
+# What the libraries downstream accept: ids, counts and sizes become int64 tensors and arrays; a seed goes to
+# np.random.seed (at most 2**32 - 1) and torch.Generator.manual_seed (seed + 1 is used too, far inside its range).
+INT64 = np.iinfo(np.int64)
+FLOAT32 = np.finfo(np.float32)  # rates, weights and scales meet float32 parameters
+SEED_MAX = int(np.iinfo(np.uint32).max)
+# A run folder is claimed as '.<name>-YYYYmmdd-HHMMSS-NNNN.partial': it must fit one file name (255 bytes).
+RUN_NAME_MAX_BYTES = 255 - len(".-20260101-000000-9999.partial")
+# Characters W&B refuses in a project or entity name (it raises on them only after the run folder exists).
+WANDB_FORBIDDEN = "/\\#?%:"
+
+
+def _seed_range(value: int) -> int:
+    if not 0 <= value <= SEED_MAX:
+        raise ValueError(f"a seed is within [0, {SEED_MAX}], the range numpy's and torch's generators both accept")
+    return value
+
+
+Seed = Annotated[int, AfterValidator(_seed_range)]
+
+
+def _library_limits(value: Any) -> None:
+    """Raise ValueError for an int outside int64, a float float32 cannot hold (it would overflow, or become 0), or a
+    string holding a NUL byte, anywhere inside `value`."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not INT64.min <= value <= INT64.max:
+        raise ValueError(f"{value} is outside the 64-bit integer range numpy and torch compute with "
+                         f"([-2**63, 2**63 - 1])")
+    if isinstance(value, float) and not (value == 0 or FLOAT32.smallest_subnormal <= abs(value) <= FLOAT32.max):
+        raise ValueError(f"{value:g} is outside the float32 range torch trains in (a magnitude between "
+                         f"{FLOAT32.smallest_subnormal:.1e} and {FLOAT32.max:.1e}, or 0)")
+    if isinstance(value, str) and "\x00" in value:
+        raise ValueError("the text holds a NUL byte (\\x00); remove it")
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            _library_limits(item)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _library_limits(key)
+            _library_limits(item)
+
 
 class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, values are checked on assignment."""
+    """Base of every config section: unknown keys are errors, values are checked on assignment; floats are finite
+    and fit float32, integers fit int64 and text holds no NUL byte, as numpy, torch and the file system require."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _within_library_limits(cls, value: Any, info: ValidationInfo) -> Any:
+        if not (cls.__name__ == "Config" and info.field_name == "model"):  # the model's own section checks its keys
+            _library_limits(value)
+        return value
 
 
 class SyntheticConfig(Section):
@@ -26,7 +77,7 @@ class SyntheticConfig(Section):
     mean_degree: float = Field(25.0, gt=0, description="mean events per user")
     in_community: float = Field(0.8, ge=0, le=1, description="share of a user's events inside its community")
     popularity_exponent: float = Field(1.1, ge=0, description="power-law exponent of item popularity")
-    seed: int = Field(7, description="generator seed (independent of the run's seed)")
+    seed: Seed = Field(7, description="generator seed (independent of the run's seed)")
 
 
 class SyntheticFieldsConfig(Section):
@@ -57,6 +108,9 @@ class DataConfig(Section):
     delimiter: Optional[str] = Field(None, description="field separator (csv default ',', pairs whitespace)")
     header: bool = Field(True, description="csv: the first line holds column names")
     min_rating: Optional[float] = Field(None, description="keep events with rating >= this (implicit feedback)")
+    positive_labels: Optional[list[float]] = Field(
+        None, description="pairs: label values that mark a positive event (rows with other labels are dropped and "
+                          "counted); unset: a label column holding anything but 1 is refused")
     kcore: int = Field(0, ge=0, description="iterative k-core filter on users and items (0 = off)")
     skip_bad_lines: bool = Field(False, description="skip (and report) malformed lines instead of stopping")
     fields: Optional[dict[str, list[int]]] = Field(None, description="libfm: {field: [first, last]} feature index "
@@ -88,7 +142,7 @@ class SplitConfig(Section):
     valid_from: Literal["iid", "ood"] = Field("iid", description="OOD kinds: valid drawn IID from the events left "
                                               "after test_ood (iid), or like test_ood (ood: popularity-weighted, "
                                               "the selected users, or the period just before test_ood)")
-    seed: Optional[int] = Field(None, description="seed of the split (default: the run's seed)")
+    seed: Optional[Seed] = Field(None, description="seed of the split (default: the run's seed)")
 
 
 class ModelConfig(Section):
@@ -112,7 +166,7 @@ class GroupConfig(Section):
 class TrainConfig(Section):
     """The training loop: batches, optimizers, early stopping, checkpoints."""
 
-    epochs: int = Field(1000, ge=0, description="epochs at most (early stopping may end sooner)")
+    epochs: int = Field(1000, ge=1, description="epochs at most (early stopping may end sooner)")
     batch_size: int = Field(2048, ge=1, description="events (pairwise) or rows (pointwise) per global batch")
     lr: float = Field(0.001, gt=0, description="learning rate")
     reg: float = Field(1e-4, ge=0, description="L2 weight: reg * 0.5 * sum of squared ego embeddings of the batch / "
@@ -161,6 +215,13 @@ class EvalConfig(Section):
             raise ValueError("every K must be >= 1")
         return sorted(set(value))
 
+    @field_validator("metrics")
+    @classmethod
+    def _some_metric(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("name at least one metric")
+        return value
+
     @model_validator(mode="after")
     def _groups_fit(self) -> "EvalConfig":
         if self.head_share + self.tail_share > 1:
@@ -189,12 +250,19 @@ class TrackingConfig(Section):
     project: str = Field("graphrec", description="W&B project")
     entity: Optional[str] = Field(None, description="W&B entity (team or user)")
 
+    @field_validator("project", "entity")
+    @classmethod
+    def _wandb_name(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None and (not value.strip() or len(value) > 128 or any(c in value for c in WANDB_FORBIDDEN)):
+            raise ValueError(f"W&B names are 1-128 characters without any of {' '.join(WANDB_FORBIDDEN)}")
+        return value
+
 
 class Config(Section):
     """A whole experiment."""
 
     name: str = Field("run", description="run folder prefix: <output_dir>/<name>-<time>/")
-    seed: int = Field(2020, description="seeds python, numpy, torch, the sampler and (unless split.seed) the split")
+    seed: Seed = Field(2020, description="seeds python, numpy, torch, the sampler and (unless split.seed) the split")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto (CUDA if present), cpu, cuda")
     output_dir: str = Field("runs", description="where run folders go (relative to the working folder)")
     protocol: Literal["validation", "refit"] = Field(
@@ -211,12 +279,15 @@ class Config(Section):
                                                                   "losses (pairwise models)")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="experiment tracking")
     base_dir: str = Field(".", exclude=True)
+    _origin: Any = PrivateAttr(default=None)  # graphrec.hints.Origin of the keys, set by build_config
 
     @field_validator("name")
     @classmethod
     def _folder_name(cls, value: str) -> str:
         if not value.strip() or "/" in value or "\\" in value or value in (".", ".."):
             raise ValueError("name becomes the run folder's name: use a non-empty name without '/'")
+        if len(value.encode("utf-8", "surrogatepass")) > RUN_NAME_MAX_BYTES:
+            raise ValueError(f"name becomes the run folder's name: use at most {RUN_NAME_MAX_BYTES} bytes")
         return value
 
 

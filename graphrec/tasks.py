@@ -9,6 +9,7 @@ import torch
 from .data.dataset import Dataset
 from .data.fields import labels_for_task
 from .errors import GraphrecError
+from .hints import blame
 from .evaluation import RANKING_METRICS, Evaluator
 from .pointwise_eval import CLASSIFICATION_METRICS, REGRESSION_METRICS, PointwiseEvaluator
 from .schema import Config
@@ -50,8 +51,8 @@ def check_task(cfg: Config, model_cls, origin) -> None:
     if cfg.task is None:
         cfg.task = model_cls.tasks[0]
     elif cfg.task not in model_cls.tasks:
-        raise GraphrecError(f"{origin.where(('task',))}model {model_cls.registry_name} does not support task "
-                            f"{cfg.task}; its tasks: {', '.join(model_cls.tasks)}")
+        raise GraphrecError(f"{origin.where(('task',), ('model', 'name'))}model {model_cls.registry_name} does "
+                            f"not support task {cfg.task}; its tasks: {', '.join(model_cls.tasks)}")
     task = TASKS[cfg.task]
     if "metrics" not in cfg.eval.model_fields_set and not task.at_k:
         cfg.eval.metrics = list(task.metrics)
@@ -59,8 +60,9 @@ def check_task(cfg: Config, model_cls, origin) -> None:
         if metric not in task.metrics:
             owner = next((t.name for t in TASKS.values() if metric in t.metrics), None)
             why = f"'{metric}' is a {owner} metric" if owner else f"unknown metric '{metric}'"
-            raise GraphrecError(f"{origin.where(('eval', 'metrics', index))}eval.metrics: {why}, but the task is "
-                                f"{task.name}; choose from {', '.join(task.metrics)}")
+            where = origin.where(("eval", "metrics", index), ("task",), ("model", "name"))
+            raise GraphrecError(f"{where}eval.metrics: {why}, but the task is {task.name}; choose from "
+                                f"{', '.join(task.metrics)}")
     computed = metric_keys(cfg)
     if cfg.train.select_metric is None:
         default = task.default_select
@@ -71,17 +73,25 @@ def check_task(cfg: Config, model_cls, origin) -> None:
         name, _, k = cfg.train.select_metric.partition("@")
         fix = (f"add {k} to eval.topk" if name in cfg.eval.metrics and k.isdigit()
                else f"choose one of {', '.join(computed)}")
-        raise GraphrecError(f"{origin.where(('train', 'select_metric'))}train.select_metric "
-                            f"'{cfg.train.select_metric}' is not computed by the {task.name} task's eval.metrics"
-                            f"{' x eval.topk' if task.at_k else ''}; {fix}")
+        where = origin.where(("train", "select_metric"), ("eval",), ("task",), ("model", "name"))
+        raise GraphrecError(f"{where}train.select_metric '{cfg.train.select_metric}' is not computed by the "
+                            f"{task.name} task's eval.metrics{' x eval.topk' if task.at_k else ''}; {fix}")
 
 
 def build_evaluators(dataset: Dataset, cfg: Config, device: torch.device) -> dict:
     """One evaluator per evaluable split ('valid' first), ranking or pointwise by the config's task."""
     if TASKS[cfg.task or "ranking"].at_k:
-        return {name: Evaluator(dataset, name, cfg.eval.topk, cfg.eval.metrics, cfg.eval.max_score_elements, device,
-                                head_share=cfg.eval.head_share, tail_share=cfg.eval.tail_share)
-                for name in dataset.eval_splits()}
+        if cfg.eval.max_score_elements < dataset.num_items:
+            raise GraphrecError(f"{blame(cfg, ('eval', 'max_score_elements'))}eval.max_score_elements "
+                                f"{cfg.eval.max_score_elements} is below one user's row of scores ({dataset.num_items} "
+                                f"items); raise it to at least {dataset.num_items}")
+        evaluators = {name: Evaluator(dataset, name, cfg.eval.topk, cfg.eval.metrics, cfg.eval.max_score_elements,
+                                      device, head_share=cfg.eval.head_share, tail_share=cfg.eval.tail_share)
+                      for name in dataset.eval_splits()}
+        for name, evaluator in evaluators.items():
+            if not len(evaluator.users):
+                _no_users(dataset, cfg, name)
+        return evaluators
     if dataset.fields is None:
         raise GraphrecError(f"task {cfg.task} needs feature rows (data.format libfm or synthetic fields), but "
                             f"dataset {dataset.name} has interactions only")
@@ -91,6 +101,17 @@ def build_evaluators(dataset: Dataset, cfg: Config, device: torch.device) -> dic
     return {name: PointwiseEvaluator(rows, labels_for_task(rows.label, cfg.task, f"{dataset.name} {name}"), cfg.task,
                                      cfg.eval.metrics, chunk, label_range, device)
             for name, rows in dataset.fields.rows.items() if name != "train"}
+
+
+def _no_users(dataset: Dataset, cfg: Config, split: str) -> None:
+    """Raise the one-line error for a split without any user to evaluate (metrics over nobody are not 0.0)."""
+    events = dataset.eval_splits()[split]
+    why = ("it holds no event" if not len(events) else
+           f"none of its {len(np.unique(events.user))} user(s) has training events")
+    ratio = "valid_ratio" if split == "valid" else "test_ratio"
+    fix = (f"check data.files.{split}: its users must also be in the training file" if "all" not in cfg.data.files
+           and cfg.split.method == "given" else f"raise split.{ratio}, or use data with more events per user")
+    raise GraphrecError(f"{blame(cfg, ('split', ratio))}split '{split}' has no user to evaluate: {why}; {fix}")
 
 
 def point_labels(dataset: Dataset, task: str) -> np.ndarray:

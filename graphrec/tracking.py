@@ -27,6 +27,11 @@ class Tracker:
                                         mode=os.environ.get("WANDB_MODE", cfg.mode),
                                         dir=str(run_dir) if run_dir else None, reinit=True)
 
+    def moved(self, run_dir: Path) -> None:
+        """The run folder was renamed (published at its first checkpoint): log.jsonl is written there from now on."""
+        if self.log_path is not None:
+            self.log_path = Path(run_dir) / self.log_path.name
+
     def log(self, record: dict[str, Any]) -> None:
         """Append one record (an epoch's losses or an evaluation's metrics)."""
         if self.log_path is not None:

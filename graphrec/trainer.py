@@ -17,9 +17,9 @@ from tqdm import tqdm
 from . import distributed as dist_utils
 from .allocator import tune_allocator
 from .batches import BATCH_KINDS, GraphStep, PointBatch
-from .checkpoint import (atomic_write_json, atomic_write_text, load_checkpoint, module_generator_states,
-                         remove_stale_temps, rng_state, save_checkpoint, seed_everything, set_module_generator_states,
-                         set_rng_state)
+from .checkpoint import (atomic_write_json, atomic_write_text, load_checkpoint, load_model_state,
+                         module_generator_states, remove_stale_temps, rng_state, save_checkpoint, seed_everything,
+                         set_module_generator_states, set_rng_state)
 from .config import Config, config_from_file, config_to_dict
 from .data.dataset import Dataset
 from .data.loader import apply_protocol, load_dataset
@@ -28,8 +28,9 @@ from .errors import GraphrecError
 from .evaluation import evaluate_splits
 from .models import build_model
 from .models.base import Model, Stage
-from .optim import build_optimizers, build_scheduler
-from .runs import first_difference, new_run_dir, run_metadata
+from .optim import build_optimizers, build_scheduler, restore_scheduler
+from .runs import (PendingRun, RunLock, check_resumable, claim_run_dir, first_difference, mark_failed,
+                   run_metadata)
 from .signals import StopRequest, TrainingStopped  # noqa: F401 (re-exported: tests and callers import them here)
 from .data.shift import write_shift
 from .tasks import TASKS, build_evaluators, lower_is_better, point_labels
@@ -121,7 +122,7 @@ class Trainer:
         self.view_gen = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         if "pairwise" in kinds:
             self.sampler = NegativeSampler(self.dataset.train, self.dataset.num_users, self.dataset.num_items,
-                                           self.device)
+                                           self.device, self.dataset.user_ids)
             self.train_users = torch.from_numpy(self.dataset.train.user).to(self.device)
             self.train_items = torch.from_numpy(self.dataset.train.item).to(self.device)
         if "pointwise" in kinds:
@@ -134,22 +135,32 @@ class Trainer:
         self.epoch_start_gen_state = self.sample_gen.get_state()
         self.epoch_start_view_state = self.view_gen.get_state()
         self.last_saved: Optional[str] = None  # what last.pt holds, for error messages
+        self.pending: Optional[PendingRun] = None  # a new run's hidden folder, until its first checkpoint
         if run_dir is not None:
             self.run_dir = Path(run_dir)
-        else:  # rank 0 claims a fresh folder and tells the others its name
-            claimed = str(new_run_dir(cfg.output_dir, cfg.name)) if self.is_writer else None
-            self.run_dir = Path(self.dist.broadcast_object(claimed))
-        if resume:
-            self._resume()
-        elif self.is_writer:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-            atomic_write_json(self.run_dir / "run.json", run_metadata(cfg.seed))
-            atomic_write_json(self.run_dir / "warnings.json", self.dataset.warnings.as_dict())
-            if TASKS[cfg.task].at_k:
-                write_shift(self.dataset, self.run_dir, cfg.eval.head_share, cfg.eval.tail_share)
-        self.ddp_model = self.dist.wrap(self.model)  # after _resume: DDP starts from rank 0's loaded parameters
-        self.tracker = Tracker(cfg.tracking, self.run_dir, self.run_dir.name, config_to_dict(cfg), self.is_writer)
+        else:  # rank 0 claims a fresh folder and tells the others its names
+            self.pending = self.dist.broadcast_object(claim_run_dir(cfg.output_dir, cfg.name) if self.is_writer
+                                                      else None)
+            self.run_dir = self.pending.path
+        self.lock: Optional[RunLock] = None
+        try:
+            if self.is_writer:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self.lock = RunLock(self.run_dir)  # held until fit() ends: one process per run folder
+            if resume:
+                self._resume()
+            elif self.is_writer:
+                atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+                atomic_write_json(self.run_dir / "run.json", run_metadata(cfg.seed))
+                atomic_write_json(self.run_dir / "warnings.json", self.dataset.warnings.as_dict())
+                if TASKS[cfg.task].at_k:
+                    write_shift(self.dataset, self.run_dir, cfg.eval.head_share, cfg.eval.tail_share)
+            self.ddp_model = self.dist.wrap(self.model)  # after _resume: DDP starts from rank 0's loaded parameters
+            name = (self.pending.final if self.pending else self.run_dir).name
+            self.tracker = Tracker(cfg.tracking, self.run_dir, name, config_to_dict(cfg), self.is_writer)
+        except BaseException:
+            self._release(discard=True)
+            raise
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -224,20 +235,27 @@ class Trainer:
             save_checkpoint(self.run_dir / name, self._checkpoint())
         if name == "last.pt":
             self.last_saved = _describe(self.state)
+            if self.pending is not None:  # the first checkpoint: the run folder becomes visible
+                self.run_dir = self.pending.publish() if self.is_writer else self.pending.final
+                self.tracker.moved(self.run_dir)
+                self.pending = None
+                if self.is_writer:
+                    print(f"run folder: {self.run_dir}", file=sys.stderr)
 
     def _resume(self) -> None:
+        check_resumable(self.run_dir)
         saved = load_checkpoint(self.run_dir / "last.pt")
         diff = first_difference(config_to_dict(self.cfg), saved.get("config", {}), RESUME_MAY_CHANGE)
         if diff:
             raise GraphrecError(f"--resume {self.run_dir}: config differs from the run's at '{diff[0]}' "
                                 f"({diff[1]!r} vs {diff[2]!r}); resume with the run's own config (omit the config "
                                 "file) or start a new run")
-        self.model.load_state_dict(saved["model"])
+        load_model_state(self.model, saved["model"], self.run_dir / "last.pt", self.dataset)
         for name, state in _by_group(saved["optimizer"], "param_groups").items():
             self.optimizers[name].load_state_dict(state)
         for name, state in _by_group(saved.get("scheduler"), "last_epoch").items():
             if name in self.schedulers:
-                self.schedulers[name].load_state_dict(state)
+                restore_scheduler(self.schedulers[name], state)
         known = {f.name for f in fields(TrainState)}
         self.state = TrainState(**{k: v for k, v in saved["state"].items() if k in known})
         if isinstance(self.state.epoch_sums, dict):  # one merged dict, as an older checkpoint may hold
@@ -426,11 +444,24 @@ class Trainer:
                     done = self.state.stopped_early or self.state.epoch >= cfg.epochs
                     if self.dist.any(stop.requested)[0] and not done:
                         self._stopped(stop, f"after epoch {epoch}")
-        except BaseException:
+            return self.finish()
+        except BaseException as exc:
             self.tracker.close()
             self.dist.close()
+            self._release(failure=None if isinstance(exc, (TrainingStopped, KeyboardInterrupt)) else exc,
+                          discard=True)
             raise
-        return self.finish()
+
+    def _release(self, failure: Optional[BaseException] = None, discard: bool = False) -> None:
+        """End this process's hold on the run folder: with `discard`, a folder not yet published is deleted (a run
+        that ends before its first checkpoint leaves nothing); a published one is marked FAILED.json on `failure`."""
+        if self.is_writer and self.pending is not None and discard:
+            self.pending.discard()
+        elif self.is_writer and failure is not None:
+            mark_failed(self.run_dir, str(failure) if isinstance(failure, GraphrecError) else
+                        f"{type(failure).__name__}: {failure}")
+        if self.lock is not None:
+            self.lock.release()
 
     @property
     def protocol(self) -> str:
@@ -472,6 +503,7 @@ class Trainer:
         self.tracker.summary(metrics)
         self.tracker.close()
         self.dist.close()
+        self._release()
         return metrics
 
 
@@ -501,11 +533,7 @@ def load_run(run_dir: Path, checkpoint: str = "best.pt"):
     seed_everything(cfg.seed)
     dataset = apply_protocol(cfg, load_dataset(cfg))
     model = build_model(cfg, dataset, device)
-    try:
-        model.load_state_dict(saved["model"])
-    except RuntimeError:
-        raise GraphrecError(f"{run_dir / checkpoint} does not match {run_dir / 'config.yaml'} (model shape); "
-                            "restore config.yaml to the run's values") from None
+    load_model_state(model, saved["model"], run_dir / checkpoint, dataset)
     model.eval()
     return cfg, dataset, model, build_evaluators(dataset, cfg, device)
 

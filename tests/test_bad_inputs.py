@@ -35,7 +35,7 @@ def _set_key(data: dict, dotted: str, value) -> None:
 
 
 def _setup(spec: dict, workdir: Path, capsys) -> None:
-    """Train a tiny run into run/ and damage it as the case asks."""
+    """Train a tiny run into run/ and damage it as the case asks (truncate, delete, set keys, write files)."""
     if "train" in spec:
         assert main(["train", spec["train"], "--set", "output_dir=setup_runs"]) == 0
         (run,) = (workdir / "setup_runs").iterdir()
@@ -51,6 +51,8 @@ def _setup(spec: dict, workdir: Path, capsys) -> None:
         for dotted, value in keys.items():
             _set_key(data, dotted, value)
         (workdir / rel).write_text(yaml.safe_dump(data, sort_keys=False))
+    for rel, text in spec.get("write", {}).items():
+        (workdir / rel).write_text(text)
     capsys.readouterr()
 
 
@@ -86,6 +88,7 @@ def test_bad_input(case, tmp_path, monkeypatch, capsys):
     if case["exit"] != 0:
         errors = [line for line in lines if line.startswith("graphrec: error: ")]
         assert len(errors) == 1, err
+        assert errors[0].isprintable(), repr(errors[0])  # no raw NUL or control character from the input
         assert all(line.startswith(("graphrec: error: ", "graphrec: warning: ")) for line in lines), err
         for text in wanted:
             assert text in errors[0], f"{text!r} not in {errors[0]!r}"

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import csv
 import difflib
+import math
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Optional
@@ -19,11 +21,12 @@ class BadLines:
     def __init__(self, path: Path, skip: bool, warnings: WarningLog) -> None:
         self.path, self.skip, self.warnings, self.lines = path, skip, warnings, []
 
-    def bad(self, lineno: int, why: str) -> None:
-        """Report line `lineno` of the file; raise unless skipping."""
+    def bad(self, lineno: int, why: str, last: Optional[int] = None) -> None:
+        """Report line `lineno` (to `last`, for a record over several lines) of the file; raise unless skipping."""
         if not self.skip:
-            raise GraphrecError(f"{self.path} line {lineno}: {why}; fix the line or set data.skip_bad_lines: true")
-        self.lines.append(lineno)
+            where = f"line {lineno}" if last is None or last == lineno else f"lines {lineno}-{last}"
+            raise GraphrecError(f"{self.path} {where}: {why}; fix the line or set data.skip_bad_lines: true")
+        self.lines.extend(range(lineno, (last or lineno) + 1))
 
     def finish(self) -> None:
         """Emit one warning with the count and the first line numbers of what was skipped."""
@@ -39,12 +42,26 @@ def _open_text(path: Path) -> list[str]:
         raise GraphrecError(f"data file '{path}' is a folder; data.files must name files inside data.path")
     if not path.is_file():
         raise GraphrecError(f"data file '{path}' not found; check data.path and data.files")
+    payload = path.read_bytes()  # not read_text(): its universal newlines would make a stray \r a line end
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()  # a byte-order mark is not data
+        text = payload.decode("utf-8-sig")  # a byte-order mark is not data
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        if payload[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            raise GraphrecError(f"{path}: the file is saved as UTF-16; save it as UTF-8") from None
+        line = payload[:exc.start].count(b"\n") + 1
         raise GraphrecError(f"{path} line {line}: not UTF-8 text (a compressed or binary file?); "
                             "decompress it or convert it to UTF-8") from None
+    if "\x00" in text:  # numpy's text arrays would even drop it from ids
+        line = text[:text.index("\x00")].count("\n") + 1
+        raise GraphrecError(f"{path} line {line}: the file holds NUL bytes, so it is not plain text (binary, or "
+                            "UTF-16?); convert it to UTF-8 text")
+    # lines end at \n (and \r\n) only: str.splitlines would also break at \x0c, \x1c-\x1e or \u2028 in a line
+    lines = text.split("\n")
+    lines = [line[:-1] if line.endswith("\r") else line for line in (lines[:-1] if lines[-1] == "" else lines)]
+    inner = next((n for n, line in enumerate(lines, 1) if "\r" in line), None)
+    if inner is not None:
+        raise GraphrecError(f"{path} line {inner}: a carriage return (\\r) inside the line (old Mac line ends?); "
+                            "save the file with \\n or \\r\\n line ends")
     if not any(line.strip() for line in lines):
         raise GraphrecError(f"{path}: the file is empty; point data.files at the file with the interactions")
     return lines
@@ -56,11 +73,54 @@ def _no_rows(path: Path, skipped: int, layout: str) -> GraphrecError:
     return GraphrecError(f"{path}: {why}; is data.format right? (this reader expects {layout})")
 
 
-def _int_id(token: str) -> int:
-    value = int(token)
-    if value < 0 or value >= 2 ** 63:
-        raise ValueError
+MAX_ID = int(np.iinfo(np.int64).max)
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def id_problem(token: str) -> Optional[str]:
+    """Why a token is not an integer id (ASCII digits, at most 2**63 - 1), or None if it is one.
+
+    Stricter than int(), which also takes '1_0' (as 10), '+3', ' 3' and other scripts' digits.
+    """
+    if not (token.isascii() and token.isdigit()):
+        return f"'{token.strip()}' is not a non-negative integer id"
+    if len(token) > 18 and int(token) > MAX_ID:
+        return f"the id '{token}' is beyond the largest integer id 2**63 - 1 (renumber the ids)"
+    return None
+
+
+def parse_id(token: str) -> int:
+    """The integer id a token holds; ValueError with id_problem's reason otherwise. The one id parser of every
+    reader."""
+    problem = id_problem(token)
+    if problem is not None:
+        raise ValueError(problem)
+    return int(token)
+
+
+def parse_number(token: str) -> float:
+    """A finite decimal number ('4', '-0.5', '1e3'); ValueError for anything else, NaN and inf included."""
+    token = token.strip()
+    if not NUMBER.fullmatch(token):
+        raise ValueError("not a number" if token.lower().lstrip("+-") not in ("nan", "inf", "infinity")
+                         else "not a finite number")
+    value = float(token)
+    if not math.isfinite(value):
+        raise ValueError("not a finite number (too large)")
     return value
+
+
+ASCII_BLANKS = re.compile(r"[ \t\r\x0b\x0c]+")
+
+
+def split_fields(line: str, delimiter: Optional[str] = None) -> list[str]:
+    """The fields of a line: split at `delimiter`, or at runs of ASCII blanks (str.split() would also split at
+    \x1c-\x1f and Unicode spaces, turning a stray control character into a separator)."""
+    if delimiter is not None:
+        return [field.strip(" \t\r") for field in line.split(delimiter)]
+    if line.isascii() and not any(c in line for c in "\x1c\x1d\x1e\x1f"):  # the fast, common case
+        return line.split()
+    return [field for field in ASCII_BLANKS.split(line) if field]
 
 
 def read_lightgcn(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> Interactions:
@@ -69,15 +129,13 @@ def read_lightgcn(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> Int
     users: list[int] = []
     items: list[int] = []
     for lineno, line in enumerate(_open_text(path), 1):
-        tokens = line.split()
+        tokens = split_fields(line)
         if not tokens:
             continue
         try:
-            ids = [_int_id(t) for t in tokens]
-        except ValueError:
-            token = next(t for t in tokens if not _is_id(t))
-            bad.bad(lineno, f"'{token}' is not a non-negative integer id (format lightgcn: `user item item ...` "
-                            "separated by whitespace)")
+            ids = [parse_id(t) for t in tokens]
+        except ValueError as exc:
+            bad.bad(lineno, f"{exc} (format lightgcn: `user item item ...` separated by whitespace)")
             continue
         users.extend([ids[0]] * (len(ids) - 1))
         items.extend(ids[1:])
@@ -87,19 +145,10 @@ def read_lightgcn(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> Int
     return Interactions(np.asarray(users, dtype=np.int64), np.asarray(items, dtype=np.int64))
 
 
-def _is_id(token: str) -> bool:
-    try:
-        _int_id(token)
-        return True
-    except ValueError:
-        return False
-
-
 def read_pairs(path: Path, skip_bad_lines: bool, warnings: WarningLog, delimiter: Optional[str] = None) -> Interactions:
     """One event per line, `user item [label]`; the column count is inferred and every line must match it."""
     lines = _open_text(path)
-    split = (lambda s: s.split()) if delimiter is None else (lambda s: s.split(delimiter))  # noqa: E731
-    widths = Counter(len(split(line)) for line in lines[:2000] if line.strip())
+    widths = Counter(len(split_fields(line, delimiter)) for line in lines[:2000] if line.strip())
     width = widths.most_common(1)[0][0]
     if width < 2:
         sample = next(line for line in lines if line.strip())[:40]
@@ -114,21 +163,21 @@ def read_pairs(path: Path, skip_bad_lines: bool, warnings: WarningLog, delimiter
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        tokens = split(line)
+        tokens = split_fields(line, delimiter)
         if len(tokens) != width:
             bad.bad(lineno, f"expected {width} columns like the rest of the file, found {len(tokens)}")
             continue
+        problem = id_problem(tokens[0]) or id_problem(tokens[1])
+        if problem is not None:
+            hint = ("a header line? pairs files have none: remove it or use data.format: csv" if lineno == 1 else
+                    "format pairs needs non-negative integer ids; for string ids use data.format: csv")
+            bad.bad(lineno, f"{problem} ({hint})")
+            continue
+        user, item = int(tokens[0]), int(tokens[1])
         try:
-            user, item = _int_id(tokens[0]), _int_id(tokens[1])
-            label = float(tokens[2]) if width > 2 else 1.0
-        except ValueError:
-            if not (_is_id(tokens[0]) and _is_id(tokens[1])):
-                token = tokens[0] if not _is_id(tokens[0]) else tokens[1]
-                hint = ("a header line? pairs files have none: remove it or use data.format: csv" if lineno == 1 else
-                        "format pairs needs non-negative integer ids; for string ids use data.format: csv")
-                bad.bad(lineno, f"'{token.strip()}' is not a non-negative integer id ({hint})")
-            else:
-                bad.bad(lineno, f"the label '{tokens[2].strip()}' is not a number")
+            label = parse_number(tokens[2]) if width > 2 else 1.0
+        except ValueError as exc:
+            bad.bad(lineno, f"the label '{tokens[2].strip()}' is {exc}")
             continue
         users.append(user)
         items.append(item)
@@ -141,9 +190,9 @@ def read_pairs(path: Path, skip_bad_lines: bool, warnings: WarningLog, delimiter
 
 
 def _columns_from_rows(path: Path, rows: list[tuple[int, list[str]]], index: dict[str, int],
-                       skip_bad_lines: bool, warnings: WarningLog) -> Interactions:
+                       skip_bad_lines: bool, warnings: WarningLog, bad: Optional[BadLines] = None) -> Interactions:
     """Pick user/item/rating/timestamp columns out of tokenized rows, checking widths and numbers."""
-    bad = BadLines(path, skip_bad_lines, warnings)
+    bad = bad or BadLines(path, skip_bad_lines, warnings)
     width = max(index.values()) + 1
     out: dict[str, list] = {name: [] for name in index}
     numeric = [name for name in ("rating", "timestamp") if name in index]
@@ -151,17 +200,25 @@ def _columns_from_rows(path: Path, rows: list[tuple[int, list[str]]], index: dic
         if len(tokens) < width:
             bad.bad(lineno, f"expected at least {width} columns, found {len(tokens)}")
             continue
-        try:
-            values = {name: float(tokens[index[name]]) for name in numeric}
-        except ValueError:
-            name = next(n for n in numeric if not _is_number(tokens[index[n]]))
-            bad.bad(lineno, f"the {name} '{tokens[index[name]].strip()}' (column {index[name]}) is not a number")
+        values = {}
+        for name in numeric:
+            try:
+                values[name] = parse_number(tokens[index[name]])
+            except ValueError as exc:
+                bad.bad(lineno, f"the {name} '{tokens[index[name]].strip()}' (column {index[name]}) is {exc}")
+                break
+        if len(values) < len(numeric):
             continue
-        if not tokens[index["user"]].strip() or not tokens[index["item"]].strip():
+        ids = [tokens[index["user"]].strip(" \t"), tokens[index["item"]].strip(" \t")]
+        if not all(ids):
             bad.bad(lineno, "empty user or item id")
             continue
-        out["user"].append(tokens[index["user"]].strip())
-        out["item"].append(tokens[index["item"]].strip())
+        too_large = next((t for t in ids if t.isascii() and t.isdigit() and id_problem(t)), None)
+        if too_large is not None:
+            bad.bad(lineno, id_problem(too_large))
+            continue
+        out["user"].append(ids[0])
+        out["item"].append(ids[1])
         for name in numeric:
             out[name].append(values[name])
     bad.finish()
@@ -174,18 +231,17 @@ def _columns_from_rows(path: Path, rows: list[tuple[int, list[str]]], index: dic
 
 def _is_number(token: str) -> bool:
     try:
-        float(token)
+        parse_number(token)
         return True
     except ValueError:
         return False
 
 
 def _as_ids(tokens: list[str]) -> np.ndarray:
-    """Integer ids where every token is an integer, else string ids."""
-    try:
+    """Integer ids where every token is one (parse_id), else string ids (so '1_0' stays apart from '10')."""
+    if all(id_problem(t) is None for t in tokens):
         return np.asarray([int(t) for t in tokens], dtype=np.int64)
-    except ValueError:
-        return np.asarray(tokens, dtype=object)
+    return np.asarray(tokens, dtype=object)
 
 
 def read_atomic(path: Path, columns: dict[str, str], skip_bad_lines: bool, warnings: WarningLog) -> Interactions:
@@ -217,19 +273,25 @@ def read_atomic(path: Path, columns: dict[str, str], skip_bad_lines: bool, warni
 
 def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], header: bool,
              skip_bad_lines: bool, warnings: WarningLog) -> Interactions:
-    """CSV/TSV with named (header: true) or numbered (header: false) columns given in data.columns."""
+    """CSV/TSV with named (header: true) or numbered (header: false) columns given in data.columns; one record per
+    line (a quoted field does not run over a line end)."""
     lines = _open_text(path)
     delim = delimiter or ("\t" if path.suffix in (".tsv", ".tab") else ",")
     if "user" not in columns or "item" not in columns:
         raise GraphrecError(f"{path}: format csv needs data.columns.user and data.columns.item "
                             f"(column {'names' if header else 'numbers'})")
-    reader = csv.reader(lines, delimiter=delim)
-    parsed: list[list[str]] = []
-    try:
-        for row in reader:
-            parsed.append(row)
-    except csv.Error as exc:
-        raise GraphrecError(f"{path} line {reader.line_num}: {exc}; fix the quoting on that line") from None
+    records: list[tuple[int, list[str]]] = []  # (line number, fields): one record per line
+    bad = BadLines(path, skip_bad_lines, warnings)
+    for lineno, line in enumerate(lines, 1):
+        try:  # strict: a quote left open or text after a closing quote is an error, not a guess
+            row = next(csv.reader([line], delimiter=delim, strict=True), [])
+        except csv.Error as exc:
+            if header and not records:
+                raise GraphrecError(f"{path} line {lineno}: the header's quoting is broken ({exc}); fix it") from None
+            bad.bad(lineno, f"broken quoting ({exc}; a quote left open on this line?)")
+            continue
+        records.append((lineno, row))
+    parsed = [row for _, row in records]
     index: dict[str, int] = {}
     if header:
         names = [h.strip() for h in parsed[0]]
@@ -247,7 +309,7 @@ def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], head
                 raise GraphrecError(f"{path} line 1: no column '{name}' (data.columns.{role}) in the header "
                                     f"{names}{hint}")
             index[role] = names.index(str(name))
-        body = list(enumerate(parsed[1:], 2))
+        body = records[1:]
     else:
         for role, name in columns.items():
             try:
@@ -255,7 +317,7 @@ def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], head
             except ValueError:
                 raise GraphrecError(f"{path}: data.header is false, so data.columns.{role} must be a column "
                                     f"number, not {name!r}") from None
-        body = list(enumerate(parsed, 1))
+        body = records
     rows = [(n, row) for n, row in body if row]
     if rows:
         width = Counter(len(row) for _, row in rows[:2000]).most_common(1)[0][0]
@@ -265,4 +327,4 @@ def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], head
                     " (columns are numbered from 0)")
             raise GraphrecError(f"{path}: data.columns.{role} is column {column} but the lines have {width} "
                                 f"column(s){hint}")
-    return _columns_from_rows(path, rows, index, skip_bad_lines, warnings)
+    return _columns_from_rows(path, rows, index, skip_bad_lines, warnings, bad)

@@ -1,7 +1,6 @@
 """libFM files (`label idx:val idx:val ...`) read into feature-field rows with one feature per field."""
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +10,7 @@ import numpy as np
 
 from ..errors import GraphrecError, WarningLog
 from .fields import FieldRows, FieldSpace
-from .formats import BadLines, _open_text
+from .formats import BadLines, _open_text, id_problem, parse_id, parse_number, split_fields
 
 LAYOUT = "`label idx:value idx:value ...` with the same number of features on every line"
 
@@ -35,7 +34,7 @@ def read_libfm(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> LibfmT
     """Read `label idx:val ...` lines; malformed lines or lines with another feature count are refused or skipped."""
     path = Path(path)
     lines = _open_text(path)
-    counts = Counter(len(line.split()) - 1 for line in lines[:2000] if line.strip())
+    counts = Counter(len(split_fields(line)) - 1 for line in lines[:2000] if line.strip())
     width = counts.most_common(1)[0][0]
     if width < 1:
         raise GraphrecError(f"{path}: lines hold a label but no features; is this a libFM file? ({LAYOUT})")
@@ -45,21 +44,18 @@ def read_libfm(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> LibfmT
     values: list[list[float]] = []
     linenos: list[int] = []
     for lineno, line in enumerate(lines, 1):
-        tokens = line.split()
+        tokens = split_fields(line)
         if not tokens:
             continue
         if len(tokens) - 1 != width:
             bad.bad(lineno, f"{len(tokens) - 1} features where the rest of the file has {width} ({LAYOUT})")
             continue
-        try:
-            label = float(tokens[0])
+        try:  # the readers' one id and number parsers: no '1_0', no NaN, no id beyond int64
+            label = parse_number(tokens[0])
             pairs = [token.split(":") for token in tokens[1:]]
-            index = [int(i) for i, _ in pairs]
-            value = [float(v) for _, v in pairs]
+            index = [parse_id(i) for i, _ in pairs]
+            value = [parse_number(v) for _, v in pairs]
         except ValueError:
-            bad.bad(lineno, _why_malformed(tokens))
-            continue
-        if not math.isfinite(label) or min(index) < 0 or not all(map(math.isfinite, value)):
             bad.bad(lineno, _why_malformed(tokens))
             continue
         labels.append(label)
@@ -82,8 +78,8 @@ def _why_malformed(tokens: list[str]) -> str:
         index, sep, value = token.partition(":")
         if not sep or ":" in value:
             return f"'{token}' is not one idx:value pair ({LAYOUT})"
-        if not index.isdigit():
-            return f"the feature index in '{token}' is not a non-negative integer ({LAYOUT})"
+        if id_problem(index):
+            return f"the feature index in '{token}' is not a non-negative integer within int64 ({LAYOUT})"
         if not _finite(value):
             return f"the value in '{token}' is not a finite number ({LAYOUT})"
     return f"malformed line ({LAYOUT})"
@@ -91,7 +87,8 @@ def _why_malformed(tokens: list[str]) -> str:
 
 def _finite(token: str) -> bool:
     try:
-        return math.isfinite(float(token))
+        parse_number(token)
+        return True
     except ValueError:
         return False
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 from pathlib import Path
 
 import numpy as np
 
+from ..hints import blame
 from ..schema import Config, DataConfig
 from .paths import resolve_data_path
 from ..errors import GraphrecError, WarningLog
@@ -16,11 +18,13 @@ from .registry import preset_for
 
 
 def with_preset(data: DataConfig, folder: Path) -> DataConfig:
-    """data with format/files/columns filled from the registry when the folder is a known one and none are set."""
+    """data with format/files/columns (...) filled from the registry when the folder is a known one and no files are
+    set; keys the config sets itself keep their values."""
     preset = preset_for(folder.name)
     if preset is None or data.files:
         return data
-    fields = {k: v for k, v in preset.items() if k in DataConfig.model_fields and k != "format"}
+    fields = {k: v for k, v in preset.items()
+              if k in DataConfig.model_fields and k != "format" and k not in data.model_fields_set}
     if data.format == "synthetic" or data.format == preset["format"]:
         fields["format"] = preset["format"]
     return data.model_copy(update=fields)
@@ -65,6 +69,37 @@ def _filter_ratings(name: str, table: Interactions, min_rating: float | None) ->
     if not keep.any():
         raise GraphrecError(f"{name}: every rating is below data.min_rating={min_rating:g} "
                             f"(the highest is {table.rating.max():g}); lower data.min_rating")
+    return table.take(keep)
+
+
+def _positive_pairs(name: str, table: Interactions, data: DataConfig, warnings: WarningLog,
+                    cfg: Config) -> Interactions:
+    """The events of a pairs file whose label marks a positive: data.positive_labels, or (unset) labels all 1.
+
+    A label column that says anything else while data.positive_labels is unset is refused, so that rows labelled
+    0 or -1 are never trained as positives (data.min_rating reads the column as a rating instead).
+    """
+    if data.format != "pairs" or data.min_rating is not None:
+        return table
+    wanted = data.positive_labels
+    if table.rating is None:
+        if wanted is not None:
+            raise GraphrecError(f"{blame(cfg, ('data', 'positive_labels'))}data.positive_labels is set but {name} has "
+                                "no label column (`user item` per line); remove data.positive_labels")
+        return table
+    keep = np.isin(table.rating, np.asarray(wanted if wanted is not None else [1.0], dtype=np.float32))
+    if wanted is None and not keep.all():
+        values, counts = np.unique(table.rating[~keep], return_counts=True)
+        shown = ", ".join(f"{v:g} on {c} line(s)" for v, c in zip(values[:3], counts[:3]))
+        more = ", ..." if len(values) > 3 else ""
+        raise GraphrecError(f"{name}: the label column holds values other than 1 ({shown}{more}); set "
+                            "data.positive_labels to the labels of positive events (e.g. [1]) to drop the others, "
+                            "or data.min_rating to read the column as a rating")
+    if not keep.any():
+        raise GraphrecError(f"{blame(cfg, ('data', 'positive_labels'))}{name}: no line has a label in "
+                            f"data.positive_labels {wanted}; check the labels the file uses")
+    warnings.warn(f"dropped_labels_{Path(name).name}", int((~keep).sum()),
+                  f"{name}: dropped {int((~keep).sum())} line(s) whose label is not in data.positive_labels {wanted}")
     return table.take(keep)
 
 
@@ -118,6 +153,49 @@ def _dedupe(name: str, data: Interactions, num_items: int, warnings: WarningLog)
                       f"{name}: dropped {len(data) - len(first)} duplicate (user, item) event(s)")
         data = data.take(np.sort(first))
     return data
+
+
+def check_split_keys(cfg: Config, files: dict[str, str]) -> None:
+    """Refuse split keys that would do nothing with these files (the split method, or a ratio it does not read).
+
+    With given files (no 'all'), the files are the splits: split.method must stay 'given' unless it is one of
+    splits.RESPLIT_METHODS, which re-split the union of the files; test_ratio is unused, and valid_ratio too when a
+    valid file is given. With one set of events (data.files.all or synthetic), loo reads neither ratio.
+    """
+    split = cfg.split
+    defaults = {name: field.default for name, field in type(split).model_fields.items()}
+    given = bool(files) and "all" not in files
+    unused = []
+    if given and split.method != "given" and split.method not in splits.RESPLIT_METHODS:
+        raise GraphrecError(f"{blame(cfg, ('split', 'method'))}split.method {split.method} has no effect: data.files "
+                            f"gives the splits ({', '.join(files)}); remove split.method, or name one file as "
+                            "data.files: {all: FILE} to split it")
+    if given and split.method == "given":
+        unused = ["test_ratio"] + (["valid_ratio"] if "valid" in files else [])
+    if split.method == "loo":
+        unused = ["valid_ratio", "test_ratio"]
+    for key in unused:
+        if getattr(split, key) != defaults[key]:
+            why = ("leave-one-out takes one event per user" if split.method == "loo" else
+                   "the data gives a valid file" if key == "valid_ratio" else "the data gives its test file")
+            raise GraphrecError(f"{blame(cfg, ('split', key))}split.{key} {getattr(split, key):g} has no effect: "
+                                f"{why}; remove it")
+
+
+def _check_valid_carved(cfg: Config, train: Interactions, valid: Interactions) -> None:
+    """Refuse a positive split.valid_ratio (or loo) that carved no validation event: the run would silently use the
+    paper protocol. valid_ratio: 0 asks for that protocol on purpose."""
+    if len(valid) or (cfg.split.method != "loo" and cfg.split.valid_ratio == 0):
+        return
+    events = np.bincount(train.user).max(initial=0) if len(train) else 0
+    if cfg.split.method == "loo":
+        raise GraphrecError(f"{blame(cfg, ('split', 'method'))}split.method loo carves no validation event: no user "
+                            "has 3 or more events; use split.method random, or data with longer histories")
+    ratio = cfg.split.valid_ratio
+    raise GraphrecError(f"{blame(cfg, ('split', 'valid_ratio'))}split.valid_ratio {ratio:g} carves no validation "
+                        f"event: no user has the {math.ceil(1 / ratio)} training events that floor(events x "
+                        f"{ratio:g}) >= 1 needs (the most is {events}); raise split.valid_ratio, or set it to 0 to "
+                        "train without validation (the paper protocol)")
 
 
 def _split_all(cfg: Config, data: Interactions) -> dict[str, Interactions]:
@@ -184,6 +262,7 @@ def load_dataset(cfg: Config) -> Dataset:
     if data.format == "synthetic_fields":
         return field_loader.synthetic_field_dataset(cfg)
     if data.format == "synthetic" and data.path is None:
+        check_split_keys(cfg, {})
         s = data.synthetic
         events = synthetic.generate(s.num_users, s.num_items, s.num_communities, s.mean_degree,
                                     s.in_community, s.popularity_exponent, s.seed)
@@ -209,12 +288,17 @@ def load_dataset(cfg: Config) -> Dataset:
         if "all" not in data.files and "train" not in data.files:
             raise GraphrecError(f"data.files needs a 'train' file (or 'all' to split one file); got "
                                 f"{sorted(data.files)}")
+        if data.positive_labels is not None and data.format != "pairs":
+            raise GraphrecError(f"{blame(cfg, ('data', 'positive_labels'))}data.positive_labels applies to format "
+                                f"pairs (its label column), not {data.format}; use data.min_rating for a rating column")
+        check_split_keys(cfg, data.files)
         for key, fname in data.files.items():
             _check_file(folder, key, fname)
         if data.format == "libfm":
             return field_loader.libfm_dataset(cfg, data, folder, warnings)
-        tables = {key: _filter_ratings(f"{folder / fname}", read_table(data, folder / fname, warnings),
-                                       data.min_rating)
+        tables = {key: _filter_ratings(f"{folder / fname}", _positive_pairs(
+                      f"{folder / fname}", read_table(data, folder / fname, warnings), data, warnings, cfg),
+                      data.min_rating)
                   for key, fname in data.files.items()}
         name = folder.name
         source = str(folder)
@@ -228,6 +312,8 @@ def load_dataset(cfg: Config) -> Dataset:
                  _resplit_given(cfg, mapped, num_items, warnings))
         train, valid = parts.pop("train"), parts.pop("valid", None)
         tests = parts
+        if valid is not None:
+            _check_valid_carved(cfg, train, valid)
     else:
         train, valid = mapped.pop("train"), mapped.pop("valid", None)
         tests = mapped
@@ -237,6 +323,7 @@ def load_dataset(cfg: Config) -> Dataset:
             tests = {"test": test, **tests}
         if valid is None:
             train, valid = splits.carve_validation(train, cfg.split.valid_ratio, seed)
+            _check_valid_carved(cfg, train, valid)
     if len(train) == 0:
         raise GraphrecError("the split leaves the training set empty; lower split.test_ratio/valid_ratio "
                             "or data.kcore, or check data.files.train")

@@ -24,7 +24,10 @@ def resolve_data_path(cfg: Config) -> Optional[Path]:
     for candidate in candidates:
         if candidate.exists():
             return candidate.resolve()
-    tried = ", ".join(dict.fromkeys(str(c.resolve()) for c in candidates))
+        if os.path.lexists(candidate):  # a symbolic link to nothing (a loop, or a missing target)
+            raise GraphrecError(f"data.path '{cfg.data.path}': {os.path.abspath(candidate)} is a symbolic link that "
+                                "leads nowhere (a loop, or its target is missing); point data.path at the real folder")
+    tried = ", ".join(dict.fromkeys(os.path.abspath(c) for c in candidates))
     known = sorted(p.name for p in data_root.iterdir()) if data_root.is_dir() else []
     close = difflib.get_close_matches(str(path), known, n=1, cutoff=0.75)
     hint = (f"did you mean '{close[0]}'?" if close else

@@ -1,8 +1,9 @@
 """Vectorized negative sampling and epoch batching: no Python loop per user or per event."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Optional
 
+import numpy as np
 import torch
 
 from ..batches import PairBatch
@@ -13,15 +14,20 @@ from .dataset import Interactions
 class NegativeSampler:
     """Uniform random items that are never a training positive of the user (rejection on sorted keys)."""
 
-    def __init__(self, train: Interactions, num_users: int, num_items: int, device: torch.device | str = "cpu"):
+    def __init__(self, train: Interactions, num_users: int, num_items: int, device: torch.device | str = "cpu",
+                 raw_user_ids: Optional[np.ndarray] = None):
         self.num_items = num_items
         keys = torch.from_numpy(train.keys(num_items)).to(device)
         self.positive_keys = torch.unique(keys)  # sorted
         degree = torch.bincount(self.positive_keys // num_items, minlength=num_users)
         full = torch.nonzero(degree >= num_items).flatten()
         if len(full):
-            raise GraphrecError(f"user {int(full[0])} interacted with all {num_items} items in train, so no "
-                                "negative exists; drop such users (data.kcore) or add items")
+            user = int(full[0])
+            shown = (f"user '{raw_user_ids[user]}' (as in the data files)" if raw_user_ids is not None
+                     else f"user {user}")
+            raise GraphrecError(f"{shown} has every one of the {num_items} items in train, so no negative item "
+                                f"exists for pairwise training; remove that user's events or add items "
+                                f"({len(full)} such user(s))")
 
     def is_positive(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """(n,) bool: whether each (user, item) pair is a training positive."""

@@ -12,6 +12,7 @@ from .dataset import Interactions
 Split = tuple[Interactions, Interactions, Interactions]
 
 
+
 def _rank_within_user(user: np.ndarray, *order_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Position of each event among its user's events sorted by `order_keys` (first key first), and their count."""
     order = np.lexsort(tuple(reversed(order_keys)) + (user,))
@@ -54,9 +55,11 @@ def random_split(data: Interactions, valid_ratio: float, test_ratio: float, seed
 
 
 def leave_one_out(data: Interactions, seed: int) -> Split:
-    """Per user with 3+ events, the last (by time, else random) to test and the one before to valid."""
-    key = data.timestamp if data.timestamp is not None else np.random.default_rng(seed).random(len(data))
-    rank, count = _rank_within_user(data.user, key)
+    """Per user with 3+ events, the last (by time, ties and untimed events in a seeded random order) to test and the
+    one before to valid."""
+    tiebreak = np.random.default_rng(seed).random(len(data))
+    keys = (data.timestamp, tiebreak) if data.timestamp is not None else (tiebreak,)
+    rank, count = _rank_within_user(data.user, *keys)
     enough = (count >= 3).astype(np.int64)
     return _tail_split(data, rank, count, enough, enough)
 
@@ -97,6 +100,8 @@ def carve_validation(train: Interactions, ratio: float, seed: int) -> tuple[Inte
 Parts = dict[str, Interactions]
 
 OOD_METHODS = ("popularity", "degree", "temporal", "temporal_global")
+# Methods that, with given files, re-split the union of the files (every other method is refused there).
+RESPLIT_METHODS: frozenset[str] = frozenset(OOD_METHODS)
 """split.method values whose result has a test_ood part besides train, valid and the IID test."""
 
 
