@@ -18,7 +18,7 @@ from graphrec.models.lightgcn import LightGCN
 from graphrec.trainer import Trainer
 
 import tiny_models  # noqa: F401  (registers tiny_fm and tiny_view_contrast)
-from train_helpers import RESUME_CONFIG, fit_with_stop_and_resume, history, merged, results
+from train_helpers import RESUME_CONFIG, history, merged, results, stopped_and_resumed
 
 SMALL_DATA = {"format": "synthetic", "synthetic": {"num_users": 300, "num_items": 200, "num_communities": 4,
                                                    "mean_degree": 12, "seed": 3}}
@@ -61,7 +61,7 @@ def test_latent_diffusion_models_train_and_resume_exactly(tmp_path, model):
     assert main[-1] < main[0] - 0.02, main
     assert "valid/recall@20" not in records[0] and metrics["test/recall@20"] > 0
     per_epoch = trainer._epoch_batches()
-    assert fit_with_stop_and_resume(cfg, stop_at_step=2 + per_epoch + 3) == (metrics, records)
+    assert stopped_and_resumed(cfg, 2 + per_epoch + 3) == (metrics, records)
 
 
 def test_lightgcn_with_dro_trains_and_resumes_exactly(tmp_path):
@@ -71,7 +71,7 @@ def test_lightgcn_with_dro_trains_and_resumes_exactly(tmp_path):
     metrics = results(trainer.fit())
     losses = [r["train/bpr"] for r in history(trainer.run_dir)]
     assert losses[-1] < losses[0] - 0.05, losses
-    assert fit_with_stop_and_resume(cfg, stop_at_step=trainer._epoch_batches() + 2) == (metrics,
+    assert stopped_and_resumed(cfg, trainer._epoch_batches() + 2) == (metrics,
                                                                                          history(trainer.run_dir))
 
 
