@@ -141,20 +141,8 @@ def cmd_models(args: argparse.Namespace) -> int:  # noqa: ARG001
     return 0
 
 
-def _pairs(option: str, text: str, example: str) -> dict[str, str]:
-    """'a=b,c=d' -> {'a': 'b', 'c': 'd'} with a one-line error naming the option."""
-    out = {}
-    for part in text.split(","):
-        if not part.strip():
-            continue
-        key, sep, value = part.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise GraphrecError(f"{option} '{text}': '{part}' is not of the form name=value, e.g. {option} {example}")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def cmd_data_info(args: argparse.Namespace) -> int:
+    from .split_cmd import data_block
     from .config import build_config
     from .data.loader import load_dataset
     from .data.field_loader import FIELD_FORMATS, fields_summary
@@ -181,17 +169,7 @@ def cmd_data_info(args: argparse.Namespace) -> int:
         listing = ", ".join(sorted(p.name for p in folder.iterdir())[:8])
         raise GraphrecError(f"data info: pass --files to say which file is which, e.g. --files "
                             f"train=train.txt,test=test.txt (the folder has: {listing})")
-    data: dict = {"path": str(path)}
-    if args.format:
-        data["format"] = args.format
-    if args.files:
-        data["files"] = _pairs("--files", args.files, "train=train.txt,test=test.txt")
-    if args.columns:
-        data["columns"] = _pairs("--columns", args.columns, "user=0,item=1,rating=2")
-    if args.no_header:
-        data["header"] = False
-    if args.delimiter:
-        data["delimiter"] = args.delimiter
+    data = {**data_block(args), "path": str(path)}
     preset_files = (preset_for(folder.name) or {}).get("files", {})
     files = data.get("files") or ({"all": path.name} if path.is_file() else preset_files)
     if args.split:
