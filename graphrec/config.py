@@ -90,17 +90,27 @@ def build_config(raw: dict, source: str = "", base_dir: str = ".", origin: Optio
     try:
         cfg.model = keys(**{str(k): v for k, v in cfg.model.items()}).model_dump()
     except ValidationError as err:
-        owners: dict[str, list[str]] = {}
-        for other, cls in sorted(MODELS.items()):
-            for field in cls.config_class.model_fields:
-                owners.setdefault(field, []).append(other)
         raise GraphrecError(validation_message(err, keys, "model", origin, list(keys.model_fields), name,
-                                               owners, causes=(("model", "name"),))) from None
+                                               key_owners(), causes=(("model", "name"),))) from None
     check_task(cfg, model_cls, origin)
     check_dro(cfg, model_cls, origin)
     _check_consistency(cfg, origin)
     cfg._origin = origin  # later checks (the loader's) point at lines and --set too
     return cfg
+
+
+def key_owners() -> dict[str, list[str]]:
+    """Model key -> the models that define it (not those that inherit it from another model's keys), the model with
+    the fewest keys first."""
+    owners: dict[str, list[str]] = {}
+    for name, cls in sorted(MODELS.items(), key=lambda item: (len(item[1].config_class.model_fields), item[0])):
+        own = {k for k in cls.config_class.model_fields
+               if not any(k in base.model_fields for base in cls.config_class.__mro__[1:]
+                          if isinstance(base, type) and issubclass(base, ModelConfig) and base is not ModelConfig
+                          and any(m.config_class is base for m in MODELS.values()))}
+        for field in own:
+            owners.setdefault(field, []).append(name)
+    return owners
 
 
 def _check_consistency(cfg: Config, origin: Origin) -> None:

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Optional
 
 import numpy as np
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo,
+from pydantic.fields import FieldInfo
+from pydantic import (AfterValidator, create_model, BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo,
                       field_validator, model_validator)
 
 TASKS = ("ranking", "regression", "classification")
@@ -289,6 +290,18 @@ class Config(Section):
         if len(value.encode("utf-8", "surrogatepass")) > RUN_NAME_MAX_BYTES:
             raise ValueError(f"name becomes the run folder's name: use at most {RUN_NAME_MAX_BYTES} bytes")
         return value
+
+
+def default_of(cls: type[BaseModel], name: str, default: Any, **changes: Any) -> FieldInfo:
+    """`cls`'s field `name` (type, bounds, description) with another default: a model's official value."""
+    return FieldInfo.merge_field_infos(cls.model_fields[name], default=default, **changes)
+
+
+def with_defaults(cls: type[BaseModel], name: str, **defaults: Any) -> type[BaseModel]:
+    """A subclass of section `cls` whose fields take other defaults, so that a partial block (one key set in YAML or
+    --set) keeps the rest of a model's defaults."""
+    fields = {key: (cls.model_fields[key].annotation, default_of(cls, key, value)) for key, value in defaults.items()}
+    return create_model(name, __base__=cls, __doc__=cls.__doc__, **fields)
 
 
 def section_classes(cls: type[BaseModel] = Config, prefix: str = "") -> dict[str, type[BaseModel]]:

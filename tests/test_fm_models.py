@@ -114,7 +114,8 @@ def test_gem_graph_comes_from_training_positives_only(tmp_path):
     cfg = config(tmp_path, "fm", data={"path": str(data), "format": "libfm",
                                        "files": {"train": "train.libfm", "valid": "valid.libfm",
                                                  "test": "test.libfm"}},
-                 model={"embedding": "gem", "gem": {"layers": 1, "fanouts": [50]}})
+                 model={"embedding": "gem", "gem": {"layers": 1, "fanouts": [50]}},
+                 split={"method": "given", "valid_ratio": 0.1, "test_ratio": 0.2})  # the files are the splits
     dataset = load_dataset(cfg)
     model = build_model(cfg, dataset, torch.device("cpu"))
     sampler = model.gem.sampler

@@ -12,16 +12,20 @@ from ..batches import GraphStep
 from ..graph.adjacency import NormalizedAdjacency
 from . import register
 from .base import ModelContext
+from ..schema import with_defaults
 from .latent import DiffusionConfig, LatentDiffusionConfig, LatentDiffusionRecommender
+
+
+CausalDiffRecDiffusion = with_defaults(DiffusionConfig, "CausalDiffRecDiffusion", noise_min=0.01, noise_max=0.09,
+                                       sampling_steps=100, time_dim=10, clip_x0=1.0)
 
 
 class CausalDiffRecConfig(LatentDiffusionConfig):
     """CausalDiffRec keys: the latent-diffusion keys with its defaults, the environments and their objective."""
 
     num_layers: int = Field(3, ge=0, description="LightGCN layers of the read-out over the denoised latents")
-    diffusion: DiffusionConfig = Field(
-        default_factory=lambda: DiffusionConfig(noise_min=0.01, noise_max=0.09, sampling_steps=100, time_dim=10,
-                                                clip_x0=1.0),
+    diffusion: CausalDiffRecDiffusion = Field(
+        default_factory=CausalDiffRecDiffusion,
         description="the latent diffusion (CausalDiffRec: linear-var 1e-3..9e-3, T = T' = 100, x0 clamped to +-1)")
     diffusion_weight: float = Field(0.1, ge=0, description="weight of diffusion + recon_weight * reconstruction")
     env_weight: float = Field(0.01, ge=0, description="weight of the environment VAE's loss (reconstruction of z + "

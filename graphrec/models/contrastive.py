@@ -6,25 +6,20 @@ per-batch generator are here. See docs/contrastive.md.
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Literal, Optional
 
 import torch
-from pydantic import BaseModel, Field
-from pydantic.fields import FieldInfo
+from pydantic import Field
 
 from ..errors import GraphrecError
 from ..graph.propagate import spmm
 from ..losses import contrast_nodes, info_nce, symmetric_contrastive
 from ..negatives import mixgcf_negatives
+from ..schema import default_of  # noqa: F401 (re-exported for the family's configs)
 from .lightgcn import LightGCN, LightGCNConfig
 
 
 SSLLoss = Literal["infonce", "symmetric"]
-
-
-def default_of(cls: type[BaseModel], name: str, default: Any, **changes: Any) -> FieldInfo:
-    """`cls`'s field `name` (type, bounds, description) with another default: a model's official value."""
-    return FieldInfo.merge_field_infos(cls.model_fields[name], default=default, **changes)
 
 
 class ContrastiveConfig(LightGCNConfig):

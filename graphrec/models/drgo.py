@@ -12,16 +12,20 @@ from ..dro import sinkhorn_distance
 from ..errors import GraphrecError
 from ..graph.centrality import sampled_betweenness
 from . import register
+from ..schema import with_defaults
 from .base import ModelContext
 from .latent import DiffusionConfig, LatentDiffusionConfig, LatentDiffusionRecommender
+
+
+DRGODiffusion = with_defaults(DiffusionConfig, "DRGODiffusion", noise_min=1e-4, noise_max=0.02, sampling_steps=0,
+                              time_dim=16, normalize_input=True)
 
 
 class DRGOConfig(LatentDiffusionConfig):
     """DRGO keys: the latent-diffusion keys with DRGO's defaults, and the Sinkhorn shaping of the DRO weights."""
 
-    diffusion: DiffusionConfig = Field(
-        default_factory=lambda: DiffusionConfig(noise_min=1e-4, noise_max=0.02, sampling_steps=0, time_dim=16,
-                                                normalize_input=True),
+    diffusion: DRGODiffusion = Field(
+        default_factory=DRGODiffusion,
         description="the latent diffusion (DRGO: linear-var 1e-5..2e-3, T = 100, chain from the clean latent)")
     recon_weight_end: float | None = Field(0.01, gt=0, description="recon_weight at the last epoch, reached "
                                                                    "geometrically (none: constant)")

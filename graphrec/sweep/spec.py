@@ -337,14 +337,20 @@ def _check_against_config(path: Path, base: Path, dims: list[Dimension], overrid
     except GraphrecError as err:
         raise GraphrecError(f"{path}: metric '{metric}' with base {base}: {err}") from None
     for dim in dims:
+        # the others at their first value: a value valid only beside another swept key (diffusion.steps with
+        # diffusion.sampling_steps <= steps) passes; one that no proposal can use does not
+        others = set_args({d.key: d.check_values()[0] for d in dims if d.key != dim.key})
         for value in dim.check_values():
             text = set_args({dim.key: value})[0]
             try:
                 config_from_file(base, overrides + select + [text])
             except GraphrecError as err:
-                message = str(err).removeprefix(f"--set {text}: ")
-                raise GraphrecError(f"{path} line {dim.line}: parameter '{dim.key}' value {value!r}: "
-                                    f"{message}") from None
+                try:
+                    config_from_file(base, overrides + select + others + [text])
+                except GraphrecError:
+                    message = str(err).removeprefix(f"--set {text}: ")
+                    raise GraphrecError(f"{path} line {dim.line}: parameter '{dim.key}' value {value!r}: "
+                                        f"{message}") from None
 
 
 def parse_dimensions(path: Path, parameters: dict, lines: Optional[dict[tuple, int]] = None) -> list[Dimension]:
