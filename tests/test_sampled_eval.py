@@ -118,3 +118,9 @@ def test_training_run_writes_intervals(tmp_path):
     for split in ("valid", "test"):
         assert written[f"{split}/users"] == 60 and written[f"{split}/users_evaluable"] > 60
         assert written[f"{split}/recall@20_ci95"] == metrics[f"{split}/recall@20_ci95"] > 0
+
+
+def test_eval_table_shows_the_interval():
+    from graphrec.report import eval_table
+    text = eval_table({"test/recall@20": 0.2, "test/recall@20_ci95": 0.01, "test/users": 150}, None, "markdown")
+    assert "| test | 150 | 0.200000 ± 0.010000 |" in text
