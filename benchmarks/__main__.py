@@ -13,7 +13,8 @@ COMMANDS = {
     "eval": "full-ranking evaluation of all test users: graphrec vs RecBole vs a dense reference (metrics checked)",
     "scale": "synthetic graphs of growing size: ns per adjacency non-zero, epoch time, peak RSS, evaluation",
     "memory": "peak RSS of training and of evaluation, each in a fresh process",
-    "tta": "time until test Recall@20 first reaches a target (paper protocol), with the curve as CSV and PNG",
+    "tta": "time until test Recall@20 first reaches a target (paper protocol), with the curve as CSV and PNG; "
+           "--protocol refit: epochs selected on valid, one timed run on train + valid",
     "profile": "torch.profiler of graphrec training batches: the top operators",
 }
 
