@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -30,7 +31,8 @@ def graphrec_config(data: Optional[str], threads: int, output_dir: str, quick: b
     """
     from graphrec.config import build_config
     raw: dict[str, Any] = {
-        "name": "bench", "seed": 2020, "device": "cpu", "output_dir": output_dir,
+        "name": "bench", "seed": 2020, "device": os.environ.get("GRAPHREC_BENCH_DEVICE", "cpu"),
+        "output_dir": output_dir,
         "split": {"valid_ratio": valid_ratio},
         "model": {"name": "lightgcn", "embedding_dim": SETTINGS["embedding_dim"],
                   "num_layers": SETTINGS["num_layers"], "init_std": 0.1},
@@ -196,7 +198,7 @@ def dense_reference_metrics(user_emb: torch.Tensor, item_emb: torch.Tensor, user
     (stable sort of the negated scores). A deliberately plain loop: it is the reference, not the fast path.
     """
     sums = {"recall": 0.0, "ndcg": 0.0, "precision": 0.0, "hit": 0.0, "mrr": 0.0}
-    item_t = item_emb.t().contiguous()
+    user_emb, item_t = user_emb.cpu(), item_emb.cpu().t().contiguous()
     chunk = 256
     for start in range(0, len(users), chunk):
         rows = users[start:start + chunk]
