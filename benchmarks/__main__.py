@@ -13,7 +13,8 @@ COMMANDS = {
     "eval": "full-ranking evaluation of all test users: graphrec vs RecBole vs a dense reference (metrics checked)",
     "scale": "synthetic graphs of growing size: ns per adjacency non-zero, epoch time, peak RSS, evaluation",
     "memory": "peak RSS of training and of evaluation, each in a fresh process",
-    "tta": "time until test Recall@20 first reaches a target (paper protocol), with the curve as CSV and PNG",
+    "tta": "time until test Recall@20 first reaches a target (paper protocol), with the curve as CSV and PNG; "
+           "--protocol refit: epochs selected on valid, one timed run on train + valid",
     "profile": "torch.profiler of graphrec training batches: the top operators",
 }
 
@@ -30,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quick", action="store_true", help="small synthetic data, no RecBole, no docs, < 1 minute")
         p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
         p.add_argument("--no-write", action="store_true", help="print only; do not append to docs/benchmarks.md")
+        p.add_argument("--device", default="cpu", help="graphrec's device (cpu, cuda); the references (SpMM floor, "
+                       "PyG, RecBole, dense ranking check) stay on the CPU")
         p.add_argument("--omp-wait", choices=["passive", "active", "default"], default="passive",
                        help="OMP_WAIT_POLICY for this run and its subprocesses (default passive: robust on a busy "
                        "machine; 'default' leaves the environment alone)")
@@ -92,6 +95,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"benchmarks: --data {args.data} has no train.txt (LightGCN format: train.txt, test.txt)",
               file=sys.stderr)
         return 2
+    os.environ["GRAPHREC_BENCH_DEVICE"] = args.device  # graphrec_config reads it, in this process and in workers
     from graphrec.allocator import tune_allocator
     tune_allocator()  # what graphrec's Trainer does; applied before any reference runs in this process
     return int(args.run(args) or 0)

@@ -49,6 +49,13 @@ def git_commit() -> str:
         return "unknown"
 
 
+def device_name() -> str:
+    """graphrec's device in these benchmarks (--device), with the GPU's name on CUDA."""
+    import torch
+    device = os.environ.get("GRAPHREC_BENCH_DEVICE", "cpu")
+    return f"{device} ({torch.cuda.get_device_name()})" if device.startswith("cuda") else device
+
+
 def environment(threads: int, recbole_version: Optional[str] = None) -> dict[str, Any]:
     """Date, CPU, threads, library versions, load average and commit: the header of every result."""
     import torch
@@ -62,7 +69,7 @@ def environment(threads: int, recbole_version: Optional[str] = None) -> dict[str
             "recbole": recbole_version or "not run", "python": platform.python_version(),
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP default)"),
             "load_avg_start": round(START_LOAD[0], 2), "load_avg_end": round(os.getloadavg()[0], 2),
-            "commit": git_commit(),
+            "commit": git_commit(), "device": device_name(),
             "command": "python -m benchmarks " + " ".join(shlex.quote(a) for a in sys.argv[1:])}
 
 
@@ -71,7 +78,8 @@ def env_line(env: dict[str, Any]) -> str:
     return (f"{env['date']} | {env['cpu']} ({env['cores']} cores) | {env['threads']} threads | torch {env['torch']} | "
             f"PyG {env['pyg']} | RecBole {env['recbole']} | Python {env['python']} | OMP_WAIT_POLICY "
             f"{env.get('omp_wait_policy', '?')} | 1-min load avg "
-            f"{env['load_avg_start']} at start, {env['load_avg_end']} at end | graphrec {env['commit']}")
+            f"{env['load_avg_start']} at start, {env['load_avg_end']} at end | graphrec {env['commit']}"
+            + (f" | graphrec on {env['device']}" if env.get("device", "cpu") != "cpu" else ""))
 
 
 def busy_note(env: dict[str, Any]) -> Optional[str]:

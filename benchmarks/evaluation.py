@@ -44,13 +44,14 @@ def run(args: argparse.Namespace) -> int:
 
     rng = np.random.default_rng(0)
     subset_n = min(n_users, 300 if args.quick else args.subset)
-    subset = np.sort(rng.choice(evaluator.users.numpy(), subset_n, replace=False))
-    seen = per_user_lists(evaluator.seen_crow.numpy(), evaluator.seen_col.numpy(), subset)
-    truth = per_user_lists(evaluator.truth_crow.numpy(), evaluator.truth_col.numpy(), subset)
+    subset = np.sort(rng.choice(evaluator.users.cpu().numpy(), subset_n, replace=False))
+    subset_rows = torch.from_numpy(subset).to(evaluator.device)
+    seen = per_user_lists(evaluator.seen_crow.cpu().numpy(), evaluator.seen_col.cpu().numpy(), subset)
+    truth = per_user_lists(evaluator.truth_crow.cpu().numpy(), evaluator.truth_col.cpu().numpy(), subset)
     start = time.perf_counter()
     ref = dense_reference_metrics(user_emb, item_emb, subset, seen, truth, 20)
     ref_s = time.perf_counter() - start
-    ours_sub = evaluator.evaluate(dot_scorer(user_emb, item_emb), torch.from_numpy(subset)).means()
+    ours_sub = evaluator.evaluate(dot_scorer(user_emb, item_emb), subset_rows).means()
     diffs = {k: abs(ours_sub[k] - ref[k]) for k in ref}
     worst = max(diffs, key=diffs.get)
     # the same check with many exactly tied scores (embeddings rounded to quarter units: exact float sums),
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     scale = 4.0 / float(torch.cat([user_emb, item_emb]).abs().max())
     tied_u, tied_i = (user_emb * scale).round() / 4, (item_emb * scale).round() / 4
     tied_ref = dense_reference_metrics(tied_u, tied_i, subset, seen, truth, 20)
-    tied_ours = evaluator.evaluate(dot_scorer(tied_u, tied_i), torch.from_numpy(subset)).means()
+    tied_ours = evaluator.evaluate(dot_scorer(tied_u, tied_i), subset_rows).means()
     tied_diff = max(abs(tied_ours[k] - tied_ref[k]) for k in tied_ref)
     match = diffs[worst] <= TOL and tied_diff <= TOL
 

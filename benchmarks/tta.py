@@ -1,4 +1,5 @@
-"""`tta`: wall time until LightGCN's test Recall@20 first reaches a target, paper protocol, with the curve."""
+"""`tta`: wall time until LightGCN's test Recall@20 first reaches a target, paper protocol, with the curve
+(`--protocol refit`: benchmarks/tta_refit.py)."""
 from __future__ import annotations
 
 import argparse
@@ -60,6 +61,9 @@ def describe(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.protocol == "refit":
+        from .tta_refit import run_refit
+        return run_refit(args, train_settings(args), describe(args))
     set_threads(args.threads)
     from graphrec.trainer import StopRequest
     quick = args.quick
@@ -159,3 +163,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr-drop-epoch", type=int, default=None, help="epoch (0-based) from which lr is --lr-drop-to")
     parser.add_argument("--lr-drop-to", type=float, default=0.001)
     parser.add_argument("--keep-going", action="store_true", help="continue after the target until the budget")
+    parser.add_argument("--protocol", choices=("paper", "refit"), default="paper",
+                        help="paper: test Recall@20 after every epoch of a run on all of train.txt (the figure); "
+                        "refit: epochs selected on a validation split, then one timed run on train + valid")
+    parser.add_argument("--valid-ratio", type=float, default=0.1, help="refit: share of train held out for selection")
+    parser.add_argument("--patience", type=int, default=5,
+                        help="refit: stop the selection run after this many evaluations without a better valid "
+                        "Recall@20 (0: run all --epochs)")

@@ -77,7 +77,7 @@ def scale_one(spec: dict[str, Any], threads: int) -> dict[str, Any]:
         users = evaluator.users
         n_users = len(users)
         probe = users[torch.randperm(n_users, generator=torch.Generator().manual_seed(0))[
-            :min(n_users, max(4 * evaluator.chunk_users, 512))]].sort().values
+            :min(n_users, max(4 * evaluator.chunk_users, 512))].to(users.device)].sort().values
         t0 = time.perf_counter()
         evaluator.evaluate(dot_scorer(user_emb, item_emb), probe)
         per_user = (time.perf_counter() - t0) / len(probe)

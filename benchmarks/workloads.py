@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -21,15 +22,18 @@ QUICK_SYNTHETIC = {"num_users": 1500, "num_items": 1000, "mean_degree": 20.0}
 
 def graphrec_config(data: Optional[str], threads: int, output_dir: str, quick: bool = False,
                     batch_size: int = SETTINGS["batch_size"], lr: float = SETTINGS["lr"], epochs: int = 1,
-                    topk: tuple[int, ...] = (20,), synthetic: Optional[dict] = None, train_extra: Optional[dict] = None):
+                    topk: tuple[int, ...] = (20,), synthetic: Optional[dict] = None, train_extra: Optional[dict] = None,
+                    valid_ratio: float = 0.0):
     """A graphrec Config for LightGCN with the shared settings on a LightGCN-format folder or synthetic data.
 
-    split.valid_ratio is 0: the paper protocol (train on all of train.txt, evaluate on test.txt).
+    split.valid_ratio 0 is the paper protocol (train on all of train.txt, evaluate on test.txt); above 0 a validation
+    split is carved from train for model selection.
     """
     from graphrec.config import build_config
     raw: dict[str, Any] = {
-        "name": "bench", "seed": 2020, "device": "cpu", "output_dir": output_dir,
-        "split": {"valid_ratio": 0.0},
+        "name": "bench", "seed": 2020, "device": os.environ.get("GRAPHREC_BENCH_DEVICE", "cpu"),
+        "output_dir": output_dir,
+        "split": {"valid_ratio": valid_ratio},
         "model": {"name": "lightgcn", "embedding_dim": SETTINGS["embedding_dim"],
                   "num_layers": SETTINGS["num_layers"], "init_std": 0.1},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "reg": SETTINGS["reg"], "threads": threads,
@@ -39,7 +43,7 @@ def graphrec_config(data: Optional[str], threads: int, output_dir: str, quick: b
     }
     if quick or data is None:
         raw["data"] = {"format": "synthetic", "synthetic": {**QUICK_SYNTHETIC, **(synthetic or {})}}
-        raw["split"] = {"method": "random", "valid_ratio": 0.0, "test_ratio": 0.2}
+        raw["split"] = {"method": "random", "valid_ratio": valid_ratio, "test_ratio": 0.2}
     else:
         raw["data"] = {"path": str(Path(data).resolve()), "format": "lightgcn",
                        "files": {"train": "train.txt", "test": "test.txt"}}
@@ -194,7 +198,7 @@ def dense_reference_metrics(user_emb: torch.Tensor, item_emb: torch.Tensor, user
     (stable sort of the negated scores). A deliberately plain loop: it is the reference, not the fast path.
     """
     sums = {"recall": 0.0, "ndcg": 0.0, "precision": 0.0, "hit": 0.0, "mrr": 0.0}
-    item_t = item_emb.t().contiguous()
+    user_emb, item_t = user_emb.cpu(), item_emb.cpu().t().contiguous()
     chunk = 256
     for start in range(0, len(users), chunk):
         rows = users[start:start + chunk]

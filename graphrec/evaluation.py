@@ -9,6 +9,12 @@ per-user mean); ARP@K = mean over users of the mean train popularity (train even
 recall_<group>@K and ndcg_<group>@K for the head / mid / tail items by train popularity (eval.head_share,
 eval.tail_share): the ranking is over all items, only the group's relevant items and hits count, and users
 without relevant items in the group are left out of that group's mean.
+
+Sampled evaluation (eval.users): a seeded simple random sample of n of a split's N evaluable users; each per-user
+mean gets `<metric>_ci95`, the half-width of its 95% normal interval 1.96 * sd / sqrt(n) * sqrt(1 - n / N) (sd over
+the sample's per-user values; group metrics: over the sample's users in the group; the finite-population factor makes
+it 0 when the sample is every user). Coverage is not a per-user mean: it is computed on the sample's top-K lists and
+has no interval.
 """
 from __future__ import annotations
 
@@ -97,18 +103,37 @@ def ranking_metrics(hits: torch.Tensor, num_relevant: torch.Tensor, ks: Sequence
 
 
 GROUPS = ("head", "mid", "tail")
+CI95_Z = 1.959964  # two-sided 95% quantile of the standard normal
+
+
+def _add(sums: dict[str, float], squares: dict[str, float], key: str, values: torch.Tensor) -> None:
+    """Add the sum and the sum of squares of (m,) per-user values to `key`'s totals."""
+    sums[key] += float(values.sum())
+    squares[key] += float(values.square().sum())
+
+
+def ci95_half_width(total: float, square_total: float, n: int, sample_fraction: float) -> float:
+    """Half-width of the 95% normal interval of a mean of n values from their sum and sum of squares, with the
+    finite-population factor sqrt(1 - sample_fraction); nan for fewer than 2 values."""
+    if n < 2:
+        return float("nan")
+    variance = max(0.0, (square_total - total * total / n) / (n - 1))
+    return CI95_Z * (variance / n * max(0.0, 1.0 - sample_fraction)) ** 0.5
 
 
 @dataclass
 class EvalResult:
-    """Sums of per-user (per-row) metric values, the users (rows) they cover, and the union of recommended items
-    per K (for coverage); every field adds up across ranks (`packed` / `from_packed`)."""
+    """Sums (and sums of squares) of per-user (per-row) metric values, the users (rows) they cover, and the union of
+    recommended items per K (for coverage); every field but `sample_fraction` adds up across ranks (`packed` /
+    `from_packed`). With `sample_fraction` (sampled users / evaluable users) the means carry `_ci95` half-widths."""
 
     sums: dict[str, float]
     num_users: int
     group_users: dict[str, int] = field(default_factory=dict)
     recommended: Optional[torch.Tensor] = None  # (len(coverage_ks), num_items) bool: in some user's top-K
     coverage_ks: tuple[int, ...] = ()
+    squares: dict[str, float] = field(default_factory=dict)  # same keys as sums (empty: no intervals)
+    sample_fraction: Optional[float] = None  # None: every evaluable user, no intervals
 
     def means(self) -> dict[str, float]:
         """The metric means over the evaluated users (group metrics: over the users with items in the group)."""
@@ -116,14 +141,18 @@ class EvalResult:
         for key, value in self.sums.items():
             name = key.split("@")[0]
             group = name.rsplit("_", 1)[1] if "_" in name else None
-            out[key] = value / max(1, self.group_users[group] if group in GROUPS else self.num_users)
+            n = self.group_users[group] if group in GROUPS else self.num_users
+            out[key] = value / max(1, n)
+            if self.sample_fraction is not None:
+                out[f"{key}_ci95"] = ci95_half_width(value, self.squares[key], n, self.sample_fraction)
         for row, k in enumerate(self.coverage_ks):
             out[f"coverage@{k}"] = float(self.recommended[row].sum()) / self.recommended.shape[1]
         return out
 
     def packed(self) -> torch.Tensor:
-        """Every summable field in one float64 vector (sums, users, group users, recommended bitmap)."""
-        head = [self.sums[k] for k in self.sums] + [self.num_users] + [self.group_users[g] for g in self.group_users]
+        """Every summable field in one float64 vector (sums, squares, users, group users, recommended bitmap)."""
+        head = ([self.sums[k] for k in self.sums] + [self.squares[k] for k in self.squares] + [self.num_users]
+                + [self.group_users[g] for g in self.group_users])
         flat = torch.tensor(head, dtype=torch.float64)
         if self.recommended is None:
             return flat
@@ -132,16 +161,19 @@ class EvalResult:
     def from_packed(self, packed: torch.Tensor) -> "EvalResult":
         """An EvalResult laid out like this one from a (summed) `packed()` vector."""
         values = packed.tolist() if self.recommended is None else packed[:-self.recommended.numel()].tolist()
-        n_sums, n_groups = len(self.sums), len(self.group_users)
+        n_sums, n_squares, n_groups = len(self.sums), len(self.squares), len(self.group_users)
+        users_at = n_sums + n_squares
         recommended = None if self.recommended is None else (
             packed[-self.recommended.numel():].view(self.recommended.shape) > 0)
-        return EvalResult(dict(zip(self.sums, values[:n_sums])), int(values[n_sums]),
-                          {g: int(v) for g, v in zip(self.group_users, values[n_sums + 1:n_sums + 1 + n_groups])},
-                          recommended, self.coverage_ks)
+        return EvalResult(dict(zip(self.sums, values[:n_sums])), int(values[users_at]),
+                          {g: int(v) for g, v in zip(self.group_users, values[users_at + 1:users_at + 1 + n_groups])},
+                          recommended, self.coverage_ks, dict(zip(self.squares, values[n_sums:users_at])),
+                          self.sample_fraction)
 
 
 class Evaluator:
-    """Full ranking of one split: every user with test and training events, seen items masked.
+    """Full ranking of one split: every user with test and training events (or a seeded sample of `sample_users`
+    of them), seen items masked.
 
     Holds at most `max_score_elements` entries of the users x items score matrix at once. Scores come from the
     model's scorer (graphrec.models.base.Recommender.scorer), a dot product of embeddings by default.
@@ -152,7 +184,7 @@ class Evaluator:
 
     def __init__(self, dataset: Dataset, split: str, ks: Sequence[int], metrics: Sequence[str],
                  max_score_elements: int, device: torch.device | str = "cpu", head_share: float = 0.2,
-                 tail_share: float = 0.5):
+                 tail_share: float = 0.5, sample_users: Optional[int] = None, seed: int = 0):
         self.ks, self.metrics, self.device = list(ks), list(metrics), torch.device(device)
         self.num_items = dataset.num_items
         truth = dataset.eval_splits()[split]
@@ -162,6 +194,11 @@ class Evaluator:
         has_truth = (self.truth_crow[1:] - self.truth_crow[:-1]) > 0
         has_train = torch.from_numpy(np.bincount(dataset.train.user, minlength=dataset.num_users) > 0).to(self.device)
         self.users = torch.nonzero(has_truth & has_train).flatten()
+        self.population = len(self.users)
+        self.sample_fraction = None if sample_users is None else min(1.0, sample_users / max(1, self.population))
+        if sample_users is not None and sample_users < self.population:
+            pick = np.random.default_rng(seed).choice(self.population, sample_users, replace=False)
+            self.users = self.users[torch.from_numpy(np.sort(pick)).to(self.device)]
         self.chunk_users = max(1, max_score_elements // max(1, self.num_items))
         self.largest_chunk_elements = 0
         item_counts = np.bincount(dataset.train.item, minlength=dataset.num_items)
@@ -182,6 +219,7 @@ class Evaluator:
         max_k = max(self.ks)
         per_user = [m for m in self.metrics if m != "coverage"]
         sums = {f"{m}@{k}": 0.0 for k in self.ks for m in per_user}
+        squares = dict(sums)
         group_users = {g: 0 for g in self.grouped}
         coverage_ks = tuple(self.ks) if "coverage" in self.metrics else ()
         recommended = torch.zeros((len(coverage_ks), self.num_items), dtype=torch.bool, device=self.device)
@@ -199,21 +237,23 @@ class Evaluator:
             hits = relevant.gather(1, top)
             num_relevant = self.truth_crow[chunk + 1] - self.truth_crow[chunk]
             for key, values in ranking_metrics(hits, num_relevant, self.ks, self.plain).items():
-                sums[key] += float(values.sum())
-            self._shift_metrics(top, hits, row, col, sums, group_users, recommended)
-        return EvalResult(sums, len(users), group_users, recommended if coverage_ks else None, coverage_ks)
+                _add(sums, squares, key, values)
+            self._shift_metrics(top, hits, row, col, sums, squares, group_users, recommended)
+        return EvalResult(sums, len(users), group_users, recommended if coverage_ks else None, coverage_ks, squares,
+                          self.sample_fraction)
 
     def _shift_metrics(self, top: torch.Tensor, hits: torch.Tensor, truth_row: torch.Tensor, truth_col: torch.Tensor,
-                       sums: dict[str, float], group_users: dict[str, int], recommended: torch.Tensor) -> None:
-        """Add one chunk's ARP and group recall/NDCG sums and its top-K items to `recommended`, from its (m, max K)
-        top items and hits and the (row, item) pairs of its relevant items."""
+                       sums: dict[str, float], squares: dict[str, float], group_users: dict[str, int],
+                       recommended: torch.Tensor) -> None:
+        """Add one chunk's ARP and group recall/NDCG sums (and squares) and its top-K items to `recommended`, from
+        its (m, max K) top items and hits and the (row, item) pairs of its relevant items."""
         for row, k in enumerate(self.ks if len(recommended) else ()):
             recommended[row, top[:, :k].flatten()] = True
         if "arp" in self.metrics:
             popularity = torch.cumsum(self.item_popularity[top], 1)
             for k in self.ks:
                 kk = min(k, top.shape[1])
-                sums[f"arp@{k}"] += float((popularity[:, kk - 1] / kk).sum())
+                _add(sums, squares, f"arp@{k}", popularity[:, kk - 1] / kk)
         for group, names in self.grouped.items():
             code = GROUPS.index(group)
             in_group = self.item_group[truth_col] == code
@@ -223,7 +263,7 @@ class Evaluator:
             group_users[group] += int(keep.sum())
             for key, values in ranking_metrics(group_hits, num_relevant[keep], self.ks, names).items():
                 name, k = key.split("@")
-                sums[f"{name}_{group}@{k}"] += float(values.sum())
+                _add(sums, squares, f"{name}_{group}@{k}", values)
 
 
 def evaluate_splits(model, evaluators: dict, splits: list[str], dist=None) -> dict[str, float]:
@@ -243,4 +283,6 @@ def evaluate_splits(model, evaluators: dict, splits: list[str], dist=None) -> di
             result = evaluator.evaluate(prepared)
         out.update({f"{split}/{k}": v for k, v in result.means().items()})
         out[f"{split}/{evaluator.unit}"] = result.num_users
+        if result.sample_fraction is not None:
+            out[f"{split}/{evaluator.unit}_evaluable"] = evaluator.population
     return out

@@ -116,7 +116,9 @@ def eval_table(metrics: dict[str, Any], splits: Optional[list[str]] = None, fmt:
             if fmt == "csv":
                 cells.append(_number(row.get(column), 6))
             else:
-                cells.append(_number(row.get(column), 6) + (f" ({100 * rel:+.1f}%)" if rel is not None else ""))
+                half = metrics.get(f"{split}/{column}_ci95")  # sampled evaluation (eval.users)
+                cells.append(_number(row.get(column), 6) + (f" ± {_number(half, 6)}" if half is not None else "")
+                             + (f" ({100 * rel:+.1f}%)" if rel is not None else ""))
         if fmt == "csv":
             cells += ["" if change.get(split, {}).get(c) is None else f"{change[split][c]:.6f}" for c in columns]
         body.append(cells)

@@ -208,6 +208,10 @@ class EvalConfig(Section):
     tail_share: float = Field(0.5, gt=0, lt=1, description="ranking: the least popular share of items that forms "
                               "the tail group; the items between head and tail are mid")
     max_score_elements: int = Field(2 ** 25, ge=1, description="at most this many user x item scores held at once")
+    users: Optional[int] = Field(None, ge=1, description="ranking: evaluate a seeded sample of this many users per "
+                                 "split (seed: the run's seed) and report each per-user metric with its 95% interval "
+                                 "half-width <metric>_ci95 (normal approximation, finite-population corrected); "
+                                 "coverage is computed on the sample, without an interval; default: every user")
 
     @field_validator("topk")
     @classmethod

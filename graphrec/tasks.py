@@ -86,12 +86,17 @@ def build_evaluators(dataset: Dataset, cfg: Config, device: torch.device) -> dic
                                 f"{cfg.eval.max_score_elements} is below one user's row of scores ({dataset.num_items} "
                                 f"items); raise it to at least {dataset.num_items}")
         evaluators = {name: Evaluator(dataset, name, cfg.eval.topk, cfg.eval.metrics, cfg.eval.max_score_elements,
-                                      device, head_share=cfg.eval.head_share, tail_share=cfg.eval.tail_share)
+                                      device, head_share=cfg.eval.head_share, tail_share=cfg.eval.tail_share,
+                                      sample_users=cfg.eval.users, seed=cfg.seed)
                       for name in dataset.eval_splits()}
         for name, evaluator in evaluators.items():
             if not len(evaluator.users):
                 _no_users(dataset, cfg, name)
+        _check_sample_size(cfg, evaluators)
         return evaluators
+    if cfg.eval.users is not None:
+        raise GraphrecError(f"{blame(cfg, ('eval', 'users'))}eval.users samples users of a ranking evaluation, but the "
+                            f"task is {cfg.task}; remove eval.users")
     if dataset.fields is None:
         raise GraphrecError(f"task {cfg.task} needs feature rows (data.format libfm or synthetic fields), but "
                             f"dataset {dataset.name} has interactions only")
@@ -101,6 +106,19 @@ def build_evaluators(dataset: Dataset, cfg: Config, device: torch.device) -> dic
     return {name: PointwiseEvaluator(rows, labels_for_task(rows.label, cfg.task, f"{dataset.name} {name}"), cfg.task,
                                      cfg.eval.metrics, chunk, label_range, device)
             for name, rows in dataset.fields.rows.items() if name != "train"}
+
+
+def _check_sample_size(cfg: Config, evaluators: dict) -> None:
+    """One-line error when eval.users asks for more users than any split has to evaluate."""
+    if cfg.eval.users is None:
+        return
+    counts = {name: evaluator.population for name, evaluator in evaluators.items()}
+    largest = max(counts.values())
+    if cfg.eval.users > largest:
+        have = ", ".join(f"{n} in '{name}'" for name, n in counts.items())
+        raise GraphrecError(f"{blame(cfg, ('eval', 'users'))}eval.users {cfg.eval.users} is more than the users with "
+                            f"held-out items and training events: {have}; set eval.users to at most {largest}, or "
+                            "remove it to evaluate every user")
 
 
 def _no_users(dataset: Dataset, cfg: Config, split: str) -> None:

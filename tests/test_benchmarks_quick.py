@@ -39,3 +39,15 @@ def test_quick_mode_prints_a_table(command, capsys, restore_threads):
     assert "\n| " in out and "|---|" in out, out  # a markdown table was printed
     assert "not written to docs/benchmarks.md" in out
     assert (_stamp(DOCS), _stamp(RESULTS)) == before  # --quick never writes
+
+
+def test_tta_refit_quick_trains_the_selected_epochs_on_train_and_valid(capsys, restore_threads):
+    before = (_stamp(DOCS), _stamp(RESULTS))
+    code = main(["tta", "--quick", "--threads", "1", "--protocol", "refit", "--patience", "1"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in out.splitlines() if line.startswith("| ")}
+    refit, selection = rows["refit (train + valid)"], rows["selection (train, valid)"]
+    assert selection[1] == f"best epoch {refit[3]}"  # the refit run trains exactly the selected number of epochs
+    assert float(refit[6]) > 0.05  # it learned something (random ranking of 1,000 items: about 0.02)
+    assert "not written to docs/benchmarks.md" in out and (_stamp(DOCS), _stamp(RESULTS)) == before
