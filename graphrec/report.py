@@ -219,7 +219,9 @@ def read_run(folder: Path) -> Optional[dict]:
     seed = flat.get("seed")
     if seed is None and (folder / "run.json").is_file():
         seed = json.loads((folder / "run.json").read_text()).get("seed")
-    return {"folder": folder, "model": str(flat.get("model.name", "?")),
+    model = str(flat.get("model.name", "?")) + ("+dro" if flat.get("dro.enabled") and flat.get("model.name") != "drgo"
+                                                else "")
+    return {"folder": folder, "model": model,
             "dataset": dataset if method in (None, "given") else f"{dataset}/{method}",
             "protocol": str(metrics.get("protocol", "validation")), "seed": seed,
             "settings": {k: v for k, v in flat.items() if not k.startswith(_NOT_SETTINGS) and k != "data.path"},
