@@ -36,4 +36,4 @@ def build_model(cfg, dataset, device):
     return cls(cls.config_class(**cfg.model), ctx).to(device)
 
 
-from . import lightgcn, mf  # noqa: E402,F401  (registration)
+from . import lightgcn, mf, vbpr, lattice, freedom, idsf  # noqa: E402,F401  (registration)
