@@ -104,14 +104,10 @@ class IDSF(MultimodalRecommender):
         start = self.num_users + self.modalities.index(modality) * self.num_items
         return self.embedding[start:start + self.num_items]
 
-    def encode(self) -> IDSFOutput:
-        """The full forward pass (every user and item)."""
+    def structure(self, features: dict[str, torch.Tensor], ids: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(num_nodes, M, dim) per-modality structure vectors: mean over l = 0..L of H_l, H_0 = rown([P_m; F_m]),
+        H_l = A H_{l-1} (+ gamma [E_u; E_m] with id_in_structure); one sparse product for all modalities."""
         cfg, mods = self.cfg, self.modalities
-        features = {m: self.projected(m) for m in mods}
-        ids = {m: self.item_ids(m) for m in mods}
-        content = {m: (self.content_attention[m](torch.stack([features[m], ids[m]], 1))[0] if cfg.id_in_content
-                       else features[m]) for m in mods}
-        fused = self.fusion_attention(torch.stack([content[m] for m in mods], 1))[0]
         user_ids = self.embedding[:self.num_users]
         h = torch.cat([F.normalize(torch.cat([self.user_preference[m], features[m]]), dim=1) for m in mods], 1)
         inject = torch.cat([torch.cat([user_ids, ids[m]]) for m in mods], 1) * cfg.gamma
@@ -120,7 +116,17 @@ class IDSF(MultimodalRecommender):
             h = torch.sparse.mm(self.structure_graph, h)
             h = h + inject if cfg.id_in_structure else h
             total = total + h
-        structure = torch.stack((total / (cfg.num_layers + 1)).chunk(len(mods), dim=1), 1)  # (nodes, M, dim)
+        return torch.stack((total / (cfg.num_layers + 1)).chunk(len(mods), dim=1), 1)
+
+    def encode(self) -> IDSFOutput:
+        """The full forward pass (every user and item)."""
+        cfg, mods = self.cfg, self.modalities
+        features = {m: self.projected(m) for m in mods}
+        ids = {m: self.item_ids(m) for m in mods}
+        content = {m: (self.content_attention[m](torch.stack([features[m], ids[m]], 1))[0] if cfg.id_in_content
+                       else features[m]) for m in mods}
+        fused = self.fusion_attention(torch.stack([content[m] for m in mods], 1))[0]
+        structure = self.structure(features, ids)
         users = self.user_attention(structure[:self.num_users])[0]
         items = self.item_attention(structure[self.num_users:])[0]
         items = (self.structure_head(items) + self.content_head(fused) if cfg.head == "mlp_ln" else
