@@ -100,9 +100,8 @@ def info_nce_intra(view1: torch.Tensor, view2: torch.Tensor, temperature: float,
 
 def _intra_chunk(n1: torch.Tensor, n2: torch.Tensor, rows: torch.Tensor, temperature: float) -> torch.Tensor:
     """Sum over `rows` of info_nce_intra's terms, from row-normalized (n, d) views."""
-    anchor = n1[rows]
-    inter = anchor @ n2.t() / temperature
-    intra = (anchor @ n1.t() / temperature).index_put((torch.arange(len(rows), device=rows.device), rows),
-                                                       torch.tensor(-torch.inf, device=rows.device))
-    log_denominator = torch.logsumexp(torch.cat([inter, intra], dim=1), dim=1)
-    return (log_denominator - inter.gather(1, rows[:, None]).squeeze(1)).sum()
+    anchor = n1[rows] / temperature
+    intra = anchor @ n1.t()
+    intra[torch.arange(len(rows), device=rows.device), rows] = -torch.inf  # no self-pair among the negatives
+    log_denominator = torch.logaddexp(torch.logsumexp(anchor @ n2.t(), dim=1), torch.logsumexp(intra, dim=1))
+    return (log_denominator - (anchor * n2[rows]).sum(1)).sum()

@@ -9,6 +9,7 @@ import torch
 from graphrec.config import build_config
 from graphrec.data.loader import load_dataset
 from graphrec.errors import GraphrecError
+from graphrec.losses import info_nce_intra
 from graphrec.models import build_model
 from graphrec.models.freedom import FREEDOM
 from graphrec.models.idsf import CandidateAttention
@@ -60,6 +61,19 @@ def test_attention_weights_sum_to_one_and_weigh_the_candidates():
     assert torch.allclose(out, torch.einsum("nm,nmd->nd", weights, candidates))
     single, one = attention(candidates[:, :1])
     assert torch.equal(one, torch.ones(5, 1)) and torch.allclose(single, candidates[:, 0])
+
+
+def test_intra_view_info_nce_matches_the_dense_formula_in_chunks_and_on_anchor_subsets():
+    torch.manual_seed(0)
+    view1, view2 = torch.randn(7, 3, requires_grad=True), torch.randn(7, 3, requires_grad=True)
+    n1, n2 = torch.nn.functional.normalize(view1, dim=1), torch.nn.functional.normalize(view2, dim=1)
+    s11, s12 = (n1 @ n1.t() / 0.5).exp(), (n1 @ n2.t() / 0.5).exp()
+    per_row = -torch.log(s12.diag() / (s12.sum(1) + s11.sum(1) - s11.diag()))  # GRACE's form, one direction
+    for anchors, expected in [(None, per_row.mean()), (torch.tensor([1, 4, 6]), per_row[[1, 4, 6]].mean())]:
+        got = info_nce_intra(view1, view2, 0.5, anchors, chunk_rows=2)
+        assert got.item() == pytest.approx(expected.item(), abs=1e-5)
+        for a, b in zip(torch.autograd.grad(got, [view1, view2]), torch.autograd.grad(expected, [view1, view2], retain_graph=True)):
+            assert torch.allclose(a, b, atol=1e-6)
 
 
 def test_id_in_structure_adds_gamma_times_the_ids_after_each_layer(dataset):
