@@ -159,6 +159,17 @@ def test_every_model_trains_with_a_falling_loss(tmp_path, model):
     assert metrics["test/recall@10"] > 0
 
 
+def test_finetuned_features_train_while_the_raw_copies_stay(tmp_path, dataset):
+    trainer = Trainer(config(tmp_path, {"name": "vbpr", "embedding_dim": 8, "finetune_features": True}, epochs=1),
+                      dataset=dataset)
+    model = trainer.model
+    before = {m: x.clone() for m, x in model.raw_features.items()}
+    trainer.fit()
+    for m in model.modalities:
+        assert torch.equal(model.raw_features[m], before[m])
+        assert not torch.equal(model.feature(m), before[m]) and model.feature(m).requires_grad
+
+
 @pytest.mark.parametrize("model", ["freedom", "lattice"])
 def test_per_epoch_state_resumes_exactly(tmp_path, model):
     cfg = config(tmp_path, {"name": model, "embedding_dim": 8}, epochs=3, batch_size=128)

@@ -73,7 +73,8 @@ class MultimodalRecommender(Recommender):
         raw = {m: torch.from_numpy(dense_features(ctx.dataset.item_features[m])).to(ctx.device)
                for m in self.modalities}
         if cfg.finetune_features:
-            self.trainable_features = torch.nn.ParameterDict({m: torch.nn.Parameter(x) for m, x in raw.items()})
+            self.trainable_features = torch.nn.ParameterDict({m: torch.nn.Parameter(x.clone())
+                                                              for m, x in raw.items()})
         self.raw_features = raw  # fixed copies (not saved in checkpoints): the kNN graphs are built from these
         self.projections = torch.nn.ModuleDict({m: torch.nn.Linear(x.shape[1], cfg.embedding_dim)
                                                 for m, x in raw.items()})
