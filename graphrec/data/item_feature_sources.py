@@ -3,7 +3,7 @@ the files of data.item_features, each aligned to graphrec's items by raw item id
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Optional
 
 import numpy as np
 
@@ -15,7 +15,8 @@ from .synthetic import planted_communities
 from .synthetic_features import synthetic_item_features
 
 
-def attach_item_features(cfg: Config, dataset: Dataset, folder_features: Mapping[str, np.ndarray] = {}) -> None:
+def attach_item_features(cfg: Config, dataset: Dataset,
+                         folder_features: Optional[Mapping[str, np.ndarray]] = None) -> None:
     """Add to `dataset` the synthetic features (generated data), `folder_features` ({modality: (rows, d)} with row
     i for raw item id i, as an MMRec folder gives them) and data.item_features, which replace same-named ones.
 
@@ -30,7 +31,7 @@ def attach_item_features(cfg: Config, dataset: Dataset, folder_features: Mapping
                                             s.seed)
         for name, matrix in generated.items():
             dataset.add_item_features(name, matrix)
-    for name, matrix in folder_features.items():
+    for name, matrix in (folder_features or {}).items():
         aligned, _ = align_item_features(matrix, np.arange(len(matrix)), dataset.item_ids, data.item_features_missing,
                                          Path(dataset.source or ".") / f"{name}_feat.npy", MISSING_KEY)
         dataset.add_item_features(name, aligned)
