@@ -6,6 +6,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 
 def bpr_per_sample(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
@@ -77,3 +78,30 @@ def contrast_nodes(users: torch.Tensor, pos: torch.Tensor, num_users: int, joint
     """
     user_ids, item_ids = torch.unique(users), torch.unique(pos) + num_users
     return [torch.cat([user_ids, item_ids])] if joint else [user_ids, item_ids]
+
+
+def info_nce_intra(view1: torch.Tensor, view2: torch.Tensor, temperature: float,
+                   anchors: torch.Tensor | None = None, chunk_rows: int = 4096) -> torch.Tensor:
+    """Scalar GRACE-style InfoNCE of (n, d) views, mean over the anchor rows i (default: all n):
+    -log(exp(s12_ii / t) / (sum_j exp(s12_ij / t) + sum_{j != i} exp(s11_ij / t))), s = cosine of rows.
+
+    Negatives are every other row of both views (IDSF's form, one direction: view1 -> view2). Anchors are taken
+    `chunk_rows` at a time and each chunk is recomputed in backward, so memory stays at (chunk_rows, n) logits.
+    """
+    n1, n2 = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
+    anchors = torch.arange(len(n1), device=n1.device) if anchors is None else anchors
+    total = n1.new_zeros(())
+    for start in range(0, len(anchors), chunk_rows):
+        rows = anchors[start:start + chunk_rows]
+        total = total + torch.utils.checkpoint.checkpoint(_intra_chunk, n1, n2, rows, temperature,
+                                                          use_reentrant=False)
+    return total / max(1, len(anchors))
+
+
+def _intra_chunk(n1: torch.Tensor, n2: torch.Tensor, rows: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Sum over `rows` of info_nce_intra's terms, from row-normalized (n, d) views."""
+    anchor = n1[rows] / temperature
+    intra = anchor @ n1.t()
+    intra[torch.arange(len(rows), device=rows.device), rows] = -torch.inf  # no self-pair among the negatives
+    log_denominator = torch.logaddexp(torch.logsumexp(anchor @ n2.t(), dim=1), torch.logsumexp(intra, dim=1))
+    return (log_denominator - (anchor * n2[rows]).sum(1)).sum()

@@ -92,6 +92,19 @@ class SyntheticFieldsConfig(Section):
                                                                      "sigmoid(planted score); real: score + noise")
     noise: float = Field(0.1, ge=0, description="real labels: standard deviation of the Gaussian noise")
     seed: int = Field(7, description="generator seed (independent of the run's seed)")
+    item_features: dict[str, int] = Field(default_factory=dict, description="modality -> dimension of item "
+                                          "features drawn around a random centre per planted community, e.g. "
+                                          "{text: 384, image: 4096} (none by default)")
+    feature_noise: float = Field(1.0, ge=0, description="noise of the synthetic item features: within-community "
+                                 "cosine about 1 / (1 + noise^2), across communities about 0")
+
+    @field_validator("item_features")
+    @classmethod
+    def _positive_dims(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = [name for name, dim in value.items() if dim < 1]
+        if bad:
+            raise ValueError(f"item_features.{bad[0]} is {value[bad[0]]}; give each modality a dimension >= 1")
+        return value
 
 
 class DataConfig(Section):
@@ -99,9 +112,11 @@ class DataConfig(Section):
 
     path: Optional[str] = Field(None, description="dataset folder or file; absolute, relative to the YAML or the "
                                                   "working folder, or under $GRAPHREC_DATA")
-    format: Literal["synthetic", "lightgcn", "pairs", "atomic", "csv", "libfm", "synthetic_fields"] = Field(
-        "synthetic", description="file format: synthetic, lightgcn (user item item ...), pairs, atomic (.inter), csv; "
-                                 "feature rows: libfm (label idx:val ...), synthetic_fields")
+    format: Literal["synthetic", "lightgcn", "pairs", "atomic", "csv", "libfm", "synthetic_fields", "mmrec"] = Field(
+        "synthetic", description="file format: synthetic, lightgcn (user item item ...), pairs, atomic (.inter), csv, "
+                                 "mmrec (<folder>.inter with x_label 0/1/2 = train/valid/test, and image_feat.npy / "
+                                 "text_feat.npy as the image and text item features when present); feature rows: "
+                                 "libfm (label idx:val ...), synthetic_fields")
     files: dict[str, str] = Field(default_factory=dict, description="split name -> file, e.g. {train: train.txt, "
                                                                     "test: test.txt}, or {all: file} to split one file")
     columns: dict[str, str | int] = Field(default_factory=dict, description="csv/atomic columns {user, item, "
@@ -116,6 +131,12 @@ class DataConfig(Section):
     skip_bad_lines: bool = Field(False, description="skip (and report) malformed lines instead of stopping")
     fields: Optional[dict[str, list[int]]] = Field(None, description="libfm: {field: [first, last]} feature index "
                                                                      "ranges (default: one field per position)")
+    item_features: dict[str, str] = Field(default_factory=dict, description="modality -> item feature file (.npy "
+                                          "with its .ids.txt, or CSV keyed by raw item id), e.g. {text: "
+                                          "feats/text.npy}; paths resolve like data.path")
+    item_features_missing: Literal["zeros", "mean", "error"] = Field(
+        "error", description="items without a row in a feature file: error, the mean row (the official IDSF "
+                             "code's choice) or zeros")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig, description="the generator's keys")
     synthetic_fields: SyntheticFieldsConfig = Field(default_factory=SyntheticFieldsConfig,
                                                     description="format synthetic_fields: the generator's keys")

@@ -14,6 +14,8 @@ from .paths import resolve_data_path
 from ..errors import GraphrecError, WarningLog
 from . import field_loader, formats, splits, synthetic
 from .dataset import Dataset, Interactions
+from .item_feature_sources import attach_item_features
+from .mmrec import SPLIT_NAMES, read_mmrec
 from .registry import preset_for
 
 
@@ -255,12 +257,29 @@ def _check(ds: Dataset) -> None:
                f"{name} events (not evaluated on {name})")
 
 
+def _read_mmrec_tables(data: DataConfig, folder: Path) -> tuple[dict[str, Interactions], dict[str, np.ndarray]]:
+    """train/valid/test events of an MMRec folder (`<folder name>.inter`, or the one file data.files names) and its
+    image/text features (row i = raw item id i)."""
+    if len(data.files) > 1:
+        raise GraphrecError(f"data.format mmrec reads one .inter file; data.files names {sorted(data.files)}: "
+                            "keep one entry, e.g. {inter: baby.inter}")
+    inter = Path(next(iter(data.files.values()))).stem if data.files else folder.name
+    read = read_mmrec(folder, inter)
+    tables = {}
+    for part in SPLIT_NAMES:
+        users, items = read.part(part)
+        if len(users):
+            tables[part] = _filter_ratings(f"{folder / inter}.inter", Interactions(users, items), data.min_rating)
+    return tables, read.features
+
+
 def load_dataset(cfg: Config) -> Dataset:
     """Read (or generate), filter, remap, split and check the data a config describes."""
     warnings = WarningLog()
     data = cfg.data
     if data.format == "synthetic_fields":
         return field_loader.synthetic_field_dataset(cfg)
+    folder_features: dict[str, np.ndarray] = {}  # an MMRec folder's own features, row i = raw item id i
     if data.format == "synthetic" and data.path is None:
         check_split_keys(cfg, {})
         s = data.synthetic
@@ -278,28 +297,32 @@ def load_dataset(cfg: Config) -> Dataset:
         data = with_preset(data, folder)
         if data.format == "synthetic":
             raise GraphrecError(f"data.path '{folder}' is not a known dataset folder; set data.format "
-                                "(lightgcn, pairs, atomic, csv, libfm) and data.files")
-        if not data.files:
-            listing = ", ".join(sorted(p.name for p in folder.iterdir())[:8])
-            raise GraphrecError(f"{folder}: set data.files, e.g. {{train: train.txt, test: test.txt}} "
-                                f"(the folder has: {listing})")
-        if "all" in data.files and len(data.files) > 1:
-            raise GraphrecError("data.files: 'all' (one file to split) cannot be combined with other files")
-        if "all" not in data.files and "train" not in data.files:
-            raise GraphrecError(f"data.files needs a 'train' file (or 'all' to split one file); got "
-                                f"{sorted(data.files)}")
-        if data.positive_labels is not None and data.format != "pairs":
-            raise GraphrecError(f"{blame(cfg, ('data', 'positive_labels'))}data.positive_labels applies to format "
-                                f"pairs (its label column), not {data.format}; use data.min_rating for a rating column")
-        check_split_keys(cfg, data.files)
-        for key, fname in data.files.items():
-            _check_file(folder, key, fname)
-        if data.format == "libfm":
-            return field_loader.libfm_dataset(cfg, data, folder, warnings)
-        tables = {key: _filter_ratings(f"{folder / fname}", _positive_pairs(
-                      f"{folder / fname}", read_table(data, folder / fname, warnings), data, warnings, cfg),
-                      data.min_rating)
-                  for key, fname in data.files.items()}
+                                "(lightgcn, pairs, atomic, csv, libfm, mmrec) and data.files")
+        if data.format == "mmrec":
+            tables, folder_features = _read_mmrec_tables(data, folder)
+        else:
+            if not data.files:
+                listing = ", ".join(sorted(p.name for p in folder.iterdir())[:8])
+                raise GraphrecError(f"{folder}: set data.files, e.g. {{train: train.txt, test: test.txt}} "
+                                    f"(the folder has: {listing})")
+            if "all" in data.files and len(data.files) > 1:
+                raise GraphrecError("data.files: 'all' (one file to split) cannot be combined with other files")
+            if "all" not in data.files and "train" not in data.files:
+                raise GraphrecError(f"data.files needs a 'train' file (or 'all' to split one file); got "
+                                    f"{sorted(data.files)}")
+            if data.positive_labels is not None and data.format != "pairs":
+                raise GraphrecError(f"{blame(cfg, ('data', 'positive_labels'))}data.positive_labels applies to "
+                                    f"format pairs (its label column), not {data.format}; use data.min_rating for a "
+                                    "rating column")
+            check_split_keys(cfg, data.files)
+            for key, fname in data.files.items():
+                _check_file(folder, key, fname)
+            if data.format == "libfm":
+                return field_loader.libfm_dataset(cfg, data, folder, warnings)
+            tables = {key: _filter_ratings(f"{folder / fname}", _positive_pairs(
+                          f"{folder / fname}", read_table(data, folder / fname, warnings), data, warnings, cfg),
+                          data.min_rating)
+                      for key, fname in data.files.items()}
         name = folder.name
         source = str(folder)
     if data.kcore > 1:
@@ -328,6 +351,7 @@ def load_dataset(cfg: Config) -> Dataset:
         raise GraphrecError("the split leaves the training set empty; lower split.test_ratio/valid_ratio "
                             "or data.kcore, or check data.files.train")
     ds = Dataset(name, num_users, num_items, train, valid, tests, user_ids, item_ids, warnings=warnings, source=source)
+    attach_item_features(cfg, ds, folder_features)
     _check(ds)
     return ds
 

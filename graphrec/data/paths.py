@@ -1,4 +1,4 @@
-"""Where data.path points: the one place a dataset folder is resolved."""
+"""Where data.path (and every path that resolves like it, e.g. data.item_features) points: resolved in one place."""
 from __future__ import annotations
 
 import difflib
@@ -15,8 +15,15 @@ def resolve_data_path(cfg: Config) -> Optional[Path]:
     (default ../shared/data)."""
     if cfg.data.path is None:
         return None
-    path = Path(os.path.expanduser(cfg.data.path))
-    candidates = [path] if path.is_absolute() else [Path(cfg.base_dir) / path, Path.cwd() / path]
+    return resolve_config_path(cfg.data.path, cfg.base_dir, "data.path")
+
+
+def resolve_config_path(value: str, base_dir: str, key: str, fix: Optional[str] = None) -> Path:
+    """The existing file or folder a config value names: absolute; else relative to the YAML file's folder
+    (`base_dir`) or the working folder; else under $GRAPHREC_DATA. One-line error naming `key` (and `fix`,
+    when given, as the way out) otherwise."""
+    path = Path(os.path.expanduser(value))
+    candidates = [path] if path.is_absolute() else [Path(base_dir) / path, Path.cwd() / path]
     env = os.environ.get("GRAPHREC_DATA")
     data_root = Path(env) if env else Path.cwd().parent / "shared" / "data"
     if not path.is_absolute():
@@ -30,7 +37,7 @@ def resolve_data_path(cfg: Config) -> Optional[Path]:
     tried = ", ".join(dict.fromkeys(os.path.abspath(c) for c in candidates))
     known = sorted(p.name for p in data_root.iterdir()) if data_root.is_dir() else []
     close = difflib.get_close_matches(str(path), known, n=1, cutoff=0.75)
-    hint = (f"did you mean '{close[0]}'?" if close else
-            "give a path relative to the YAML file, an absolute one, or a folder under $GRAPHREC_DATA"
-            + ("" if env else " (GRAPHREC_DATA is not set)"))
-    raise GraphrecError(f"data.path '{cfg.data.path}' not found (looked in {tried}); {hint}")
+    hint = fix or (f"did you mean '{close[0]}'?" if close else
+                   "give a path relative to the YAML file, an absolute one, or a folder under $GRAPHREC_DATA"
+                   + ("" if env else " (GRAPHREC_DATA is not set)"))
+    raise GraphrecError(f"{key} '{value}' not found (looked in {tried}); {hint}")

@@ -37,6 +37,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     "ml-latest-small": {"format": "csv", "files": {"all": "ratings.csv"}, "header": False,
                         "columns": {"user": "0", "item": "1", "rating": "2", "timestamp": "3"},
                         "source": "https://grouplens.org/datasets/movielens/"},
+    # interactions only (no features can be had here); its ids are not MMRec's: never pair it with MMRec features
+    "baby": {"format": "mmrec", "files": {"inter": "baby.inter"},
+             "source": "https://github.com/enoche/MMRec (the LATTICE-layout JSON split, converted to baby.inter)"},
 }
 
 

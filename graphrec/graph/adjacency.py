@@ -68,3 +68,16 @@ class NormalizedAdjacency:
     def to(self, device: torch.device | str) -> "NormalizedAdjacency":
         """The same adjacency on another device."""
         return NormalizedAdjacency(self.users.to(device), self.items.to(device), self.num_users, self.num_items)
+
+
+def random_walk_adjacency(adj: NormalizedAdjacency, self_loops: bool = True) -> torch.Tensor:
+    """(num_nodes, num_nodes) CSR D^-1 (A + I) (or D^-1 A) of the same user-item graph as `adj`; not symmetric.
+
+    IDSF's structure graph (its official code): each node averages itself and its neighbours.
+    """
+    n = adj.num_nodes
+    loops = torch.arange(n, device=adj.row.device) if self_loops else adj.row[:0]
+    row, col = torch.cat([adj.row, loops]), torch.cat([adj.col, loops])
+    degree = adj.degree + float(self_loops)
+    values = degree.clamp_min(1.0).reciprocal()[row]
+    return torch.sparse_coo_tensor(torch.stack([row, col]), values, (n, n)).coalesce().to_sparse_csr()

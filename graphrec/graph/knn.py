@@ -28,9 +28,25 @@ def knn_graph(features: torch.Tensor, k: int, chunk_rows: int = 4096, device: De
         raise GraphrecError(f"model.knn_k is {k}; use a positive number of neighbours, e.g. 10")
     device = torch.device(device) if device is not None else features.device
     n = features.shape[0]
-    k = min(k, n - 1)
+    best = topk_cosine_neighbours(features, k, chunk_rows, device)
+    k = best.k
+    src = torch.arange(n, device=device).repeat_interleave(k)
+    dst = best.index.reshape(-1)
+    weight = best.value.reshape(-1).clamp_min(0.0) if weighted else torch.ones(n * k, device=device)
+    return _symmetric_normalized(torch.cat([src, dst]), torch.cat([dst, src]), torch.cat([weight, weight]), n)
+
+
+@torch.no_grad()
+def topk_cosine_neighbours(features: torch.Tensor, k: int, chunk_rows: int = 4096,
+                           device: Device = None) -> "RunningTopK":
+    """Each row's min(k, n - 1) most cosine-similar other rows of (n, d) `features`: (n, k) `value` and `index`.
+
+    Computed in (chunk_rows, chunk_rows) blocks on or above the diagonal, each serving its rows and its columns.
+    """
+    device = torch.device(device) if device is not None else features.device
+    n = features.shape[0]
     normed = torch.nn.functional.normalize(features.to(device=device, dtype=torch.float32), dim=1)
-    best = RunningTopK(n, k, device)
+    best = RunningTopK(n, min(k, n - 1), device)
     for start in range(0, n, chunk_rows):
         rows = normed[start:start + chunk_rows]
         for col_start in range(start, n, chunk_rows):
@@ -40,10 +56,7 @@ def knn_graph(features: torch.Tensor, k: int, chunk_rows: int = 4096, device: De
             best.offer(start, block, col_start)
             if col_start != start:
                 best.offer(col_start, block.T.contiguous(), start)
-    src = torch.arange(n, device=device).repeat_interleave(k)
-    dst = best.index.reshape(-1)
-    weight = best.value.reshape(-1).clamp_min(0.0) if weighted else torch.ones(n * k, device=device)
-    return _symmetric_normalized(torch.cat([src, dst]), torch.cat([dst, src]), torch.cat([weight, weight]), n)
+    return best
 
 
 class RunningTopK:

@@ -36,5 +36,5 @@ def build_model(cfg, dataset, device):
     return cls(cls.config_class(**cfg.model), ctx).to(device)
 
 
-from . import (afm, causaldiffrec, deepfm, drgo, fm, lightgcn, mf, nfm, sgcl, sgl, simgcl,  # noqa: E402,F401
-               xsimgcl)  # registration
+from . import (afm, causaldiffrec, deepfm, drgo, fm, freedom, idsf, lattice, lightgcn, mf, nfm, sgcl,  # noqa: E402,F401
+               sgl, simgcl, vbpr, xsimgcl)  # registration

@@ -1,0 +1,180 @@
+"""VBPR, LATTICE, FREEDOM and IDSF on synthetic multimodal data: IDSF's attention and ablation keys act as stated,
+FREEDOM prunes by degree, every model trains with a falling loss, per-epoch state resumes exactly, and a modality
+the dataset lacks is a one-line error."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from graphrec.config import build_config
+from graphrec.data.loader import load_dataset
+from graphrec.errors import GraphrecError
+from graphrec.losses import info_nce_intra
+from graphrec.models import build_model
+from graphrec.models.freedom import FREEDOM
+from graphrec.models.idsf import CandidateAttention
+from graphrec.trainer import Trainer
+
+from train_helpers import fit_with_stop_and_resume, history, results
+
+MULTIMODAL = {
+    "name": "mm", "seed": 4, "device": "cpu",
+    "data": {"synthetic": {"num_users": 240, "num_items": 160, "num_communities": 4, "mean_degree": 14, "seed": 3,
+                           "item_features": {"text": 16, "image": 32}, "feature_noise": 0.5}},
+    "split": {"method": "random", "valid_ratio": 0.1, "test_ratio": 0.2},
+    "train": {"epochs": 4, "batch_size": 256, "lr": 0.01, "reg": 1e-4, "patience": 0, "threads": 1,
+              "progress": False},
+    "eval": {"topk": [10], "metrics": ["recall"]},
+    "tracking": {"mode": "disabled"},
+}
+
+
+@pytest.fixture(autouse=True)
+def _keep_thread_count():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def dataset():
+    return load_dataset(build_config(MULTIMODAL))
+
+
+def config(tmp_path, model: dict, **train):
+    return build_config({**MULTIMODAL, "output_dir": str(tmp_path / "runs"), "model": model,
+                         "train": {**MULTIMODAL["train"], **train}})
+
+
+def idsf(dataset, **keys):
+    torch.manual_seed(0)
+    cfg = build_config({**MULTIMODAL, "model": {"name": "idsf", "embedding_dim": 8, **keys}})
+    return build_model(cfg, dataset, torch.device("cpu"))
+
+
+def test_attention_weights_sum_to_one_and_weigh_the_candidates():
+    torch.manual_seed(0)
+    attention = CandidateAttention(4)
+    candidates = torch.randn(5, 3, 4)
+    out, weights = attention(candidates)
+    assert weights.shape == (5, 3) and torch.allclose(weights.sum(1), torch.ones(5)) and (weights > 0).all()
+    assert torch.allclose(out, torch.einsum("nm,nmd->nd", weights, candidates))
+    single, one = attention(candidates[:, :1])
+    assert torch.equal(one, torch.ones(5, 1)) and torch.allclose(single, candidates[:, 0])
+
+
+def test_intra_view_info_nce_matches_the_dense_formula_in_chunks_and_on_anchor_subsets():
+    torch.manual_seed(0)
+    view1, view2 = torch.randn(7, 3, requires_grad=True), torch.randn(7, 3, requires_grad=True)
+    n1, n2 = torch.nn.functional.normalize(view1, dim=1), torch.nn.functional.normalize(view2, dim=1)
+    s11, s12 = (n1 @ n1.t() / 0.5).exp(), (n1 @ n2.t() / 0.5).exp()
+    per_row = -torch.log(s12.diag() / (s12.sum(1) + s11.sum(1) - s11.diag()))  # GRACE's form, one direction
+    for anchors, expected in [(None, per_row.mean()), (torch.tensor([1, 4, 6]), per_row[[1, 4, 6]].mean())]:
+        got = info_nce_intra(view1, view2, 0.5, anchors, chunk_rows=2)
+        assert got.item() == pytest.approx(expected.item(), abs=1e-5)
+        reference = torch.autograd.grad(expected, [view1, view2], retain_graph=True)
+        for a, b in zip(torch.autograd.grad(got, [view1, view2]), reference):
+            assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_id_in_structure_adds_gamma_times_the_ids_after_each_layer(dataset):
+    model = idsf(dataset, num_layers=1, gamma=0.3)
+    features = {m: model.projected(m) for m in model.modalities}
+    ids = {m: model.item_ids(m) for m in model.modalities}
+    with_ids = model.structure(features, ids)
+    model.cfg.id_in_structure = False
+    without = model.structure(features, ids)
+    users = model.embedding[:model.num_users]
+    for j, m in enumerate(model.modalities):  # mean of H_0 and H_1: the injection counts once in two layers
+        assert torch.allclose(with_ids[:, j] - without[:, j], 0.3 / 2 * torch.cat([users, ids[m]]), atol=1e-6)
+
+
+def test_without_id_in_content_the_content_is_the_projected_features(dataset):
+    model = idsf(dataset, id_in_content=False)
+    out = model.encode()
+    for m in model.modalities:
+        assert torch.equal(out.content[m], out.features[m])
+    assert len(model.contrastive_pairs(out)) == 2  # only (h_m, h_f) per modality
+    full = idsf(dataset)
+    assert len(full.contrastive_pairs(full.encode())) == 6
+    for m in full.modalities:
+        assert not torch.allclose(full.encode().content[m], full.encode().features[m])
+
+
+def _depends_on(model, tensor: torch.Tensor) -> bool:
+    """Whether the final table changes when `tensor` (a parameter or a feature matrix) is perturbed in place."""
+    with torch.no_grad():
+        before = model.encode().table.clone()
+        tensor.add_(torch.randn_like(tensor))
+        return not torch.allclose(model.encode().table, before)
+
+
+def test_ids_reach_the_scores_only_through_the_paths_the_keys_open(dataset):
+    for keys, depends in [({}, True), ({"id_in_content": False}, True), ({"id_in_structure": False}, True),
+                          ({"id_in_content": False, "id_in_structure": False}, False)]:
+        model = idsf(dataset, **keys)
+        assert _depends_on(model, model.embedding) == depends, keys
+    model = idsf(dataset, id_in_structure=False)  # the user IDs E_u enter the structure only
+    assert not _depends_on(model, model.embedding[:model.num_users])
+
+
+def test_one_modality_ignores_the_others(dataset):
+    model = idsf(dataset, modalities=["text"])
+    assert model.modalities == ["text"] and set(model.projections) == set(model.raw_features) == {"text"}
+    assert _depends_on(model, model.raw_features["text"])
+    assert len(model.contrastive_pairs(model.encode())) == 2  # (F, h) and (E, h); no fusion term
+
+
+def test_unknown_modality_is_one_line_naming_the_datasets(dataset):
+    for name in ("vbpr", "lattice", "freedom", "idsf"):
+        cfg = build_config({**MULTIMODAL, "model": {"name": name, "modalities": ["audio"]}})
+        with pytest.raises(GraphrecError, match=r"model.modalities names modality 'audio'.*are: text, image$"):
+            build_model(cfg, dataset, torch.device("cpu"))
+    cfg = build_config({**MULTIMODAL, "model": {"name": "freedom", "modality_weights": {"text": 1.0}}})
+    with pytest.raises(GraphrecError, match="model.modality_weights names"):
+        build_model(cfg, dataset, torch.device("cpu"))
+
+
+def test_freedom_keeps_the_share_of_edges_and_favours_low_degree_ones(dataset):
+    cfg = build_config({**MULTIMODAL, "model": {"name": "freedom", "edge_dropout": 0.7}})
+    model: FREEDOM = build_model(cfg, dataset, torch.device("cpu"))
+    edges = len(dataset.train)
+    weight = model.edge_keep_weight
+    kept = torch.zeros(edges)
+    for epoch in range(20):
+        model.on_epoch_start(epoch, torch.Generator().manual_seed(epoch))
+        assert model.view.nnz == 2 * round(0.3 * edges)
+        keys = model.view.users * model.num_items + model.view.items
+        kept += torch.isin(model.graph.users * model.num_items + model.graph.items, keys).float()
+    low, high = weight > weight.median(), weight <= weight.median()
+    assert kept[low].mean() > 1.2 * kept[high].mean()
+
+
+@pytest.mark.parametrize("model", [{"name": "vbpr"}, {"name": "lattice"}, {"name": "freedom"},
+                                   {"name": "idsf", "cl_weight": 0.1}], ids=lambda m: m["name"])
+def test_every_model_trains_with_a_falling_loss(tmp_path, model):
+    trainer = Trainer(config(tmp_path, {"embedding_dim": 16, **model}))
+    metrics = trainer.fit()
+    losses = [record["train/loss"] for record in history(trainer.run_dir)]
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert metrics["test/recall@10"] > 0
+
+
+def test_finetuned_features_train_while_the_raw_copies_stay(tmp_path, dataset):
+    trainer = Trainer(config(tmp_path, {"name": "vbpr", "embedding_dim": 8, "finetune_features": True}, epochs=1),
+                      dataset=dataset)
+    model = trainer.model
+    before = {m: x.clone() for m, x in model.raw_features.items()}
+    trainer.fit()
+    for m in model.modalities:
+        assert torch.equal(model.raw_features[m], before[m])
+        assert not torch.equal(model.feature(m), before[m]) and model.feature(m).requires_grad
+
+
+@pytest.mark.parametrize("model", ["freedom", "lattice"])
+def test_per_epoch_state_resumes_exactly(tmp_path, model):
+    cfg = config(tmp_path, {"name": model, "embedding_dim": 8}, epochs=3, batch_size=128)
+    trainer = Trainer(cfg)
+    reference = results(trainer.fit()), history(trainer.run_dir)
+    steps_per_epoch = -(-len(trainer.dataset.train) // 128)
+    assert fit_with_stop_and_resume(cfg, stop_at_step=steps_per_epoch + 2) == reference
