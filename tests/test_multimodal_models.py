@@ -15,7 +15,7 @@ from graphrec.models.freedom import FREEDOM
 from graphrec.models.idsf import CandidateAttention
 from graphrec.trainer import Trainer
 
-from train_helpers import fit_with_stop_and_resume, history, results
+from train_helpers import history, results, stopped_and_resumed
 
 MULTIMODAL = {
     "name": "mm", "seed": 4, "device": "cpu",
@@ -177,4 +177,4 @@ def test_per_epoch_state_resumes_exactly(tmp_path, model):
     trainer = Trainer(cfg)
     reference = results(trainer.fit()), history(trainer.run_dir)
     steps_per_epoch = -(-len(trainer.dataset.train) // 128)
-    assert fit_with_stop_and_resume(cfg, stop_at_step=steps_per_epoch + 2) == reference
+    assert stopped_and_resumed(cfg, steps_per_epoch + 2) == reference
