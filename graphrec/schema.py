@@ -79,19 +79,6 @@ class SyntheticConfig(Section):
     in_community: float = Field(0.8, ge=0, le=1, description="share of a user's events inside its community")
     popularity_exponent: float = Field(1.1, ge=0, description="power-law exponent of item popularity")
     seed: Seed = Field(7, description="generator seed (independent of the run's seed)")
-
-
-class SyntheticFieldsConfig(Section):
-    """Seeded feature-field rows with a planted FM (graphrec.data.synthetic.generate_field_rows), for tests and demos."""
-
-    rows: int = Field(4000, ge=10, description="rows generated (then split by split.valid_ratio / test_ratio)")
-    field_sizes: list[int] = Field(default_factory=lambda: [40, 60, 7, 3], min_length=2,
-                                   description="number of feature values of each field (one feature per field a row)")
-    rank: int = Field(4, ge=1, description="dimension of the planted FM's embeddings")
-    labels: Literal["binary", "real"] = Field("binary", description="binary: labels 1 / -1 drawn from "
-                                                                     "sigmoid(planted score); real: score + noise")
-    noise: float = Field(0.1, ge=0, description="real labels: standard deviation of the Gaussian noise")
-    seed: int = Field(7, description="generator seed (independent of the run's seed)")
     item_features: dict[str, int] = Field(default_factory=dict, description="modality -> dimension of item "
                                           "features drawn around a random centre per planted community, e.g. "
                                           "{text: 384, image: 4096} (none by default)")
@@ -105,6 +92,19 @@ class SyntheticFieldsConfig(Section):
         if bad:
             raise ValueError(f"item_features.{bad[0]} is {value[bad[0]]}; give each modality a dimension >= 1")
         return value
+
+
+class SyntheticFieldsConfig(Section):
+    """Seeded feature-field rows with a planted FM (graphrec.data.synthetic.generate_field_rows), for tests and demos."""
+
+    rows: int = Field(4000, ge=10, description="rows generated (then split by split.valid_ratio / test_ratio)")
+    field_sizes: list[int] = Field(default_factory=lambda: [40, 60, 7, 3], min_length=2,
+                                   description="number of feature values of each field (one feature per field a row)")
+    rank: int = Field(4, ge=1, description="dimension of the planted FM's embeddings")
+    labels: Literal["binary", "real"] = Field("binary", description="binary: labels 1 / -1 drawn from "
+                                                                     "sigmoid(planted score); real: score + noise")
+    noise: float = Field(0.1, ge=0, description="real labels: standard deviation of the Gaussian noise")
+    seed: Seed = Field(7, description="generator seed (independent of the run's seed)")
 
 
 class DataConfig(Section):
