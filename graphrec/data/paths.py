@@ -32,8 +32,8 @@ def resolve_config_path(value: str, base_dir: str, key: str, fix: Optional[str] 
         if candidate.exists():
             return candidate.resolve()
         if os.path.lexists(candidate):  # a symbolic link to nothing (a loop, or a missing target)
-            raise GraphrecError(f"data.path '{cfg.data.path}': {os.path.abspath(candidate)} is a symbolic link that "
-                                "leads nowhere (a loop, or its target is missing); point data.path at the real folder")
+            raise GraphrecError(f"{key} '{value}': {os.path.abspath(candidate)} is a symbolic link that leads nowhere "
+                                f"(a loop, or its target is missing); point {key} at the real file or folder")
     tried = ", ".join(dict.fromkeys(os.path.abspath(c) for c in candidates))
     known = sorted(p.name for p in data_root.iterdir()) if data_root.is_dir() else []
     close = difflib.get_close_matches(str(path), known, n=1, cutoff=0.75)
