@@ -1,4 +1,4 @@
-"""python -m benchmarks <epoch|eval|scale|memory|tta|profile> [--data DIR] [--quick] [--threads 2] [--no-write]"""
+"""python -m benchmarks <epoch|eval|scale|memory|tta|profile|ood> [--data DIR] [--quick] [--threads 2] [--no-write]"""
 from __future__ import annotations
 
 import argparse
@@ -16,14 +16,16 @@ COMMANDS = {
     "tta": "time until test Recall@20 first reaches a target (paper protocol), with the curve as CSV and PNG; "
            "--protocol refit: epochs selected on valid, one timed run on train + valid",
     "profile": "torch.profiler of graphrec training batches: the top operators",
+    "ood": "OOD evaluation targets: a popularity split of 30M events and graphrec report over 100 run folders",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    from . import epoch, evaluation, memory, profile, scale, tta
-    modules = {"epoch": epoch, "eval": evaluation, "scale": scale, "memory": memory, "tta": tta, "profile": profile}
+    from . import epoch, evaluation, memory, ood, profile, scale, tta
+    modules = {"epoch": epoch, "eval": evaluation, "scale": scale, "memory": memory, "tta": tta, "profile": profile,
+               "ood": ood}
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--data", default=None, help="LightGCN-format folder (train.txt, test.txt), e.g. "

@@ -157,7 +157,14 @@ def pyg_memory(spec: dict[str, Any], threads: int) -> dict[str, Any]:
     return out
 
 
-KINDS = {"scale_one": scale_one, "train_memory": train_memory, "eval_memory": eval_memory, "pyg_memory": pyg_memory}
+def ood_split(spec: dict[str, Any], threads: int) -> dict[str, Any]:  # noqa: ARG001
+    """The popularity split of benchmarks/ood.py, in its own process (its peak RSS is the split's)."""
+    from .ood import popularity_split
+    return popularity_split(spec)
+
+
+KINDS = {"scale_one": scale_one, "train_memory": train_memory, "eval_memory": eval_memory, "pyg_memory": pyg_memory,
+         "ood_split": ood_split}
 
 
 def run_worker_main(kind: str, spec: dict[str, Any], out_path: str, threads: int) -> int:
