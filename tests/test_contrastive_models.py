@@ -23,14 +23,6 @@ SMALL = merged(RESUME_CONFIG, {"data": {"synthetic": {"num_users": 300, "num_ite
                                "train": {"epochs": 3, "patience": 0, "eval_every": 3, "batch_size": 128}})
 
 
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    """The trainer sets torch's thread count (train.threads: 1); give the test session its own back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config(tmp_path, model: dict, train: dict | None = None):
     return build_config(merged(SMALL, {"output_dir": str(tmp_path / "runs"), "model": model, "train": train or {}}))
 

@@ -28,13 +28,6 @@ pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_availa
 DDP_OVERRIDES = {"name": "ddp", "train": {"batch_size": 255}}
 
 
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

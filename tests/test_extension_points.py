@@ -14,13 +14,6 @@ import tiny_models
 from train_helpers import RESUME_CONFIG, stopped_and_resumed, history, merged, results
 
 
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def pairwise_config(tmp_path, model: dict, **train) -> object:
     """The resume test's synthetic ranking config with another model, a few epochs."""
     raw = merged(RESUME_CONFIG, {"output_dir": str(tmp_path / "runs"), "model": model,

@@ -37,14 +37,6 @@ FIELDS_CONFIG = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    """The trainer sets torch's thread count (train.threads: 1); give the test session its own back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def config(tmp_path, name: str, **overrides):
     """A validated config of the FM test data for model `name`, writing runs under tmp_path."""
     raw = merged(FIELDS_CONFIG, {"output_dir": str(tmp_path / "runs"),

@@ -29,13 +29,6 @@ MULTIMODAL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def dataset():
     return load_dataset(build_config(MULTIMODAL))

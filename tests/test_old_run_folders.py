@@ -7,7 +7,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from graphrec.cli import main
 from graphrec.trainer import evaluate_run
@@ -17,11 +16,9 @@ OLD_RUN = Path(__file__).resolve().parents[1] / "data" / "fixtures" / "run_befor
 
 @pytest.fixture
 def old_run(tmp_path):
-    threads = torch.get_num_threads()
     run = tmp_path / "old-run"
     shutil.copytree(OLD_RUN, run)
-    yield run
-    torch.set_num_threads(threads)
+    return run
 
 
 def test_an_old_run_evaluates_to_its_own_metrics(old_run):

@@ -24,13 +24,6 @@ SMALL_DATA = {"format": "synthetic", "synthetic": {"num_users": 300, "num_items"
                                                    "mean_degree": 12, "seed": 3}}
 
 
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def config(tmp_path, model: dict, dro: dict | None = None, **train):
     """The resume test's config on smaller synthetic data with `model` (and a dro section)."""
     raw = merged(RESUME_CONFIG, {"output_dir": str(tmp_path / "runs"), "data": SMALL_DATA,

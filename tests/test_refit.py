@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-import torch
 
 from graphrec.cli import main
 from graphrec.config import build_config
@@ -12,13 +10,6 @@ from graphrec.data.loader import load_dataset
 from graphrec.trainer import Trainer
 
 from train_helpers import RESUME_CONFIG, merged, results, write_config
-
-
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_refit_equals_a_plain_run_on_train_plus_valid_for_the_selected_epochs(tmp_path, capsys):

@@ -24,14 +24,6 @@ from train_helpers import (RESUME_CONFIG, history, results, start_train, stop_mi
                            stopped_and_resumed, wait_for_epochs, write_config)
 
 
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    """The trainer sets torch's thread count (train.threads: 1); give the test session its own back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """An uninterrupted in-process run of the resume config: (metrics, epoch records, run folder)."""

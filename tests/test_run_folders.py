@@ -7,7 +7,6 @@ import signal
 
 import numpy as np
 import pytest
-import torch
 
 from graphrec import trainer as trainer_module
 from graphrec.cli import main
@@ -18,19 +17,12 @@ from graphrec.errors import GraphrecError
 from graphrec.runs import RunLock, claim_run_dir, failure_reason, is_failed, mark_failed
 from graphrec.trainer import StopRequest, Trainer, TrainingStopped
 
-from train_helpers import RESUME_CONFIG, history, results, write_config
+from train_helpers import history, results, write_config
 
 TINY = {"seed": 3, "device": "cpu", "name": "tiny",
         "data": {"format": "synthetic", "synthetic": {"num_users": 60, "num_items": 40, "mean_degree": 10, "seed": 1}},
         "split": {"method": "random", "valid_ratio": 0.2, "test_ratio": 0.2},
         "model": {"name": "mf", "embedding_dim": 8}, "train": {"epochs": 2, "batch_size": 64, "progress": False}}
-
-
-@pytest.fixture(autouse=True)
-def _keep_thread_count():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny(tmp_path, **train) -> object:
