@@ -229,7 +229,8 @@ def _columns_from_rows(path: Path, rows: list[tuple[int, list[str]]], index: dic
                     np.asarray(out["timestamp"], dtype=np.float64) if "timestamp" in out else None)
 
 
-def _is_number(token: str) -> bool:
+def is_number(token: str) -> bool:
+    """Whether parse_number accepts the token (a finite decimal number)."""
     try:
         parse_number(token)
         return True
@@ -300,7 +301,7 @@ def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], head
                 other = next((d for d in (",", ";", "\t", "|", " ") if d != delim and d in lines[0].strip()), None)
                 if len(names) == 1 and other:
                     hint = f"; the delimiter is {delim!r} but the line has {other!r}: set data.delimiter: {other!r}"
-                elif all(_is_number(n) for n in names):
+                elif all(is_number(n) for n in names):
                     hint = "; the first line looks like data: set data.header: false and give column numbers"
                 else:
                     close = difflib.get_close_matches(str(name), names, n=1)

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import GraphrecError, WarningLog
 from .fields import FieldRows, FieldSpace
-from .formats import BadLines, _open_text, id_problem, parse_id, parse_number, split_fields
+from .formats import BadLines, _open_text, id_problem, is_number, parse_id, parse_number, split_fields
 
 LAYOUT = "`label idx:value idx:value ...` with the same number of features on every line"
 
@@ -72,7 +72,7 @@ def read_libfm(path: Path, skip_bad_lines: bool, warnings: WarningLog) -> LibfmT
 
 def _why_malformed(tokens: list[str]) -> str:
     """The first token of a malformed line that does not parse, and why."""
-    if not _finite(tokens[0]):
+    if not is_number(tokens[0]):
         return f"the label '{tokens[0]}' is not a number ({LAYOUT})"
     for token in tokens[1:]:
         index, sep, value = token.partition(":")
@@ -80,17 +80,9 @@ def _why_malformed(tokens: list[str]) -> str:
             return f"'{token}' is not one idx:value pair ({LAYOUT})"
         if id_problem(index):
             return f"the feature index in '{token}' is not a non-negative integer within int64 ({LAYOUT})"
-        if not _finite(value):
+        if not is_number(value):
             return f"the value in '{token}' is not a finite number ({LAYOUT})"
     return f"malformed line ({LAYOUT})"
-
-
-def _finite(token: str) -> bool:
-    try:
-        parse_number(token)
-        return True
-    except ValueError:
-        return False
 
 
 def to_field_rows(tables: Mapping[str, LibfmTable], field_map: Optional[Mapping[str, Sequence[int]]] = None
