@@ -5,7 +5,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
 from .batches import PointBatch
 from .data.fields import FieldRows
@@ -23,6 +22,8 @@ def regression_metrics(pred: np.ndarray, label: np.ndarray, low: float, high: fl
 
 def classification_metrics(logit: np.ndarray, label: np.ndarray) -> dict[str, float]:
     """AUC (Mann-Whitney with tied scores sharing their mean rank) and mean logloss of (n,) logits vs {0, 1} labels."""
+    from scipy.stats import rankdata  # scipy.stats costs ~1 s to import: only where AUC is computed
+
     positives = label > 0.5
     n_pos, n_neg = int(positives.sum()), int((~positives).sum())
     ranks = rankdata(logit)
