@@ -291,9 +291,12 @@ class Config(Section):
     seed: Seed = Field(2020, description="seeds python, numpy, torch, the sampler and (unless split.seed) the split")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto (CUDA if present), cpu, cuda")
     output_dir: str = Field("runs", description="where run folders go (relative to the working folder)")
-    protocol: Literal["validation", "refit"] = Field(
+    protocol: Literal["validation", "refit", "leaky"] = Field(
         "validation", description="validation: select the checkpoint on valid, read tests once at it; refit: train on "
-                                  "train + valid for train.epochs (chosen on valid), read tests once at the end")
+                                  "train + valid for train.epochs (chosen on valid), read tests once at the end; "
+                                  "leaky: the official code of several papers (test edges in the propagation graph, "
+                                  "training items not masked, checkpoint selected on test_ood, else test), only to "
+                                  "show an inflated number beside the honest one")
     task: Optional[Literal["ranking", "regression", "classification"]] = Field(
         None, description="ranking, regression or classification (default: the model's first task)")
     data: DataConfig = Field(default_factory=DataConfig, description="the dataset")

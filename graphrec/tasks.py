@@ -76,6 +76,10 @@ def check_task(cfg: Config, model_cls, origin) -> None:
         where = origin.where(("train", "select_metric"), ("eval",), ("task",), ("model", "name"))
         raise GraphrecError(f"{where}train.select_metric '{cfg.train.select_metric}' is not computed by the "
                             f"{task.name} task's eval.metrics{' x eval.topk' if task.at_k else ''}; {fix}")
+    if cfg.protocol == "leaky" and not task.at_k:
+        raise GraphrecError(f"{origin.where(('protocol',), ('task',), ('model', 'name'))}protocol: leaky imitates "
+                            f"ranking code (test edges in the graph, no masking, selection on test), but the task is "
+                            f"{task.name}; use protocol: validation")
 
 
 def build_evaluators(dataset: Dataset, cfg: Config, device: torch.device) -> dict:
@@ -87,7 +91,8 @@ def build_evaluators(dataset: Dataset, cfg: Config, device: torch.device) -> dic
                                 f"items); raise it to at least {dataset.num_items}")
         evaluators = {name: Evaluator(dataset, name, cfg.eval.topk, cfg.eval.metrics, cfg.eval.max_score_elements,
                                       device, head_share=cfg.eval.head_share, tail_share=cfg.eval.tail_share,
-                                      sample_users=cfg.eval.users, seed=cfg.seed)
+                                      sample_users=cfg.eval.users, seed=cfg.seed,
+                                      leaky=cfg.protocol == "leaky")
                       for name in dataset.eval_splits()}
         for name, evaluator in evaluators.items():
             if not len(evaluator.users):

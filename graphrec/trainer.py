@@ -399,8 +399,9 @@ class Trainer:
         SIGINT/SIGTERM (or `stop.request()`) end the current batch, save last.pt and raise TrainingStopped.
         """
         cfg = self.cfg.train
-        has_valid = "valid" in self.evaluators
-        select = f"valid/{cfg.select_metric}"
+        split = self.selection_split
+        has_valid = split in self.evaluators
+        select = f"{split}/{cfg.select_metric}"
         stop = stop if stop is not None else StopRequest(announce=self.is_writer)
         try:
             with stop:
@@ -420,7 +421,7 @@ class Trainer:
                     if has_valid and stage.evaluate and due:
                         # rank 0's numbers drive every rank's decisions (they are all_reduce results anyway)
                         started = time.perf_counter()
-                        metrics = self.dist.broadcast_object(self.evaluate(["valid"]))
+                        metrics = self.dist.broadcast_object(self.evaluate([split]))
                         self.state.eval_seconds += time.perf_counter() - started
                         record.update(metrics, eval_seconds=self.state.eval_seconds)
                         score = self._selection_score(metrics[select])
@@ -464,9 +465,18 @@ class Trainer:
             self.lock.release()
 
     @property
+    def selection_split(self) -> str:
+        """The split checkpoints are selected on: valid, or test_ood (else test) under the leaky protocol."""
+        if self.cfg.protocol != "leaky":
+            return "valid"
+        return "test_ood" if "test_ood" in self.evaluators else "test"
+
+    @property
     def protocol(self) -> str:
-        """refit, validation (selected on valid) or paper (no validation split: the last epoch is reported)."""
-        return "refit" if self.cfg.protocol == "refit" else "validation" if "valid" in self.evaluators else "paper"
+        """refit, leaky, validation (selected on valid) or paper (no validation split: the last epoch is reported)."""
+        if self.cfg.protocol in ("refit", "leaky"):
+            return self.cfg.protocol
+        return "validation" if "valid" in self.evaluators else "paper"
 
     def _stopped(self, stop: StopRequest, where: str) -> None:
         if self.is_writer:

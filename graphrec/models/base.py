@@ -225,8 +225,8 @@ class Recommender(Model):
 
     @torch.no_grad()
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final (num_users, dim) user and (num_items, dim) item embeddings, cached until parameters change."""
-        key = (_optimizer_steps,) + tuple((id(p), p._version, p.data_ptr()) for p in self.parameters())
+        """Final (num_users, dim) user and (num_items, dim) item embeddings, cached until parameters or graph change."""
+        key = (_optimizer_steps, id(self.graph)) + tuple((id(p), p._version, p.data_ptr()) for p in self.parameters())
         if self._cache is None or self._cache[0] != key:
             final = self.propagate()
             self._cache = (key, (final[:self.num_users], final[self.num_users:]))
