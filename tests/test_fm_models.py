@@ -170,5 +170,24 @@ def test_cli_data_info_and_metric_table_for_feature_rows(tmp_path, capsys):
     assert out[out.index("train_rows") + 1] == "3" and out[out.index("test_rows") + 1] == "1"
     table = eval_table({"valid/rmse": 0.25, "valid/rows": 40, "test/rmse": 0.2, "test/rows": 10,
                         "best_epoch": 3}).splitlines()
-    assert table[0].split() == ["split", "users", "rmse"]
+    assert table[0].split() == ["split", "rows", "rmse"]
     assert table[1].split() == ["valid", "40", "0.250000", "(+25.0%)"] and table[2].split() == ["test", "10", "0.200000"]
+
+
+@pytest.mark.parametrize("task, labels, metrics", [("regression", "real", ["rmse", "mae"]),
+                                                   ("classification", "binary", ["auc", "logloss"])])
+def test_cli_eval_of_a_pointwise_run_prints_its_task_metrics_per_row_count(task, labels, metrics, tmp_path, capsys):
+    """`graphrec eval RUN` re-reads best.pt and prints the task's metrics, equal to the training run's test metrics
+    (read at the selected epoch), under a `rows` count column."""
+    cfg = config(tmp_path, "fm", task=task, data={"synthetic_fields": {"labels": labels}}, train={"epochs": 2})
+    trainer = Trainer(cfg)
+    trained = trainer.fit()
+    capsys.readouterr()
+    assert main(["eval", str(trainer.run_dir), "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["splits"]
+    assert list(shown) == ["valid", "test"]
+    assert list(shown["test"]) == ["rows", *metrics] and shown["test"]["rows"] == trained["test/rows"] == 450
+    for metric in metrics:
+        assert shown["test"][metric] == pytest.approx(trained[f"test/{metric}"], rel=1e-6)
+    assert main(["eval", str(trainer.run_dir)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split() == ["split", "rows", *metrics]
