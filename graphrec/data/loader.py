@@ -297,7 +297,7 @@ def load_dataset(cfg: Config) -> Dataset:
         data = with_preset(data, folder)
         if data.format == "synthetic":
             raise GraphrecError(f"data.path '{folder}' is not a known dataset folder; set data.format "
-                                "(lightgcn, pairs, atomic, csv, libfm, mmrec) and data.files")
+                                "(lightgcn, pairs, atomic, csv, libfm, csv_fields, mmrec) and data.files")
         if data.format == "mmrec":
             tables, folder_features = _read_mmrec_tables(data, folder)
         else:
@@ -319,6 +319,8 @@ def load_dataset(cfg: Config) -> Dataset:
                 _check_file(folder, key, fname)
             if data.format == "libfm":
                 return field_loader.libfm_dataset(cfg, data, folder, warnings)
+            if data.format == "csv_fields":
+                return field_loader.csv_fields_dataset(cfg, data, folder, warnings)
             tables = {key: _filter_ratings(f"{folder / fname}", _positive_pairs(
                           f"{folder / fname}", read_table(data, folder / fname, warnings), data, warnings, cfg),
                           data.min_rating)
