@@ -145,8 +145,11 @@ def test_gem_neighbours_are_redrawn_each_epoch(tmp_path):
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
-@pytest.mark.parametrize("sweep", sorted((EXPERIMENTS / "sweeps").glob("*frappe.yaml")), ids=lambda p: p.stem)
-def test_frappe_experiments_and_every_swept_value_are_valid_configs(sweep):
+FM_SWEEPS = sorted((EXPERIMENTS / "sweeps").glob("*frappe.yaml")) + [EXPERIMENTS / "sweeps" / "fm-ml-tag.yaml"]
+
+
+@pytest.mark.parametrize("sweep", FM_SWEEPS, ids=lambda p: p.stem)
+def test_fm_experiments_and_every_swept_value_are_valid_configs(sweep):
     """Each FM-family sweep's base YAML validates with every listed value (and range end) of every parameter."""
     spec = yaml.safe_load(sweep.read_text())
     base = sweep.parent / spec["base"]
@@ -158,6 +161,32 @@ def test_frappe_experiments_and_every_swept_value_are_valid_configs(sweep):
             assert cfg.model["name"] in sweep.stem
     cross = config_from_file(EXPERIMENTS / "fm-frappe-nfm-files.yaml", ["model.embedding=gem", "task=classification"])
     assert cross.data.files["train"] == "frappe.validation.libfm" and cross.train.select_metric == "auc"
+
+
+def test_ml_tag_experiment_runs_on_tiny_files_in_nfm_layout(tmp_path, monkeypatch, capsys):
+    """experiments/fm-ml-tag.yaml, as written, trains on hand-made files named and laid out like NFM's ml-tag
+    (`label user:1 movie:1 tag:1`, one global index space) in $GRAPHREC_DATA/ml-tag: the registry preset names the
+    files and the three fields are inferred from the positions."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "ml-tag"
+    folder.mkdir(parents=True)
+    for split, rows in (("train", 60), ("validation", 12), ("test", 12)):
+        user, movie, tag = rng.integers(0, 5, rows), rng.integers(5, 13, rows), rng.integers(13, 21, rows)
+        label = np.where((user + tag) % 2 == 0, 1, -1)
+        write_libfm(folder / f"ml-tag.{split}.libfm",
+                    [f"{y} {u}:1 {m}:1 {t}:1" for y, u, m, t in zip(label, user, movie, tag)])
+    monkeypatch.setenv("GRAPHREC_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    cfg = config_from_file(EXPERIMENTS / "fm-ml-tag.yaml")
+    space = load_dataset(cfg).fields.space
+    assert space.num_fields == 3 and space.num_features == 21
+    assert main(["train", str(EXPERIMENTS / "fm-ml-tag.yaml"), "--set", "train.epochs=2", "--set",
+                 "train.batch_size=16", "--set", "device=cpu", "--set", "output_dir=runs"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["split", "rows", "rmse", "mae"]
+    assert table[1].split()[:2] == ["valid", "12"] and table[2].split()[:2] == ["test", "12"]
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "metrics.json").read_text())["test/rows"] == 12
 
 
 def test_cli_data_info_and_metric_table_for_feature_rows(tmp_path, capsys):
