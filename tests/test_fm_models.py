@@ -187,6 +187,9 @@ def test_ml_tag_experiment_runs_on_tiny_files_in_nfm_layout(tmp_path, monkeypatc
     assert table[1].split()[:2] == ["valid", "12"] and table[2].split()[:2] == ["test", "12"]
     (run,) = (tmp_path / "runs").iterdir()
     assert json.loads((run / "metrics.json").read_text())["test/rows"] == 12
+    # the run's config.yaml writes every data key (files: {} at its default): eval still takes the preset's files
+    assert main(["eval", str(run)]) == 0
+    assert capsys.readouterr().out.splitlines() == table[:3]
 
 
 def test_cli_data_info_and_metric_table_for_feature_rows(tmp_path, capsys):

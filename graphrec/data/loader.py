@@ -21,12 +21,14 @@ from .registry import preset_for
 
 def with_preset(data: DataConfig, folder: Path) -> DataConfig:
     """data with format/files/columns (...) filled from the registry when the folder is a known one and no files are
-    set; keys the config sets itself keep their values."""
+    set; keys the config sets to other than their defaults keep their values (a run folder's config.yaml writes
+    every key, at its default where the preset filled it in)."""
     preset = preset_for(folder.name)
     if preset is None or data.files:
         return data
-    fields = {k: v for k, v in preset.items()
-              if k in DataConfig.model_fields and k != "format" and k not in data.model_fields_set}
+    default = DataConfig()
+    fields = {k: v for k, v in preset.items() if k in DataConfig.model_fields and k != "format"
+              and (k not in data.model_fields_set or getattr(data, k) == getattr(default, k))}
     if data.format == "synthetic" or data.format == preset["format"]:
         fields["format"] = preset["format"]
     return data.model_copy(update=fields)
