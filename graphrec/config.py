@@ -137,6 +137,8 @@ def _check_consistency(cfg: Config, origin: Origin) -> None:
                 raise GraphrecError(f"{origin.where(('data', 'columns', role), ('data', 'header'))}data.header is "
                                     f"false, so data.columns.{role} must be a column number (0 = first), not "
                                     f"{column!r}")
+    if data.format == "csv_fields":
+        _check_csv_fields(data, origin)
     named: dict[str, str] = {}
     for role, column in data.columns.items():
         other = named.setdefault(str(column).strip(), role)
@@ -174,6 +176,25 @@ def _check_consistency(cfg: Config, origin: Origin) -> None:
                             "needs split.method: random (with split.valid_ratio and split.test_ratio)")
 
 
+def _check_csv_fields(data: DataConfig, origin: Origin) -> None:
+    """Format csv_fields: a header that names the columns, at least one field column and one role per column."""
+    spec = data.csv_fields
+    if not data.header:
+        raise GraphrecError(f"{origin.where(('data', 'header'))}data.format csv_fields reads columns by name; set "
+                            "data.header: true (the file's first line must name its columns)")
+    if not spec.categorical and not spec.numeric:
+        raise GraphrecError(f"{origin.where(('data', 'csv_fields'), ('data', 'format'))}data.format csv_fields needs "
+                            "the columns that are fields, e.g. data.csv_fields: {categorical: [user, item], numeric: "
+                            "[age], label: rating}")
+    roles: dict[str, str] = {}
+    for column, role in ([(c, "categorical") for c in spec.categorical] + [(c, "numeric") for c in spec.numeric]
+                         + [(spec.label, "label")]):
+        if column in roles:
+            raise GraphrecError(f"{origin.where(('data', 'csv_fields'))}data.csv_fields names column '{column}' "
+                                f"twice ({roles[column]} and {role}); give each column one role")
+        roles[column] = role
+
+
 def _check_rows_or_events(cfg: Config, origin: Origin) -> None:
     """Feature rows (libfm, synthetic_fields) go with pointwise tasks, user-item events with ranking."""
     fmt = data_format(cfg.data.format, cfg.data.path)
@@ -184,7 +205,8 @@ def _check_rows_or_events(cfg: Config, origin: Origin) -> None:
                             "pointwise model (fm, nfm, deepfm, afm) or user-item data")
     if cfg.task != "ranking" and not rows and (cfg.data.path is None or fmt != "synthetic"):
         raise GraphrecError(f"{origin.where(('data', 'format'))}task {cfg.task} needs feature rows, but "
-                            f"data.format {fmt} gives user-item events; use data.format libfm or synthetic_fields")
+                            f"data.format {fmt} gives user-item events; use data.format libfm, csv_fields or "
+                            "synthetic_fields")
 
 
 def config_from_file(path: str | os.PathLike, overrides: list[str] | None = None,

@@ -95,6 +95,11 @@ def _split_order(names: Iterable[str]) -> list[str]:
     return [s for s in SPLIT_ORDER if s in names] + [s for s in names if s not in SPLIT_ORDER]
 
 
+def count_unit(metrics: dict[str, Any]) -> str:
+    """What a run's splits count: 'rows' for pointwise tasks ('<split>/rows' keys), else 'users' (ranking)."""
+    return "rows" if any(key.endswith("/rows") for key in metrics) else "users"
+
+
 def eval_table(metrics: dict[str, Any], splits: Optional[list[str]] = None, fmt: str = "table") -> str:
     """One run's metrics: rows = splits, columns = metric@K, with the relative change from the `test` row
     (table / markdown: in parentheses; csv: <metric>_vs_test columns; json: a "vs_test" mapping)."""
@@ -103,14 +108,15 @@ def eval_table(metrics: dict[str, Any], splits: Optional[list[str]] = None, fmt:
     base = rows.get("test")
     change = {s: {c: (row[c] - base[c]) / base[c] if base and c in row and base.get(c) else None
                   for c in columns} for s, row in rows.items() if s != "test"}
-    users = {s: metrics.get(f"{s}/users", metrics.get(f"{s}/rows")) for s in rows}
+    unit = count_unit(metrics)
+    counts = {s: metrics.get(f"{s}/{unit}") for s in rows}
     if fmt == "json":
-        return json.dumps({"splits": {s: ({"users": users[s]} if users[s] is not None else {}) | row
+        return json.dumps({"splits": {s: ({unit: counts[s]} if counts[s] is not None else {}) | row
                                       for s, row in rows.items()}, "vs_test": change}, indent=2)
-    header = ["split", "users"] + columns
+    header = ["split", unit] + columns
     body = []
     for split, row in rows.items():
-        cells = [split, "" if users[split] is None else str(int(users[split]))]
+        cells = [split, "" if counts[split] is None else str(int(counts[split]))]
         for column in columns:
             rel = change.get(split, {}).get(column)
             if fmt == "csv":

@@ -107,16 +107,31 @@ class SyntheticFieldsConfig(Section):
     seed: Seed = Field(7, description="generator seed (independent of the run's seed)")
 
 
+class CsvFieldsConfig(Section):
+    """Format csv_fields: which named CSV columns are fields and which is the label (graphrec.data.csv_fields)."""
+
+    categorical: list[str] = Field(default_factory=list, description="columns whose values become features, one "
+                                   "field each; the feature ids come from the values of the train file")
+    numeric: list[str] = Field(default_factory=list, description="columns of numbers: one field each, holding one "
+                               "feature whose value is the number")
+    label: str = Field("label", description="the column of numeric labels (task classification: {-1, 1} or {0, 1})")
+    unseen: Literal["unknown", "error"] = Field(
+        "unknown", description="a categorical value that the train file lacks: the field's own unknown feature "
+                               "(which no training row holds), or an error")
+
+
 class DataConfig(Section):
     """Where the interactions come from and how they are read and filtered."""
 
     path: Optional[str] = Field(None, description="dataset folder or file; absolute, relative to the YAML or the "
                                                   "working folder, or under $GRAPHREC_DATA")
-    format: Literal["synthetic", "lightgcn", "pairs", "atomic", "csv", "libfm", "synthetic_fields", "mmrec"] = Field(
+    format: Literal["synthetic", "lightgcn", "pairs", "atomic", "csv", "libfm", "csv_fields", "synthetic_fields",
+                    "mmrec"] = Field(
         "synthetic", description="file format: synthetic, lightgcn (user item item ...), pairs, atomic (.inter), csv, "
                                  "mmrec (<folder>.inter with x_label 0/1/2 = train/valid/test, and image_feat.npy / "
                                  "text_feat.npy as the image and text item features when present); feature rows: "
-                                 "libfm (label idx:val ...), synthetic_fields")
+                                 "libfm (label idx:val ...), csv_fields (named columns, data.csv_fields), "
+                                 "synthetic_fields")
     files: dict[str, str] = Field(default_factory=dict, description="split name -> file, e.g. {train: train.txt, "
                                                                     "test: test.txt}, or {all: file} to split one file")
     columns: dict[str, str | int] = Field(default_factory=dict, description="csv/atomic columns {user, item, "
@@ -138,6 +153,8 @@ class DataConfig(Section):
         "error", description="items without a row in a feature file: error, the mean row (the official IDSF "
                              "code's choice) or zeros")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig, description="the generator's keys")
+    csv_fields: CsvFieldsConfig = Field(default_factory=CsvFieldsConfig,
+                                        description="format csv_fields: the field and label columns")
     synthetic_fields: SyntheticFieldsConfig = Field(default_factory=SyntheticFieldsConfig,
                                                     description="format synthetic_fields: the generator's keys")
 

@@ -103,8 +103,8 @@ def build_evaluators(dataset: Dataset, cfg: Config, device: torch.device) -> dic
         raise GraphrecError(f"{blame(cfg, ('eval', 'users'))}eval.users samples users of a ranking evaluation, but the "
                             f"task is {cfg.task}; remove eval.users")
     if dataset.fields is None:
-        raise GraphrecError(f"task {cfg.task} needs feature rows (data.format libfm or synthetic fields), but "
-                            f"dataset {dataset.name} has interactions only")
+        raise GraphrecError(f"task {cfg.task} needs feature rows (data.format libfm, csv_fields or synthetic_fields), "
+                            f"but dataset {dataset.name} has interactions only")
     train_label = dataset.fields.rows["train"].label
     label_range = (float(train_label.min(initial=0.0)), float(train_label.max(initial=1.0)))
     chunk = max(1, cfg.eval.max_score_elements // 64)

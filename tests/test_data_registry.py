@@ -12,6 +12,7 @@ import pytest
 from graphrec.config import build_config
 from graphrec.data import catalog
 from graphrec.data.catalog import CATALOG, DatasetEntry, baby_inter, fetch
+from graphrec.data.field_loader import FIELD_FORMATS
 from graphrec.errors import GraphrecError
 
 TRAIN = b"0 1 2\n1 2\n"
@@ -123,8 +124,10 @@ def test_every_entry_has_terms_a_source_and_a_loadable_data_block(capsys):
     assert issue_names <= set(CATALOG)
     for entry in CATALOG.values():
         assert entry.license and entry.source and entry.format and entry.size
-        if entry.data_block() is not None:
-            build_config({"data": entry.data_block(), "split": {"method": "random"}})
+        block = entry.data_block()
+        if block is not None:  # feature rows (ml-tag) go with a pointwise model
+            model = {"name": "fm"} if block["format"] in FIELD_FORMATS else {"name": "lightgcn"}
+            build_config({"data": block, "split": {"method": "random"}, "model": model})
     parser = argparse.ArgumentParser()
     catalog.add_parser(parser.add_subparsers())
     args = parser.parse_args(["list"])

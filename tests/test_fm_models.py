@@ -145,8 +145,11 @@ def test_gem_neighbours_are_redrawn_each_epoch(tmp_path):
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
-@pytest.mark.parametrize("sweep", sorted((EXPERIMENTS / "sweeps").glob("*frappe.yaml")), ids=lambda p: p.stem)
-def test_frappe_experiments_and_every_swept_value_are_valid_configs(sweep):
+FM_SWEEPS = sorted((EXPERIMENTS / "sweeps").glob("*frappe.yaml")) + [EXPERIMENTS / "sweeps" / "fm-ml-tag.yaml"]
+
+
+@pytest.mark.parametrize("sweep", FM_SWEEPS, ids=lambda p: p.stem)
+def test_fm_experiments_and_every_swept_value_are_valid_configs(sweep):
     """Each FM-family sweep's base YAML validates with every listed value (and range end) of every parameter."""
     spec = yaml.safe_load(sweep.read_text())
     base = sweep.parent / spec["base"]
@@ -160,6 +163,35 @@ def test_frappe_experiments_and_every_swept_value_are_valid_configs(sweep):
     assert cross.data.files["train"] == "frappe.validation.libfm" and cross.train.select_metric == "auc"
 
 
+def test_ml_tag_experiment_runs_on_tiny_files_in_nfm_layout(tmp_path, monkeypatch, capsys):
+    """experiments/fm-ml-tag.yaml, as written, trains on hand-made files named and laid out like NFM's ml-tag
+    (`label user:1 movie:1 tag:1`, one global index space) in $GRAPHREC_DATA/ml-tag: the registry preset names the
+    files and the three fields are inferred from the positions."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "data" / "ml-tag"
+    folder.mkdir(parents=True)
+    for split, rows in (("train", 60), ("validation", 12), ("test", 12)):
+        user, movie, tag = rng.integers(0, 5, rows), rng.integers(5, 13, rows), rng.integers(13, 21, rows)
+        label = np.where((user + tag) % 2 == 0, 1, -1)
+        write_libfm(folder / f"ml-tag.{split}.libfm",
+                    [f"{y} {u}:1 {m}:1 {t}:1" for y, u, m, t in zip(label, user, movie, tag)])
+    monkeypatch.setenv("GRAPHREC_DATA", str(tmp_path / "data"))
+    monkeypatch.chdir(tmp_path)
+    cfg = config_from_file(EXPERIMENTS / "fm-ml-tag.yaml")
+    space = load_dataset(cfg).fields.space
+    assert space.num_fields == 3 and space.num_features == 21
+    assert main(["train", str(EXPERIMENTS / "fm-ml-tag.yaml"), "--set", "train.epochs=2", "--set",
+                 "train.batch_size=16", "--set", "device=cpu", "--set", "output_dir=runs"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["split", "rows", "rmse", "mae"]
+    assert table[1].split()[:2] == ["valid", "12"] and table[2].split()[:2] == ["test", "12"]
+    (run,) = (tmp_path / "runs").iterdir()
+    assert json.loads((run / "metrics.json").read_text())["test/rows"] == 12
+    # the run's config.yaml writes every data key (files: {} at its default): eval still takes the preset's files
+    assert main(["eval", str(run)]) == 0
+    assert capsys.readouterr().out.splitlines() == table[:3]
+
+
 def test_cli_data_info_and_metric_table_for_feature_rows(tmp_path, capsys):
     """`graphrec data info --format libfm` summarizes fields and rows; pointwise metrics print one row each."""
     write_libfm(tmp_path / "train.libfm", ["1 0:1 3:1", "-1 1:1 4:1", "-1 2:1 4:1"])
@@ -170,5 +202,24 @@ def test_cli_data_info_and_metric_table_for_feature_rows(tmp_path, capsys):
     assert out[out.index("train_rows") + 1] == "3" and out[out.index("test_rows") + 1] == "1"
     table = eval_table({"valid/rmse": 0.25, "valid/rows": 40, "test/rmse": 0.2, "test/rows": 10,
                         "best_epoch": 3}).splitlines()
-    assert table[0].split() == ["split", "users", "rmse"]
+    assert table[0].split() == ["split", "rows", "rmse"]
     assert table[1].split() == ["valid", "40", "0.250000", "(+25.0%)"] and table[2].split() == ["test", "10", "0.200000"]
+
+
+@pytest.mark.parametrize("task, labels, metrics", [("regression", "real", ["rmse", "mae"]),
+                                                   ("classification", "binary", ["auc", "logloss"])])
+def test_cli_eval_of_a_pointwise_run_prints_its_task_metrics_per_row_count(task, labels, metrics, tmp_path, capsys):
+    """`graphrec eval RUN` re-reads best.pt and prints the task's metrics, equal to the training run's test metrics
+    (read at the selected epoch), under a `rows` count column."""
+    cfg = config(tmp_path, "fm", task=task, data={"synthetic_fields": {"labels": labels}}, train={"epochs": 2})
+    trainer = Trainer(cfg)
+    trained = trainer.fit()
+    capsys.readouterr()
+    assert main(["eval", str(trainer.run_dir), "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["splits"]
+    assert list(shown) == ["valid", "test"]
+    assert list(shown["test"]) == ["rows", *metrics] and shown["test"]["rows"] == trained["test/rows"] == 450
+    for metric in metrics:
+        assert shown["test"][metric] == pytest.approx(trained[f"test/{metric}"], rel=1e-6)
+    assert main(["eval", str(trainer.run_dir)]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split() == ["split", "rows", *metrics]

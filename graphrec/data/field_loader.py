@@ -1,4 +1,5 @@
-"""Datasets of feature-field rows (libFM files, synthetic fields) for pointwise tasks; their interactions are empty."""
+"""Datasets of feature-field rows (libFM files, CSV columns, synthetic fields) for pointwise tasks; their
+interactions are empty."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,11 +9,12 @@ import numpy as np
 from ..errors import GraphrecError, WarningLog
 from ..schema import Config, DataConfig
 from .dataset import Dataset, FieldData, Interactions
+from .csv_fields import csv_field_rows, read_csv_fields
 from .fields import FieldRows, FieldSpace, random_row_split
 from .libfm import read_libfm, to_field_rows
 from .synthetic import generate_field_rows
 
-FIELD_FORMATS = ("libfm", "synthetic_fields")
+FIELD_FORMATS = ("libfm", "csv_fields", "synthetic_fields")
 
 
 def field_dataset(name: str, rows: dict[str, FieldRows], space: FieldSpace, warnings: WarningLog,
@@ -49,9 +51,23 @@ def synthetic_field_dataset(cfg: Config) -> Dataset:
 
 
 def libfm_dataset(cfg: Config, data: DataConfig, folder: Path, warnings: WarningLog) -> Dataset:
-    """Rows of the libFM files of data.files; 'all' is split at random, a missing 'valid' is carved from train."""
+    """Rows of the libFM files of data.files, split by split_field_dataset."""
     tables = {key: read_libfm(folder / fname, data.skip_bad_lines, warnings) for key, fname in data.files.items()}
     rows, space = to_field_rows(tables, data.fields)
+    return split_field_dataset(cfg, rows, space, folder, warnings)
+
+
+def csv_fields_dataset(cfg: Config, data: DataConfig, folder: Path, warnings: WarningLog) -> Dataset:
+    """Rows of the CSV files of data.files by the columns of data.csv_fields, split by split_field_dataset."""
+    tables = {key: read_csv_fields(folder / fname, data.csv_fields, data.delimiter, data.skip_bad_lines, warnings)
+              for key, fname in data.files.items()}
+    rows, space = csv_field_rows(tables, data.csv_fields, warnings)
+    return split_field_dataset(cfg, rows, space, folder, warnings)
+
+
+def split_field_dataset(cfg: Config, rows: dict[str, FieldRows], space: FieldSpace, folder: Path,
+                        warnings: WarningLog) -> Dataset:
+    """The dataset of the rows of data.files: 'all' is split at random, a missing 'valid' is carved from train."""
     if cfg.split.method not in ("given", "random"):
         raise GraphrecError(f"split.method {cfg.split.method} does not apply to feature rows (no users or times); "
                             "use split.method: random (or given with train/valid/test files)")

@@ -272,17 +272,13 @@ def read_atomic(path: Path, columns: dict[str, str], skip_bad_lines: bool, warni
     return _columns_from_rows(path, rows, index, skip_bad_lines, warnings)
 
 
-def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], header: bool,
-             skip_bad_lines: bool, warnings: WarningLog) -> Interactions:
-    """CSV/TSV with named (header: true) or numbered (header: false) columns given in data.columns; one record per
-    line (a quoted field does not run over a line end)."""
+def csv_records(path: Path, delimiter: Optional[str], header: bool, bad: BadLines
+                ) -> tuple[list[str], str, list[tuple[int, list[str]]]]:
+    """(lines, delimiter, (line number, fields) records) of a CSV/TSV file, one record per line (a quoted field does
+    not run over a line end); broken quoting goes to `bad`, in a header it is an error."""
     lines = _open_text(path)
     delim = delimiter or ("\t" if path.suffix in (".tsv", ".tab") else ",")
-    if "user" not in columns or "item" not in columns:
-        raise GraphrecError(f"{path}: format csv needs data.columns.user and data.columns.item "
-                            f"(column {'names' if header else 'numbers'})")
-    records: list[tuple[int, list[str]]] = []  # (line number, fields): one record per line
-    bad = BadLines(path, skip_bad_lines, warnings)
+    records: list[tuple[int, list[str]]] = []
     for lineno, line in enumerate(lines, 1):
         try:  # strict: a quote left open or text after a closing quote is an error, not a guess
             row = next(csv.reader([line], delimiter=delim, strict=True), [])
@@ -292,24 +288,40 @@ def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], head
             bad.bad(lineno, f"broken quoting ({exc}; a quote left open on this line?)")
             continue
         records.append((lineno, row))
-    parsed = [row for _, row in records]
+    return lines, delim, records
+
+
+def header_column(path: Path, names: list[str], name: str, key: str, delim: str, first_line: str,
+                  numbered: bool = True) -> int:
+    """Index of column `name` in the header `names`; otherwise a one-line error naming the file, the config `key`
+    and a fix (another delimiter, header: false when `numbered` columns are possible, a close name)."""
+    if name in names:
+        return names.index(name)
+    other = next((d for d in (",", ";", "\t", "|", " ") if d != delim and d in first_line.strip()), None)
+    if len(names) == 1 and other:
+        hint = f"; the delimiter is {delim!r} but the line has {other!r}: set data.delimiter: {other!r}"
+    elif numbered and all(is_number(n) for n in names):
+        hint = "; the first line looks like data: set data.header: false and give column numbers"
+    else:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {key}: {close[0]}?" if close else f"; set {key} to one of them"
+    raise GraphrecError(f"{path} line 1: no column '{name}' ({key}) in the header {names}{hint}")
+
+
+def read_csv(path: Path, columns: dict[str, str], delimiter: Optional[str], header: bool,
+             skip_bad_lines: bool, warnings: WarningLog) -> Interactions:
+    """CSV/TSV with named (header: true) or numbered (header: false) columns given in data.columns; one record per
+    line (a quoted field does not run over a line end)."""
+    if "user" not in columns or "item" not in columns:
+        raise GraphrecError(f"{path}: format csv needs data.columns.user and data.columns.item "
+                            f"(column {'names' if header else 'numbers'})")
+    bad = BadLines(path, skip_bad_lines, warnings)
+    lines, delim, records = csv_records(path, delimiter, header, bad)
     index: dict[str, int] = {}
     if header:
-        names = [h.strip() for h in parsed[0]]
+        names = [h.strip() for h in records[0][1]]
         for role, name in columns.items():
-            if str(name) not in names:
-                other = next((d for d in (",", ";", "\t", "|", " ") if d != delim and d in lines[0].strip()), None)
-                if len(names) == 1 and other:
-                    hint = f"; the delimiter is {delim!r} but the line has {other!r}: set data.delimiter: {other!r}"
-                elif all(is_number(n) for n in names):
-                    hint = "; the first line looks like data: set data.header: false and give column numbers"
-                else:
-                    close = difflib.get_close_matches(str(name), names, n=1)
-                    hint = f"; did you mean data.columns.{role}: {close[0]}?" if close else \
-                        f"; set data.columns.{role} to one of them"
-                raise GraphrecError(f"{path} line 1: no column '{name}' (data.columns.{role}) in the header "
-                                    f"{names}{hint}")
-            index[role] = names.index(str(name))
+            index[role] = header_column(path, names, str(name), f"data.columns.{role}", delim, lines[0])
         body = records[1:]
     else:
         for role, name in columns.items():

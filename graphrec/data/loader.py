@@ -21,12 +21,14 @@ from .registry import preset_for
 
 def with_preset(data: DataConfig, folder: Path) -> DataConfig:
     """data with format/files/columns (...) filled from the registry when the folder is a known one and no files are
-    set; keys the config sets itself keep their values."""
+    set; keys the config sets to other than their defaults keep their values (a run folder's config.yaml writes
+    every key, at its default where the preset filled it in)."""
     preset = preset_for(folder.name)
     if preset is None or data.files:
         return data
-    fields = {k: v for k, v in preset.items()
-              if k in DataConfig.model_fields and k != "format" and k not in data.model_fields_set}
+    default = DataConfig()
+    fields = {k: v for k, v in preset.items() if k in DataConfig.model_fields and k != "format"
+              and (k not in data.model_fields_set or getattr(data, k) == getattr(default, k))}
     if data.format == "synthetic" or data.format == preset["format"]:
         fields["format"] = preset["format"]
     return data.model_copy(update=fields)
@@ -297,7 +299,7 @@ def load_dataset(cfg: Config) -> Dataset:
         data = with_preset(data, folder)
         if data.format == "synthetic":
             raise GraphrecError(f"data.path '{folder}' is not a known dataset folder; set data.format "
-                                "(lightgcn, pairs, atomic, csv, libfm, mmrec) and data.files")
+                                "(lightgcn, pairs, atomic, csv, libfm, csv_fields, mmrec) and data.files")
         if data.format == "mmrec":
             tables, folder_features = _read_mmrec_tables(data, folder)
         else:
@@ -319,6 +321,8 @@ def load_dataset(cfg: Config) -> Dataset:
                 _check_file(folder, key, fname)
             if data.format == "libfm":
                 return field_loader.libfm_dataset(cfg, data, folder, warnings)
+            if data.format == "csv_fields":
+                return field_loader.csv_fields_dataset(cfg, data, folder, warnings)
             tables = {key: _filter_ratings(f"{folder / fname}", _positive_pairs(
                           f"{folder / fname}", read_table(data, folder / fname, warnings), data, warnings, cfg),
                           data.min_rating)

@@ -34,6 +34,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                    "files": {"train": "train.libfm", "valid": "validation.libfm", "test": "test.libfm"},
                    "fields": FRAPPE_NFM_FIELDS,
                    "source": "graphrec data prepare frappe-nfm (from frappe-context, https://arxiv.org/abs/1505.03014)"},
+    # NFM's MovieLens tag split (user, movie, tag one-hot on every line); the fields are inferred from the feature
+    # positions: the files were not available to check declared ranges (docs/feature-based.md)
+    "ml-tag": {"format": "libfm",
+               "files": {"train": "ml-tag.train.libfm", "valid": "ml-tag.validation.libfm",
+                         "test": "ml-tag.test.libfm"},
+               "source": "https://github.com/hexiangnan/neural_factorization_machine (data/ml-tag)"},
     "ml-latest-small": {"format": "csv", "files": {"all": "ratings.csv"}, "header": False,
                         "columns": {"user": "0", "item": "1", "rating": "2", "timestamp": "3"},
                         "source": "https://grouplens.org/datasets/movielens/"},

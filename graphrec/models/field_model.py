@@ -79,7 +79,7 @@ class FieldModel(PointwiseModel):
         data = ctx.dataset.fields
         if data is None:
             raise GraphrecError(f"model {self.registry_name} reads feature rows, but dataset {ctx.dataset.name} has "
-                                "user-item events only; use data.format libfm or synthetic_fields")
+                                "user-item events only; use data.format libfm, csv_fields or synthetic_fields")
         self.num_fields = data.space.num_fields
         self.fields = FieldEmbedding(data.space.num_features, cfg.embedding_dim, cfg.init_std)
         self.gem: Optional[GemEmbedding] = None
