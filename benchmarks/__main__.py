@@ -1,4 +1,4 @@
-"""python -m benchmarks <epoch|eval|scale|memory|tta|profile|ood> [--data DIR] [--quick] [--threads 2] [--no-write]"""
+"""python -m benchmarks <epoch|eval|scale|memory|tta|profile|ood|knn> [--data DIR] [--quick] [--threads 2] [--no-write]"""
 from __future__ import annotations
 
 import argparse
@@ -17,15 +17,17 @@ COMMANDS = {
            "--protocol refit: epochs selected on valid, one timed run on train + valid",
     "profile": "torch.profiler of graphrec training batches: the top operators",
     "ood": "OOD evaluation targets: a popularity split of 30M events and graphrec report over 100 run folders",
+    "knn": "cosine kNN item graph of 100k synthetic items x 384-d (wall, CPU, peak RSS) and graphrec features text "
+           "throughput",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    from . import epoch, evaluation, memory, ood, profile, scale, tta
+    from . import epoch, evaluation, knn, memory, ood, profile, scale, tta
     modules = {"epoch": epoch, "eval": evaluation, "scale": scale, "memory": memory, "tta": tta, "profile": profile,
-               "ood": ood}
+               "ood": ood, "knn": knn}
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--data", default=None, help="LightGCN-format folder (train.txt, test.txt), e.g. "
@@ -87,7 +89,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     START_LOAD[0] = os.getloadavg()[0]
     if args.quick:
         args.data = None
-    elif args.data is None and args.command not in ("scale",):
+    elif args.data is None and args.command not in ("scale", "knn"):
         args.data = default_data()
         if args.data is None:
             print("benchmarks: no --data given and no gowalla folder under $GRAPHREC_DATA; pass --data DIR "

@@ -30,6 +30,8 @@ python -m benchmarks scale  --sizes 1M,3M,10M,30M              # synthetic graph
 python -m benchmarks memory --data /work/shared/data/gowalla   # peak RSS of training and evaluation (fresh processes)
 python -m benchmarks tta    --data /work/shared/data/gowalla --minutes 60   # time to Recall@20 = 0.1830
 python -m benchmarks profile --data /work/shared/data/gowalla  # torch.profiler top operators of a training batch
+python -m benchmarks knn --threads 1                          # kNN item graph, 100k x 384-d; features text items/s
+python -m benchmarks.multimodal_epoch --data baby --batches 2 --rounds 2 --threads 1  # VBPR/LATTICE/FREEDOM/IDSF vs LightGCN
 ```
 
 Common options: `--threads N` (default 2), `--no-write` (print only), `--quick` (small synthetic data, no RecBole,
@@ -58,6 +60,9 @@ What is measured:
 - **tta**: the paper protocol (train on all of train.txt, evaluate test.txt after every epoch), wall time
   (training + evaluation) until test Recall@20 first reaches 0.1830; the budget is checked at epoch ends.
 - **profile**: `torch.profiler` over 10 graphrec training batches; operators by self CPU time.
+- **knn**: `graphrec.graph.knn.knn_graph` of 100,000 seeded Gaussian items x 384-d, k = 10, chunk 4096, in a fresh
+  process (wall, CPU seconds, peak RSS); then `graphrec features text`'s encoder on 1,000 synthetic 8-word titles
+  (batch 128, after a warm-up batch), when the `text` extra is installed (otherwise the row says why not).
 
 Measuring on a shared 2-core machine:
 - Threads wait passively by default here (`--omp-wait passive` sets `OMP_WAIT_POLICY=PASSIVE` for the run and

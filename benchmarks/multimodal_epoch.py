@@ -29,8 +29,9 @@ MODELS = {
     "vbpr": {"name": "vbpr"},
     "lattice": {"name": "lattice"},
     "freedom": {"name": "freedom"},
-    "idsf-batch-anchors": {"name": "idsf", "cl_anchors": "batch"},
-    "idsf": {"name": "idsf", "cl_anchors": "all"},
+    "idsf": {"name": "idsf"},
+    "idsf-no-cl": {"name": "idsf", "cl_weight": 0.0, "cl_items": 2},
+    "idsf-all-items": {"name": "idsf", "cl_items": "all"},
 }
 
 

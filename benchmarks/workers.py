@@ -12,6 +12,7 @@ import numpy as np
 from graphrec.models.base import dot_scorer
 
 from .common import peak_rss_mib, rss_mib, set_threads
+from .knn import knn_worker, text_worker
 
 GOWALLA_DEGREE = 810128 / 29858  # mean training events per user
 GOWALLA_ITEMS_PER_USER = 40981 / 29858
@@ -164,7 +165,7 @@ def ood_split(spec: dict[str, Any], threads: int) -> dict[str, Any]:  # noqa: AR
 
 
 KINDS = {"scale_one": scale_one, "train_memory": train_memory, "eval_memory": eval_memory, "pyg_memory": pyg_memory,
-         "ood_split": ood_split}
+         "ood_split": ood_split, "knn_graph": knn_worker, "text_features": text_worker}
 
 
 def run_worker_main(kind: str, spec: dict[str, Any], out_path: str, threads: int) -> int:

@@ -86,16 +86,19 @@ def info_nce_intra(view1: torch.Tensor, view2: torch.Tensor, temperature: float,
     -log(exp(s12_ii / t) / (sum_j exp(s12_ij / t) + sum_{j != i} exp(s11_ij / t))), s = cosine of rows.
 
     Negatives are every other row of both views (IDSF's form, one direction: view1 -> view2). Anchors are taken
-    `chunk_rows` at a time and each chunk is recomputed in backward, so memory stays at (chunk_rows, n) logits.
+    `chunk_rows` at a time; when they span several chunks, each is recomputed in backward, so memory stays at
+    (chunk_rows, n) logits (one chunk is kept for backward).
     """
     n1, n2 = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
     anchors = torch.arange(len(n1), device=n1.device) if anchors is None else anchors
+    if len(anchors) <= chunk_rows:
+        return _intra_chunk(n1, n2, anchors, temperature) / max(1, len(anchors))
     total = n1.new_zeros(())
     for start in range(0, len(anchors), chunk_rows):
         rows = anchors[start:start + chunk_rows]
         total = total + torch.utils.checkpoint.checkpoint(_intra_chunk, n1, n2, rows, temperature,
                                                           use_reentrant=False)
-    return total / max(1, len(anchors))
+    return total / len(anchors)
 
 
 def _intra_chunk(n1: torch.Tensor, n2: torch.Tensor, rows: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -40,11 +40,14 @@ def build_optimizers(train: TrainConfig, groups: dict[str, list[torch.nn.Paramet
 
 def build_scheduler(train: TrainConfig, optimizer: torch.optim.Optimizer
                     ) -> Optional[torch.optim.lr_scheduler.LRScheduler]:
-    """The per-epoch learning-rate schedule of train.lr_schedule: None (constant), cosine to lr_min, or step."""
+    """The per-epoch learning-rate schedule of train.lr_schedule: None (constant), cosine to lr_min, step or
+    exponential."""
     if train.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(train.epochs, 1), eta_min=train.lr_min)
     if train.lr_schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=train.lr_milestones, gamma=train.lr_gamma)
+    if train.lr_schedule == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=train.lr_gamma)
     return None
 
 

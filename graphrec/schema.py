@@ -216,12 +216,14 @@ class TrainConfig(Section):
     optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="adam (fused kernel), adamw, sgd")
     groups: dict[str, GroupConfig] = Field(default_factory=dict, description="per parameter group of the model: "
                                                                              "{name: {lr, optimizer, weight_decay}}")
-    lr_schedule: Literal["constant", "cosine", "step"] = Field(
-        "constant", description="per-epoch learning rate: constant, cosine (lr to lr_min over epochs), step")
+    lr_schedule: Literal["constant", "cosine", "step", "exponential"] = Field(
+        "constant", description="per-epoch learning rate: constant, cosine (lr to lr_min over epochs), step, "
+                                "exponential (lr * lr_gamma^epoch; IDSF: lr_gamma 0.96^(1/50) = 0.999184)")
     lr_min: float = Field(0.0, ge=0, description="cosine schedule's final learning rate")
     lr_milestones: list[int] = Field(default_factory=list, description="step schedule: epochs (0-based) from which "
                                                                        "the rate is multiplied by lr_gamma")
-    lr_gamma: float = Field(0.1, gt=0, description="step schedule's factor")
+    lr_gamma: float = Field(0.1, gt=0, description="step schedule's factor at each milestone; exponential "
+                                                    "schedule's factor per epoch")
     eval_every: int = Field(1, ge=1, description="validate every N epochs")
     patience: int = Field(10, ge=0, description="early stop after N validations without improvement (0 = never)")
     select_metric: Optional[str] = Field(None, description="validation metric that selects the checkpoint "

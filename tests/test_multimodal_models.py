@@ -3,12 +3,16 @@ FREEDOM prunes by degree, every model trains with a falling loss, per-epoch stat
 the dataset lacks is a one-line error."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
+from graphrec.batches import PairBatch
 from graphrec.config import build_config
 from graphrec.data.loader import load_dataset
 from graphrec.errors import GraphrecError
+from graphrec.graph.propagate import injected_mean_propagation
 from graphrec.losses import info_nce_intra
 from graphrec.models import build_model
 from graphrec.models.freedom import FREEDOM
@@ -67,6 +71,77 @@ def test_intra_view_info_nce_matches_the_dense_formula_in_chunks_and_on_anchor_s
         assert got.item() == pytest.approx(expected.item(), abs=1e-5)
         reference = torch.autograd.grad(expected, [view1, view2], retain_graph=True)
         for a, b in zip(torch.autograd.grad(got, [view1, view2]), reference):
+            assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_info_nce_over_a_sampled_item_set_by_hand():
+    # items 1 and 3 are not drawn: whatever their rows, they are neither anchors nor negatives
+    view1 = torch.tensor([[1.0, 0.0], [5.0, 5.0], [0.0, 2.0], [-1.0, 3.0]])
+    view2 = torch.tensor([[3.0, 0.0], [-2.0, 1.0], [1.0, 0.0], [0.0, -1.0]])
+    drawn = torch.tensor([0, 2])
+    # anchor 0: positive cos 1, negatives cos(n1_0, n2_2) = 1 and cos(n1_0, n1_2) = 0 -> log(2 + e^-2), tau 0.5;
+    # anchor 2: positive cos 0, negatives cos(n1_2, n2_0) = 0 and cos(n1_2, n1_0) = 0 -> log 3
+    expected = (math.log(2 + math.exp(-2)) + math.log(3)) / 2
+    assert info_nce_intra(view1[drawn], view2[drawn], 0.5).item() == pytest.approx(expected, rel=1e-6)
+
+
+def _cl_by_formula(model, out, drawn: torch.Tensor) -> torch.Tensor:
+    """IDSF's contrastive sum over the drawn items, from the full-item views, by GRACE's formula written out."""
+    total = torch.zeros(())
+    for a, b in model.contrastive_pairs(out):
+        n1, n2 = (torch.nn.functional.normalize(v[drawn], dim=1) for v in (a, b))
+        s11, s12 = (n1 @ n1.t() / 0.5).exp(), (n1 @ n2.t() / 0.5).exp()
+        total = total - torch.log(s12.diag() / (s12.sum(1) + s11.sum(1) - s11.diag())).mean()
+    return total
+
+
+def test_sampled_contrastive_terms_follow_the_formula_and_equal_the_all_item_form_when_they_cover_all(dataset):
+    batch = PairBatch(torch.tensor([0, 5, 9, 5]), torch.tensor([3, 7, 7, 100]), torch.tensor([1, 2, 150, 4]))
+    model = idsf(dataset, cl_items=40)
+    state = model.batch_gen.get_state()
+    drawn, anchors = model.contrastive_items(batch)
+    assert anchors is None and len(drawn) == 40 == len(torch.unique(drawn))
+    model.batch_gen.set_state(state)
+    got = model.loss(batch)
+    assert got["cl"].item() == pytest.approx(_cl_by_formula(model, model.encode(), drawn).item(), rel=1e-5)
+    everything = {name: value.item() for name, value in idsf(dataset, cl_items="all").loss(batch).items()}
+    for count in (dataset.num_items, 10 ** 6):  # a set that covers every item is the official loss
+        covered = idsf(dataset, cl_items=count).loss(batch)
+        assert {name: pytest.approx(value.item(), rel=1e-6) for name, value in covered.items()} == everything
+
+
+def test_batch_anchors_are_the_positives_among_the_drawn_items(dataset):
+    batch = PairBatch(torch.tensor([0, 5, 9]), torch.tensor([3, 7, 7]), torch.tensor([1, 2, 150]))
+    model = idsf(dataset, cl_items=20, cl_anchors="batch")
+    items, anchors = model.contrastive_items(batch)
+    assert torch.equal(items[anchors], torch.tensor([3, 7])) and 20 <= len(items) <= 22
+
+
+def test_rows_of_the_forward_equal_the_full_forward(dataset):
+    model = idsf(dataset)
+    users = model.num_users
+    rows = torch.tensor([3, users + 10, 7, users + 1, 3, users + 150])
+    with torch.no_grad():
+        assert torch.allclose(model.propagate(rows), model.propagate()[rows], atol=1e-6)
+        part, full = model.encode(rows, torch.tensor([9, 2])), model.encode()
+        assert torch.allclose(part.fused, full.fused[[9, 2]], atol=1e-6)
+
+
+def test_injected_mean_propagation_matches_autograd_of_the_loop_on_a_non_symmetric_graph():
+    torch.manual_seed(0)
+    dense = (torch.rand(6, 6) < 0.4).float() * torch.rand(6, 6)
+    x0, inject = torch.randn(6, 3, requires_grad=True), torch.randn(6, 3, requires_grad=True)
+    weight = torch.randn(6, 3)
+    for add in (inject, None):
+        got = injected_mean_propagation(dense.to_sparse_csr(), dense.t().contiguous().to_sparse_csr(), x0, 2, add)
+        h = total = x0
+        for _ in range(2):
+            h = dense @ h + (add if add is not None else 0)
+            total = total + h
+        assert torch.allclose(got, total / 3, atol=1e-6)
+        inputs = [x0] + ([inject] if add is not None else [])
+        for a, b in zip(torch.autograd.grad((got * weight).sum(), inputs),
+                        torch.autograd.grad((total / 3 * weight).sum(), inputs)):
             assert torch.allclose(a, b, atol=1e-6)
 
 

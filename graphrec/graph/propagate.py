@@ -186,3 +186,36 @@ def weighted_propagation(adj: NormalizedAdjacency, x0: torch.Tensor, layer_weigh
         return out
     order = [extra.index(int(j)) for j in extra_layers]
     return out[0], [out[1 + i] for i in order]
+
+
+class _InjectedMean(torch.autograd.Function):
+    """mean over l = 0..L of H_l, H_0 = x0, H_l = adj @ H_{l-1} + inject; backward by Horner's scheme with adj^T."""
+
+    @staticmethod
+    def forward(ctx, x0, inject, adj, adj_t, num_layers):  # type: ignore[override]
+        ctx.adj_t, ctx.num_layers, ctx.has_inject = adj_t, num_layers, inject is not None
+        total, h = x0.clone(), x0
+        for _ in range(num_layers):
+            h = torch.addmm(inject, adj, h) if inject is not None else torch.mm(adj, h)
+            total.add_(h)
+        return total.div_(num_layers + 1)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        seed = grad.contiguous() / (ctx.num_layers + 1)  # a_L = seed, a_l = adj^T a_{l+1} + seed
+        acc, inject_grad = seed, torch.zeros_like(seed) if ctx.has_inject else None
+        for _ in range(ctx.num_layers):
+            if inject_grad is not None:
+                inject_grad.add_(acc)  # d inject = a_1 + ... + a_L
+            acc = torch.addmm(seed, ctx.adj_t, acc)
+        return acc, inject_grad, None, None, None
+
+
+def injected_mean_propagation(adj: torch.Tensor, adj_t: torch.Tensor, x0: torch.Tensor, num_layers: int,
+                              inject: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """(num_nodes, d) mean over l = 0..L of H_l, H_0 = x0, H_l = adj @ H_{l-1} (+ inject): IDSF's structure.
+
+    `adj` is any (num_nodes, num_nodes) sparse CSR (not necessarily symmetric) and `adj_t` its transpose as CSR;
+    one product per layer each way, none stored, the injection fused into each product.
+    """
+    return _InjectedMean.apply(x0, inject, adj, adj_t, num_layers)

@@ -3,14 +3,15 @@ contrastive terms) and of structure (a weightless GCN per modality with the IDs 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..batches import PairBatch
 from ..graph.adjacency import random_walk_adjacency
+from ..graph.propagate import injected_mean_propagation
 from ..losses import info_nce_intra
 from . import register
 from .multimodal import MultimodalConfig, MultimodalRecommender
@@ -32,11 +33,23 @@ class IDSFConfig(MultimodalConfig):
                                           "l2-normalized content (the 2023-10 code)")
     cl_weight: float = Field(1.0, ge=0, description="lambda: weight of the summed contrastive terms")
     cl_tau: float = Field(0.5, gt=0, description="contrastive temperature")
-    cl_anchors: Literal["all", "batch"] = Field("all", description="contrastive anchors: all items (the official "
-                                                "loss, O(items^2) per step) or the batch's positive items (a "
-                                                "deviation; negatives are still all items)")
-    cl_chunk_rows: int = Field(4096, ge=1, description="anchors per chunk of the contrastive loss (memory: "
-                                                       "chunk x items logits, recomputed in backward)")
+    cl_items: Union[Literal["all"], int] = Field(
+        512, description="items each contrastive term runs over per step: all (the official loss, O(items^2 d)) "
+        "or this many drawn uniformly without replacement each step (seeded; all items when >= num_items), each "
+        "one an anchor whose negatives are the other drawn items in both views")
+    cl_anchors: Literal["all", "batch"] = Field("all", description="contrastive anchors: every item of the "
+                                                "cl_items set, or the batch's positive items (a deviation; "
+                                                "negatives: the cl_items set plus these)")
+    cl_chunk_rows: int = Field(4096, ge=1, description="anchors per chunk of the contrastive loss; with more "
+                               "anchors than one chunk each chunk is recomputed in backward (memory: chunk x "
+                               "items logits)")
+
+    @field_validator("cl_items", mode="before")
+    @classmethod
+    def _all_or_count(cls, value):
+        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 2):
+            return value
+        raise ValueError("expected 'all' or a number of items >= 2, e.g. 512")
 
 
 class CandidateAttention(torch.nn.Module):
@@ -62,13 +75,13 @@ class Head(torch.nn.Sequential):
 
 @dataclass
 class IDSFOutput:
-    """One full forward: the (num_nodes, dim) final table and the content views the contrastive terms tie."""
+    """One forward: the final vectors of some node rows and the content views of some items (the contrastive set)."""
 
-    table: torch.Tensor
-    features: dict[str, torch.Tensor]  # F_m = W_m x_m + b_m, (num_items, dim)
-    item_ids: dict[str, torch.Tensor]  # E_m, (num_items, dim)
-    content: dict[str, torch.Tensor]  # h_m, (num_items, dim)
-    fused: torch.Tensor  # h_f, (num_items, dim)
+    table: torch.Tensor  # (len(rows) or num_nodes, dim)
+    features: dict[str, torch.Tensor]  # F_m = W_m x_m + b_m, (len(items) or num_items, dim)
+    item_ids: dict[str, torch.Tensor]  # E_m, same rows
+    content: dict[str, torch.Tensor]  # h_m, same rows
+    fused: torch.Tensor  # h_f, same rows
 
 
 @register("idsf")
@@ -98,6 +111,10 @@ class IDSF(MultimodalRecommender):
         self.structure_head, self.content_head = Head(dim), Head(dim)
         self.structure_graph = (random_walk_adjacency(ctx.graph) if cfg.structure_adjacency == "rw" else
                                 ctx.graph.csr)
+        self.structure_graph_t = (self.structure_graph.to_sparse_coo().t().coalesce().to_sparse_csr()
+                                  if cfg.structure_adjacency == "rw" else self.structure_graph)
+        seed = int(torch.randint(2 ** 62, (1,)))  # drawn from the run's seeded global generator
+        self.batch_gen = torch.Generator(device=ctx.device).manual_seed(seed)  # the cl_items draws
 
     def item_ids(self, modality: str) -> torch.Tensor:
         """(num_items, dim) the item ID table E_m of a modality."""
@@ -110,33 +127,55 @@ class IDSF(MultimodalRecommender):
         cfg, mods = self.cfg, self.modalities
         user_ids = self.embedding[:self.num_users]
         h = torch.cat([F.normalize(torch.cat([self.user_preference[m], features[m]]), dim=1) for m in mods], 1)
-        inject = torch.cat([torch.cat([user_ids, ids[m]]) for m in mods], 1) * cfg.gamma
-        total = h
-        for _ in range(cfg.num_layers):
-            h = torch.sparse.mm(self.structure_graph, h)
-            h = h + inject if cfg.id_in_structure else h
-            total = total + h
-        return torch.stack((total / (cfg.num_layers + 1)).chunk(len(mods), dim=1), 1)
+        inject = (torch.cat([torch.cat([user_ids, ids[m]]) for m in mods], 1) * cfg.gamma if cfg.id_in_structure
+                  else None)
+        total = injected_mean_propagation(self.structure_graph, self.structure_graph_t, h, cfg.num_layers, inject)
+        return total.view(len(total), len(mods), -1)
 
-    def encode(self) -> IDSFOutput:
-        """The full forward pass (every user and item)."""
+    def content_views(self, features: dict[str, torch.Tensor], items: Optional[torch.Tensor]) -> IDSFOutput:
+        """F_m, E_m, h_m = Att_m(F_m, E_m) (F_m without id_in_content) and h_f of `items` (default all), (n, dim)
+        each, from the (num_items, dim) projected features; `table` is left empty."""
         cfg, mods = self.cfg, self.modalities
-        features = {m: self.projected(m) for m in mods}
-        ids = {m: self.item_ids(m) for m in mods}
-        content = {m: (self.content_attention[m](torch.stack([features[m], ids[m]], 1))[0] if cfg.id_in_content
-                       else features[m]) for m in mods}
+        feats = {m: features[m] if items is None else features[m][items] for m in mods}
+        ids = {m: self.item_ids(m) if items is None else self.item_ids(m)[items] for m in mods}
+        content = {m: (self.content_attention[m](torch.stack([feats[m], ids[m]], 1))[0] if cfg.id_in_content
+                       else feats[m]) for m in mods}
         fused = self.fusion_attention(torch.stack([content[m] for m in mods], 1))[0]
-        structure = self.structure(features, ids)
-        users = self.user_attention(structure[:self.num_users])[0]
-        items = self.item_attention(structure[self.num_users:])[0]
-        items = (self.structure_head(items) + self.content_head(fused) if cfg.head == "mlp_ln" else
-                 items + F.normalize(fused, dim=1))
-        return IDSFOutput(torch.cat([users, items]), features, ids, content, fused)
+        return IDSFOutput(fused.new_empty(0, fused.shape[1]), feats, ids, content, fused)
+
+    def encode(self, rows: Optional[torch.Tensor] = None, items: Optional[torch.Tensor] = None) -> IDSFOutput:
+        """Final vectors of node `rows` (default all) and content views of `items` (default all). The projections
+        and the structure propagation cover every node; attention, fusion and heads only the rows and items asked."""
+        cfg, mods, users = self.cfg, self.modalities, self.num_users
+        features = {m: self.projected(m) for m in mods}  # every item: the structure's H_0
+        structure = self.structure(features, {m: self.item_ids(m) for m in mods})
+        if rows is None:
+            rows = torch.arange(len(structure), device=structure.device)
+        is_item = rows >= users
+        item_rows = rows[is_item] - users
+        every = torch.arange(self.num_items, device=rows.device)
+        asked = torch.cat([item_rows, every if items is None else items])
+        needed, where = torch.unique(asked, return_inverse=True)
+        if len(needed) == self.num_items:  # every item: no gather (needed is 0..num_items-1, so where = asked)
+            needed, where = None, asked
+        views = self.content_views(features, needed)
+        fused = views.fused[where[:len(item_rows)]]
+        item_vectors = self.item_attention(structure[rows[is_item]])[0]
+        item_vectors = (self.structure_head(item_vectors) + self.content_head(fused) if cfg.head == "mlp_ln" else
+                        item_vectors + F.normalize(fused, dim=1))
+        table = item_vectors.new_empty(len(rows), item_vectors.shape[1])
+        table = table.index_put((~is_item,), self.user_attention(structure[rows[~is_item]])[0])
+        table = table.index_put((is_item,), item_vectors)
+        if items is None:
+            return IDSFOutput(table, views.features, views.item_ids, views.content, views.fused)
+        at = where[len(item_rows):]
+        return IDSFOutput(table, {m: v[at] for m, v in views.features.items()},
+                          {m: v[at] for m, v in views.item_ids.items()}, {m: v[at] for m, v in views.content.items()},
+                          views.fused[at])
 
     def propagate(self, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Final (num_nodes, dim) embeddings, or their `rows` (the forward is always full)."""
-        table = self.encode().table
-        return table if rows is None else table[rows]
+        """Final (num_nodes, dim) embeddings, or their `rows` (projections and structure always cover every node)."""
+        return self.encode(rows, items=rows.new_empty(0) if rows is not None else None).table
 
     def contrastive_pairs(self, out: IDSFOutput) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The (view1, view2) pairs the contrastive terms tie: (F_m, h_m) and (E_m, h_m) per modality when IDs enter
@@ -149,14 +188,29 @@ class IDSF(MultimodalRecommender):
                 pairs.append((out.content[m], out.fused))
         return pairs
 
+    def contrastive_items(self, batch: PairBatch) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(n,) the step's contrastive item set (every item, or cl_items drawn uniformly without replacement, plus
+        the batch's positives with cl_anchors: batch) and the anchors' positions in it (None: every one)."""
+        cfg, count, device = self.cfg, self.num_items, batch.pos.device
+        if cfg.cl_items == "all" or cfg.cl_items >= count:
+            items = torch.arange(count, device=device)
+        else:
+            items = torch.randperm(count, generator=self.batch_gen, device=self.batch_gen.device)[:cfg.cl_items]
+            items = items.to(device)
+        if cfg.cl_anchors == "all":
+            return items, None
+        positives = torch.unique(batch.pos)
+        items = torch.unique(torch.cat([items, positives]))
+        return items, torch.searchsorted(items, positives)
+
     def loss(self, batch: PairBatch) -> dict[str, torch.Tensor]:
-        """BPR + reg * L2 of the final vectors + cl_weight * sum of the contrastive terms."""
+        """BPR + reg * L2 of the final vectors + cl_weight * sum of the contrastive terms over the step's items."""
         cfg = self.cfg
-        out = self.encode()
-        losses = self.pairwise_loss(batch, out.table, self.node_index(batch))
-        anchors = None if cfg.cl_anchors == "all" else torch.unique(batch.pos)
-        pairs = self.contrastive_pairs(out)
-        cl = sum((info_nce_intra(a, b, cfg.cl_tau, anchors, cfg.cl_chunk_rows) for a, b in pairs),
+        rows, index = self.batch_rows(batch)
+        items, anchors = self.contrastive_items(batch)
+        out = self.encode(rows, items)
+        losses = self.pairwise_loss(batch, out.table, index)
+        cl = sum((info_nce_intra(a, b, cfg.cl_tau, anchors, cfg.cl_chunk_rows) for a, b in self.contrastive_pairs(out)),
                  out.table.new_zeros(()))
         losses["cl"] = cl
         losses["loss"] = losses["loss"] + cfg.cl_weight * cl
