@@ -2,10 +2,10 @@
 
 train.distributed: data (DDP) or partitioned (graph rows split over ranks: graphrec/graph/partitioned.py; no DDP,
 each rank's loss scaled by its share b_r / B and the exchanges' backward adding the ranks' gradients at each row's
-owner). What data sharding does (see docs/distributed.md): every rank walks the same seeded global permutation and takes every
-world_size-th event of each global batch; the trainer scales each rank's loss by its share so that DDP's gradient
-average is exactly the gradient of the global batch's mean loss; evaluation users are split across ranks and the
-metric sums added up. Only rank 0 writes files; decisions that end or redirect the run are agreed on all ranks.
+owner). What data sharding does (see docs/distributed.md): every rank walks the same seeded global permutation and
+takes every world_size-th event of each global batch; the trainer scales each rank's loss by its share so that DDP's
+gradient average is exactly the gradient of the global batch's mean loss; evaluation users are split across ranks
+and the metric sums added up. Only rank 0 writes files; decisions that end or redirect the run are agreed on all ranks.
 """
 from __future__ import annotations
 
