@@ -103,9 +103,10 @@ class PartitionedGraph:
         self.by_owner = torch.argsort(self.owner, stable=True)  # nodes grouped by rank: rank r's nodes in order
         self.owned_counts = torch.bincount(self.owner, minlength=world_size).tolist()
         self.owned = self.by_owner[sum(self.owned_counts[:rank]):sum(self.owned_counts[:rank + 1])]
-        self.local_of = torch.empty(self.num_nodes, dtype=torch.int64, device=device)
-        for r, block in enumerate(self.by_owner.split(self.owned_counts)):
-            self.local_of[block] = torch.arange(len(block), device=device)
+        position = torch.empty_like(self.by_owner)  # each node's place in by_owner, minus its owner's start
+        position[self.by_owner] = torch.arange(self.num_nodes, device=device)
+        starts = torch.cumsum(torch.tensor([0] + self.owned_counts[:-1], device=device), 0)
+        self.local_of = position - starts[self.owner]  # node -> its row in its owner's block
         mine = self.owner[rows] == rank
         rows, cols = rows[mine], cols[mine]
         halo = torch.unique(cols[self.owner[cols] != rank])
