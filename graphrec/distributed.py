@@ -1,9 +1,11 @@
-"""Data-parallel training under torchrun: gloo on CPU, NCCL on GPU; a no-op context for a single process.
+"""Training under torchrun: gloo on CPU, NCCL on GPU; a no-op context for a single process.
 
-What is sharded (see docs/distributed.md): every rank walks the same seeded global permutation and takes every
-world_size-th event of each global batch; the trainer scales each rank's loss by its share so that DDP's gradient
-average is exactly the gradient of the global batch's mean loss; evaluation users are split across ranks and the
-metric sums added up. Only rank 0 writes files; decisions that end or redirect the run are agreed on all ranks.
+train.distributed: data (DDP) or partitioned (graph rows split over ranks: graphrec/graph/partitioned.py; no DDP,
+each rank's loss scaled by its share b_r / B and the exchanges' backward adding the ranks' gradients at each row's
+owner). What data sharding does (see docs/distributed.md): every rank walks the same seeded global permutation and
+takes every world_size-th event of each global batch; the trainer scales each rank's loss by its share so that DDP's
+gradient average is exactly the gradient of the global batch's mean loss; evaluation users are split across ranks
+and the metric sums added up. Only rank 0 writes files; decisions that end or redirect the run are agreed on all ranks.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any, Sequence
 import torch
 import torch.distributed as dist
 
+from .errors import GraphrecError
 from .evaluation import EvalResult
 
 
@@ -25,6 +28,7 @@ class DistContext:
     world_size: int = 1
     device: torch.device = torch.device("cpu")
     is_cuda: bool = False
+    mode: str = "data"  # train.distributed
 
     @property
     def distributed(self) -> bool:
@@ -40,10 +44,22 @@ class DistContext:
 
         DDP broadcasts rank 0's parameters at construction, so wrap after loading a checkpoint.
         """
-        if not self.distributed:
+        if not self.distributed or self.mode != "data":
             return model
         from torch.nn.parallel import DistributedDataParallel
         return DistributedDataParallel(model, device_ids=[self.device.index] if self.is_cuda else None)
+
+    def clip_grad_norm(self, params: list[torch.Tensor], max_norm: float) -> torch.Tensor:
+        """Clip gradients to a total norm of max_norm; returns the pre-clip norm. Partitioned ranks hold disjoint
+        gradient rows (zero elsewhere), so their squared norms are added up first."""
+        if not (self.distributed and self.mode == "partitioned"):
+            return torch.nn.utils.clip_grad_norm_(params, max_norm)
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
+        squared = norm.pow(2).to(self._comm_device)
+        dist.all_reduce(squared)
+        norm = squared.sqrt().to(norm.device)
+        torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
+        return norm
 
     def shard(self, users: torch.Tensor) -> torch.Tensor:
         """This rank's share of the users to evaluate (every world_size-th one)."""
@@ -108,11 +124,24 @@ class DistContext:
             dist.destroy_process_group()
 
 
-def init_from_env() -> DistContext:
-    """Join the process group torchrun describes in RANK / WORLD_SIZE, or a single-process context."""
+def launch_world_size(mode: str) -> int:
+    """The number of processes torchrun started (1 without torchrun), checked against train.distributed."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if mode == "none" and world_size > 1:
+        raise GraphrecError(f"train.distributed: none, but torchrun started {world_size} processes; set "
+                            "train.distributed: data or partitioned, or start one process (graphrec train)")
+    if mode == "partitioned" and world_size < 2:
+        raise GraphrecError("train.distributed: partitioned needs at least 2 processes started by torchrun (RANK / "
+                            "WORLD_SIZE are not set); run torchrun --nproc_per_node=N -m graphrec train ..., or set "
+                            "train.distributed: none")
+    return world_size
+
+
+def init_from_env(mode: str = "data") -> DistContext:
+    """Join the process group torchrun describes in RANK / WORLD_SIZE, or a single-process context."""
+    world_size = launch_world_size(mode)
     if world_size <= 1:
-        return DistContext()
+        return DistContext(mode=mode)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available()
     if not dist.is_initialized():
@@ -120,4 +149,4 @@ def init_from_env() -> DistContext:
     device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(device)
-    return DistContext(rank, world_size, device, use_cuda)
+    return DistContext(rank, world_size, device, use_cuda, mode)

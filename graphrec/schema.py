@@ -231,6 +231,11 @@ class TrainConfig(Section):
     grad_clip: Optional[float] = Field(None, gt=0, description="max gradient norm (none = no clipping)")
     max_batches: Optional[int] = Field(None, ge=1, description="cap on batches per epoch (smoke tests)")
     threads: Optional[int] = Field(None, ge=1, description="CPU threads (default: torch's)")
+    distributed: Literal["none", "data", "partitioned"] = Field(
+        "data", description="under torchrun: data (each rank holds the whole graph and trains a share of every "
+                            "batch, DDP), partitioned (each rank holds 1/N of the graph's rows and their embedding "
+                            "rows and exchanges boundary rows per layer; lightgcn only), none (refuse torchrun); "
+                            "docs/distributed.md")
     progress: bool = Field(True, description="show a tqdm progress bar")
 
 

@@ -26,7 +26,8 @@ from .data.loader import apply_protocol, load_dataset
 from .data.sampling import NegativeSampler, epoch_batches, row_batches
 from .errors import GraphrecError
 from .evaluation import evaluate_splits
-from .models import build_model
+from .graph.partitioned import PartitionedGraph
+from .models import build_model, get_model_class
 from .models.base import Model, Stage
 from .optim import build_optimizers, build_scheduler, restore_scheduler
 from .runs import (PendingRun, RunLock, check_resumable, claim_run_dir, first_difference, mark_failed,
@@ -55,6 +56,7 @@ def ddp_loss_scale(local_size: int, global_size: int, world_size: int) -> float:
     DDP averages gradients over ranks: (1 / W) * sum_r grad(mean_r). The global batch mean is
     sum_r (b_r / B) * mean_r, so each rank scales its mean by b_r * W / B (exactly 1.0 when the shares are equal).
     Exact for losses that are means of per-sample terms (BPR, and the L2 term, which is a batch sum / batch size).
+    Pass world_size 1 where the ranks' gradients are added rather than averaged (train.distributed: partitioned).
     """
     return local_size * world_size / global_size
 
@@ -87,6 +89,25 @@ def check_stages(model: Model) -> list[Stage]:
     return stages
 
 
+def check_partitioned(cfg: Config, dataset: Dataset, world_size: int) -> None:
+    """Refuse train.distributed: partitioned for a model, settings or graph it cannot split exactly."""
+    name = cfg.model["name"]
+    if not get_model_class(name).partitionable:
+        raise GraphrecError(f"train.distributed: partitioned cannot train model {name}: only models whose graph work "
+                            "is LightGCN propagation of one embedding table (lightgcn) split by rows; use "
+                            "train.distributed: data")
+    if cfg.model.get("backend", "torch") != "torch":
+        raise GraphrecError(f"model.backend: {cfg.model['backend']} has no effect under train.distributed: "
+                            "partitioned (its blocks use the torch sparse product); remove model.backend")
+    if cfg.dro.enabled:
+        raise GraphrecError("dro.enabled couples the samples of a batch, which train.distributed: partitioned "
+                            "splits over ranks; use train.distributed: data or none")
+    if world_size > min(dataset.num_users, dataset.num_items):
+        raise GraphrecError(f"train.distributed: partitioned over {world_size} processes, but the graph has "
+                            f"{dataset.num_users} users and {dataset.num_items} items and each process needs one of "
+                            f"each; start at most {min(dataset.num_users, dataset.num_items)} processes")
+
+
 class Trainer:
     """Trains one config into one run folder; `fit()` returns the final metrics.
 
@@ -99,16 +120,26 @@ class Trainer:
                  dataset: Optional[Dataset] = None):
         tune_allocator()
         self.cfg = cfg
-        self.dist = dist_utils.init_from_env()
-        self.is_writer = self.dist.rank == 0
+        mode = cfg.train.distributed
+        world_size = dist_utils.launch_world_size(mode)  # checked before any process group is joined
         if cfg.train.threads:
             torch.set_num_threads(cfg.train.threads)
-        self.device = resolve_device(cfg.device) if not self.dist.is_cuda else self.dist.device
         seed_everything(cfg.seed)
         self.dataset = apply_protocol(cfg, dataset if dataset is not None else load_dataset(cfg))
         if self.dataset.source is not None:  # the folder the loader resolved, recorded in config.yaml
             cfg.data.path = self.dataset.source
-        self.model = build_model(cfg, self.dataset, self.device)
+        if mode == "partitioned":
+            check_partitioned(cfg, self.dataset, world_size)
+        self.dist = dist_utils.init_from_env(mode)
+        self.is_writer = self.dist.rank == 0
+        self.device = resolve_device(cfg.device) if not self.dist.is_cuda else self.dist.device
+        partition = None
+        if mode == "partitioned":
+            train = self.dataset.train
+            partition = PartitionedGraph(torch.from_numpy(train.user).to(self.device),
+                                         torch.from_numpy(train.item).to(self.device), self.dataset.num_users,
+                                         self.dataset.num_items, self.dist.rank, self.dist.world_size)
+        self.model = build_model(cfg, self.dataset, self.device, partition)
         self.stages = check_stages(self.model)
         kinds = {stage.batch_kind or self.model.batch_kind for stage in self.stages}
         if "graph" in kinds and self.dist.distributed:
@@ -313,7 +344,7 @@ class Trainer:
         norm = None
         if self.cfg.train.grad_clip:
             params = [p for opt in optimizers.values() for group in opt.param_groups for p in group["params"]]
-            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.train.grad_clip)
+            norm = self.dist.clip_grad_norm(params, self.cfg.train.grad_clip)
         for opt in optimizers.values():
             opt.step()
         return losses, norm
@@ -347,11 +378,12 @@ class Trainer:
                     break
                 if index < self.state.batch_in_epoch:
                     continue
-                share, scale = 1.0, 1.0  # this rank's fraction of the global batch, and the loss factor for DDP
+                share, scale = 1.0, 1.0  # this rank's fraction of the global batch, and its loss factor
                 if distributed:
                     global_size = min(cfg.batch_size, events - index * cfg.batch_size)
                     share = len(batch) / global_size
-                    scale = ddp_loss_scale(len(batch), global_size, self.dist.world_size)
+                    scale = ddp_loss_scale(len(batch), global_size,
+                                           self.dist.world_size if self.dist.mode == "data" else 1)
                 losses, norm = self.step(batch, scale)
                 watched = [v.detach() for v in losses.values()]
                 if norm is not None:
@@ -385,6 +417,17 @@ class Trainer:
         n = max(1, self.state.batch_in_epoch)
         return {k: v / n for k, v in totals.items()}
 
+    def _share_owned_rows(self) -> None:
+        """Partitioned: each rank's copy of the node tables (parameters and their optimizer moments), of which it
+        trains only its own rows, takes every row from its owner, so checkpoints hold the trained tables."""
+        partition = getattr(self.model, "partition", None)
+        if partition is None:
+            return
+        params = list(self.model.parameters())
+        moments = [t for opt in self.optimizers.values() for p in params for t in opt.state.get(p, {}).values()
+                   if torch.is_tensor(t) and t.shape == p.shape]
+        partition.share_rows_(params + moments)
+
     def evaluate(self, splits: list[str]) -> dict[str, float]:
         """Metrics '<split>/<metric>' of the current model on the named splits (users sharded over ranks)."""
         return evaluate_splits(self.model, self.evaluators, splits, self.dist)
@@ -409,6 +452,7 @@ class Trainer:
                     epoch = self.state.epoch
                     stage = self.stage()
                     losses = self._train_epoch(epoch, stop)
+                    self._share_owned_rows()
                     if losses is None:
                         self._save("last.pt")
                         self._stopped(stop, f"in epoch {epoch} after batch {self.state.batch_in_epoch}")

@@ -34,8 +34,9 @@ def _set_key(data: dict, dotted: str, value) -> None:
     data[last] = value
 
 
-def _setup(spec: dict, workdir: Path, capsys) -> None:
-    """Train a tiny run into run/ and damage it as the case asks (truncate, delete, set keys, write files)."""
+def _setup(spec: dict, workdir: Path, capsys, monkeypatch) -> None:
+    """Train a tiny run into run/ and damage it as the case asks (truncate, delete, set keys, write files); set
+    environment variables (`env`: e.g. the RANK / WORLD_SIZE a torchrun launch sets)."""
     if "train" in spec:
         assert main(["train", spec["train"], "--set", "output_dir=setup_runs"]) == 0
         (run,) = (workdir / "setup_runs").iterdir()
@@ -53,6 +54,8 @@ def _setup(spec: dict, workdir: Path, capsys) -> None:
         (workdir / rel).write_text(yaml.safe_dump(data, sort_keys=False))
     for rel, text in spec.get("write", {}).items():
         (workdir / rel).write_text(text)
+    for key, value in spec.get("env", {}).items():
+        monkeypatch.setenv(key, str(value))
     capsys.readouterr()
 
 
@@ -75,7 +78,7 @@ def test_bad_input(case, tmp_path, monkeypatch, capsys):
     shutil.copytree(CASES_DIR / case["name"], workdir)
     monkeypatch.chdir(workdir)
     if case.get("setup"):
-        _setup(case["setup"], workdir, capsys)
+        _setup(case["setup"], workdir, capsys, monkeypatch)
     before = _snapshot(workdir)
 
     code = main([str(a) for a in case["args"]])

@@ -29,10 +29,11 @@ def get_model_class(name: str, source: str = "") -> type[Model]:
 
 
 
-def build_model(cfg, dataset, device):
-    """The configured model (cfg: a validated Config) on `device`, built over the dataset's training data."""
+def build_model(cfg, dataset, device, partition=None):
+    """The configured model (cfg: a validated Config) on `device`, built over the dataset's training data (or over
+    this rank's `partition` of its graph)."""
     cls = get_model_class(cfg.model["name"])
-    ctx = ModelContext(dataset, device, cfg.train, cfg.task or cls.tasks[0], cfg.dro)
+    ctx = ModelContext(dataset, device, cfg.train, cfg.task or cls.tasks[0], cfg.dro, partition=partition)
     return cls(cls.config_class(**cfg.model), ctx).to(device)
 
 

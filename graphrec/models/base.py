@@ -14,6 +14,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from ..batches import PairBatch
 from ..data.dataset import Dataset
 from ..graph.adjacency import NormalizedAdjacency
+from ..graph.partitioned import PartitionedGraph
 from ..losses import bpr_per_sample, l2_reg
 from ..schema import DROConfig, ModelConfig, TrainConfig
 from .robust import SampleReduction
@@ -33,7 +34,7 @@ register_optimizer_step_post_hook(_count_optimizer_step)
 @dataclass
 class ModelContext:
     """What a model is built from: the dataset, the device, the training keys, the task, the dro section, and the
-    training graph."""
+    training graph (or, under train.distributed: partitioned, this rank's block of it)."""
 
     dataset: Dataset
     device: torch.device
@@ -41,6 +42,7 @@ class ModelContext:
     task: str = "ranking"
     dro: DROConfig = field(default_factory=DROConfig)
     _graph: Optional[NormalizedAdjacency] = None
+    partition: Optional[PartitionedGraph] = None
 
     @property
     def graph(self) -> NormalizedAdjacency:
@@ -72,8 +74,9 @@ class Model(torch.nn.Module):
 
     Class attributes: `config_class` (the model's keys), `batch_kind` ('pairwise' | 'pointwise' | 'graph'),
     `tasks` (the first is the default), `summary` (one line for `graphrec models`), `per_sample_loss` (its loss
-    reduces (b,) per-sample terms through reduce_samples, so `dro:` can reweight them) and `dro_defaults` (dro keys
-    the model sets when the YAML does not).
+    reduces (b,) per-sample terms through reduce_samples, so `dro:` can reweight them), `dro_defaults` (dro keys
+    the model sets when the YAML does not) and `partitionable` (it trains exactly under train.distributed:
+    partitioned, its graph work being LightGCN propagation of its ego table through `propagate` and `ego_rows`).
     """
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
@@ -84,6 +87,7 @@ class Model(torch.nn.Module):
     graph_steps: ClassVar[int] = 1  # steps per epoch of a 'graph' batch kind
     per_sample_loss: ClassVar[bool] = False
     dro_defaults: ClassVar[dict] = {}
+    partitionable: ClassVar[bool] = False
 
     def __init__(self, cfg: ModelConfig, ctx: ModelContext):
         super().__init__()
@@ -134,7 +138,8 @@ class Recommender(Model):
     Subclasses define `propagate(rows)`; `loss` is BPR + L2 built from pieces a subclass can reuse
     (`batch_rows`, `pairwise_loss`, `reduce_samples`), and `scorer()` ranks users against all items.
     A subclass that overrides `loss` says `per_sample_loss = True` when its loss still goes through reduce_samples
-    (otherwise dro.enabled is refused for it).
+    (otherwise dro.enabled is refused for it); one that overrides the loss, the propagation or the epoch hook is not
+    `partitionable` unless it says so.
     """
 
     per_sample_loss: ClassVar[bool] = True
@@ -143,11 +148,14 @@ class Recommender(Model):
         super().__init_subclass__(**kwargs)
         if "loss" in cls.__dict__ and "per_sample_loss" not in cls.__dict__:
             cls.per_sample_loss = False
+        if "partitionable" not in cls.__dict__ and {"loss", "propagate", "on_epoch_start"} & set(cls.__dict__):
+            cls.partitionable = False
 
     def __init__(self, cfg: ModelConfig, ctx: ModelContext):
         super().__init__(cfg, ctx)
         self.num_users, self.num_items = ctx.dataset.num_users, ctx.dataset.num_items
-        self.graph = ctx.graph if self.uses_graph else None
+        self.partition = ctx.partition
+        self.graph = ctx.graph if self.uses_graph and self.partition is None else None
         self.embedding = torch.nn.Parameter(torch.empty(self.num_users + self.num_items, cfg.embedding_dim))
         torch.nn.init.normal_(self.embedding, std=cfg.init_std)
         self.reduction = SampleReduction(ctx.dro, ctx.dataset, self.num_users)
@@ -158,6 +166,12 @@ class Recommender(Model):
     def propagate(self, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Final node embeddings, (num_nodes, dim) or (len(rows), dim) for the given node rows."""
         raise NotImplementedError
+
+    def ego_rows(self, nodes: torch.Tensor) -> torch.Tensor:
+        """(len(nodes), dim) ego embeddings of node ids (under a partition: fetched from their owners)."""
+        if self.partition is None:
+            return self.embedding[nodes]
+        return self.partition.fetch(self.partition.own(self.embedding), nodes)
 
     def batch_rows(self, batch: PairBatch) -> tuple[torch.Tensor, BatchIndex]:
         """(n,) the batch's distinct node rows, and where each user, positive and negative sits among them."""
@@ -197,9 +211,9 @@ class Recommender(Model):
         u, p, n, neg = self.pair_embeddings(batch, table, index)
         neg_scores = (u * n).sum(-1) if n.dim() == 2 else (u.unsqueeze(1) * n).sum(-1)
         b, k = len(batch.users), neg.shape[1] if neg.dim() == 2 else 1
-        ego = self.embedding
-        l2 = (l2_reg(b, ego[batch.users], ego[batch.pos + self.num_users])
-              + l2_reg(b, ego[neg.reshape(-1) + self.num_users]) / k)
+        ego = self.ego_rows(torch.cat([batch.users, batch.pos + self.num_users, neg.reshape(-1) + self.num_users]))
+        ego_users, ego_pos, ego_neg = ego.split([b, b, b * k])
+        l2 = l2_reg(b, ego_users, ego_pos) + l2_reg(b, ego_neg) / k
         return bpr_per_sample((u * p).sum(1), neg_scores), l2
 
     def pairwise_loss(self, batch: PairBatch, table: torch.Tensor, index: BatchIndex) -> dict[str, torch.Tensor]:

@@ -36,6 +36,7 @@ class LightGCN(Recommender):
     """Final embedding = sum_k w_k A_hat^k E0 with A_hat = D^-1/2 A D^-1/2 of the training graph."""
 
     config_class = LightGCNConfig
+    partitionable = True
     summary = "LightGCN: mean of linear propagation layers over the normalized user-item graph"
 
     @property
@@ -45,5 +46,9 @@ class LightGCN(Recommender):
         return cfg.layer_weights or [1.0 / (cfg.num_layers + 1)] * (cfg.num_layers + 1)
 
     def propagate(self, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Final embeddings, (num_nodes, dim) or (len(rows), dim), with the fused propagation."""
+        """Final embeddings, (num_nodes, dim) or (len(rows), dim), with the fused propagation (or this rank's rows
+        propagated over its block of the graph, the requested rows fetched from their owners)."""
+        if self.partition is not None:
+            local = self.partition.propagate(self.partition.own(self.embedding), self.layer_weights)
+            return self.partition.gather(local) if rows is None else self.partition.fetch(local, rows)
         return weighted_propagation(self.graph, self.embedding, self.layer_weights, rows, self.cfg.backend)

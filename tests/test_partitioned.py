@@ -1,0 +1,115 @@
+"""train.distributed: partitioned (gloo, processes spawned here, 1 thread each) against single-process LightGCN:
+the propagation's forward and embedding gradient, and the losses and metrics of a short training run."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from graphrec.config import load_config
+from graphrec.graph.adjacency import NormalizedAdjacency
+from graphrec.graph.partitioned import PartitionedGraph, balanced_owner
+from graphrec.graph.propagate import weighted_propagation
+from graphrec.trainer import Trainer
+
+from train_helpers import history, results, write_config
+
+pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                                reason="torch.distributed with the gloo backend is not available")
+
+WEIGHTS = [0.25, 0.25, 0.25, 0.25]
+# ~6,700 training events; an odd batch (255) splits unevenly over the ranks, 6 batches per epoch, 3 epochs with
+# validation after each, then the test evaluation at the selected checkpoint.
+OVERRIDES = {"train": {"batch_size": 255, "max_batches": 6, "epochs": 3, "patience": 0}}
+
+
+def _spawn(world_size: int, worker, *args) -> None:
+    """Run worker(rank, world_size, *args) in `world_size` forked processes (no re-import: fast) joined by gloo."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.start_processes(_join, args=(world_size, port, worker, args), nprocs=world_size, start_method="fork")
+
+
+def _join(rank: int, world_size: int, port: int, worker, args) -> None:
+    torch.set_num_threads(1)
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    worker(rank, world_size, *args)
+
+
+def _tiny_graph():
+    """A random bipartite graph (40 users, 30 items, ~240 edges; some nodes without edges), seeded."""
+    gen = torch.Generator().manual_seed(3)
+    pairs = torch.unique(torch.randint(0, 38, (260,), generator=gen) * 30 + torch.randint(0, 29, (260,), generator=gen))
+    return pairs // 30, pairs % 30, 40, 30
+
+
+def _propagation_worker(rank: int, world_size: int) -> None:
+    dist.init_process_group("gloo")
+    users, items, num_users, num_items = _tiny_graph()
+    table = torch.randn(num_users + num_items, 8, generator=torch.Generator().manual_seed(1), requires_grad=True)
+    probe = torch.randn(num_users + num_items, 8, generator=torch.Generator().manual_seed(2))
+    # each rank asks for its own random rows, repeats and other ranks' rows included
+    rows = [torch.randint(0, num_users + num_items, (25,), generator=torch.Generator().manual_seed(10 + r))
+            for r in range(world_size)]
+
+    full = NormalizedAdjacency(users, items, num_users, num_items)
+    want = weighted_propagation(full, table, WEIGHTS)
+    want_grad, = torch.autograd.grad(sum((want[r] * probe[r]).sum() for r in rows), table)
+
+    part = PartitionedGraph(users, items, num_users, num_items, rank, world_size)
+    assert part.nnz == int((part.owner[full.row] == rank).sum())  # exactly its rows of the adjacency
+    local = part.propagate(part.own(table), WEIGHTS)
+    fetched = part.fetch(local, rows[rank])
+    got_grad, = torch.autograd.grad((fetched * probe[rows[rank]]).sum(), table)
+    torch.testing.assert_close(part.gather(local.detach()), want.detach(), rtol=0, atol=1e-6)
+    torch.testing.assert_close(fetched.detach(), want.detach()[rows[rank]], rtol=0, atol=1e-6)
+    owned = part.owned  # gradients reach this rank's rows only, and there equal the whole graph's
+    torch.testing.assert_close(got_grad[owned], want_grad[owned], rtol=0, atol=1e-6)
+    assert not got_grad[part.owner != rank].any()
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_propagation_forward_and_gradient_equal_single_process(world_size):
+    _spawn(world_size, _propagation_worker)
+
+
+def test_balanced_owner_splits_users_and_items_by_edges():
+    degree = torch.tensor([5, 1, 1, 1, 1, 1, 9, 2, 2, 2])  # 6 users (10 edges), 4 items (15 edges)
+    assert balanced_owner(degree, 6, 2).tolist() == [0, 1, 1, 1, 1, 1, 0, 1, 1, 1]
+    # a heavy first node cannot starve later ranks: every rank keeps at least one user and one item
+    assert balanced_owner(degree, 6, 4).tolist() == [0, 1, 2, 2, 3, 3, 0, 1, 2, 3]
+
+
+def _train_worker(rank: int, world_size: int, config, out) -> None:
+    metrics = Trainer(load_config(config)).fit()
+    if rank == 0:
+        out.write_text(json.dumps(results(metrics)))
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_training_equals_single_process(world_size, tmp_path):
+    """Per-epoch losses, validation metrics, selected epoch and test metrics of partitioned LightGCN equal the
+    single-process run's (the updates differ only in float32 summation order)."""
+    single = Trainer(load_config(write_config(tmp_path / "single", tmp_path / "single" / "runs",
+                                              {**OVERRIDES, "name": "single"})))
+    want = results(single.fit())
+    folder = tmp_path / "parted"
+    config = write_config(folder, folder / "runs", {**OVERRIDES, "name": "parted",
+                                                     "train": {**OVERRIDES["train"], "distributed": "partitioned"}})
+    _spawn(world_size, _train_worker, config, tmp_path / "metrics.json")
+    got = json.loads((tmp_path / "metrics.json").read_text())
+    (run,) = (folder / "runs").iterdir()
+    assert set(got) == set(want)
+    for key, value in want.items():
+        assert got[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float) else value), key
+    for a, b in zip(history(run), history(single.run_dir), strict=True):
+        for key, value in b.items():
+            assert a[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float) else value), key
