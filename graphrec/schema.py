@@ -213,6 +213,10 @@ class TrainConfig(Section):
     num_negatives: int = Field(1, ge=1, description="pairwise: negatives per positive; BPR averages over batch x k")
     negative_candidates: int = Field(1, ge=1, description="pairwise: dynamic negative sampling when > 1, each "
                                                           "negative the highest-scoring of this many uniform candidates")
+    sampler: Literal["events", "users"] = Field(
+        "events", description="pairwise: events (every training event once per epoch, shuffled) or users (as many "
+                              "pairs, each user drawn uniformly among training users, then one of their positives: "
+                              "the official LightGCN and IDSF sampler)")
     optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", description="adam (fused kernel), adamw, sgd")
     groups: dict[str, GroupConfig] = Field(default_factory=dict, description="per parameter group of the model: "
                                                                              "{name: {lr, optimizer, weight_decay}}")

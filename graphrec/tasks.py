@@ -76,6 +76,10 @@ def check_task(cfg: Config, model_cls, origin) -> None:
         where = origin.where(("train", "select_metric"), ("eval",), ("task",), ("model", "name"))
         raise GraphrecError(f"{where}train.select_metric '{cfg.train.select_metric}' is not computed by the "
                             f"{task.name} task's eval.metrics{' x eval.topk' if task.at_k else ''}; {fix}")
+    if cfg.train.sampler == "users" and model_cls.batch_kind != "pairwise":
+        raise GraphrecError(f"{origin.where(('train', 'sampler'), ('model', 'name'))}train.sampler: users draws "
+                            f"(user, positive) pairs, but model {model_cls.registry_name} trains on "
+                            f"{model_cls.batch_kind} batches; remove train.sampler")
     if cfg.protocol == "leaky" and not task.at_k:
         raise GraphrecError(f"{origin.where(('protocol',), ('task',), ('model', 'name'))}protocol: leaky imitates "
                             f"ranking code (test edges in the graph, no masking, selection on test), but the task is "

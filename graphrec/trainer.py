@@ -243,7 +243,7 @@ class Trainer:
         rank, world = self.dist.rank, self.dist.world_size
         if kind == "pairwise":
             return epoch_batches(self.train_users, self.train_items, self.sampler, cfg.batch_size, self.sample_gen,
-                                 rank, world, cfg.num_negatives, cfg.negative_candidates)
+                                 rank, world, cfg.num_negatives, cfg.negative_candidates, cfg.sampler == "users")
         if kind == "pointwise":
             return (PointBatch(self.point_features[index], self.point_values[index], self.point_labels[index])
                     for index in row_batches(len(self.point_labels), cfg.batch_size, self.sample_gen, self.device,

@@ -45,10 +45,26 @@ class NegativeSampler:
         return items
 
 
+def user_uniform_pairs(users: torch.Tensor, items: torch.Tensor,
+                       generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """len(users) (user, positive) pairs from the (n,) training events: each user uniform among the users with events,
+    then one of that user's events uniformly."""
+    order = torch.argsort(users, stable=True)
+    counts = torch.bincount(users)
+    starts = torch.cumsum(counts, 0) - counts
+    active = torch.nonzero(counts).flatten()
+    n = len(users)
+    picked = active[torch.randint(0, len(active), (n,), generator=generator, device=users.device)]
+    offset = (torch.rand(n, generator=generator, device=users.device) * counts[picked]).long()
+    offset = torch.minimum(offset, counts[picked] - 1)  # rand() < 1 can still round up to 1.0 in float32
+    return picked, items[order][starts[picked] + offset]
+
+
 def epoch_batches(users: torch.Tensor, items: torch.Tensor, sampler: NegativeSampler, batch_size: int,
                   generator: torch.Generator, rank: int = 0, world_size: int = 1, num_negatives: int = 1,
-                  candidates: int = 1) -> Iterator[PairBatch]:
-    """Shuffled (user, positive, negative) batches over every training event once.
+                  candidates: int = 1, by_user: bool = False) -> Iterator[PairBatch]:
+    """Shuffled (user, positive, negative) batches over every training event once (`by_user`: as many pairs from
+    user_uniform_pairs).
 
     Negatives are (batch,) by default, (batch, num_negatives) with num_negatives > 1, and
     (batch, num_negatives, candidates) with candidates > 1 (the model keeps the hardest candidate).
@@ -56,13 +72,16 @@ def epoch_batches(users: torch.Tensor, items: torch.Tensor, sampler: NegativeSam
     memory holds one batch of them, not events x num_negatives x candidates ids.
     With world_size > 1, every rank walks the same global batches and takes its own 1/world_size share.
     """
-    order = torch.randperm(len(users), generator=generator, device=users.device)
-    batch_users, batch_pos = users[order], items[order]
+    if by_user:
+        batch_users, batch_pos = user_uniform_pairs(users, items, generator)
+    else:
+        order = torch.randperm(len(users), generator=generator, device=users.device)
+        batch_users, batch_pos = users[order], items[order]
     per_event = num_negatives * candidates
     shape = (-1,) if per_event == 1 else (-1, num_negatives) if candidates == 1 else (-1, num_negatives, candidates)
     epoch_neg = sampler.sample(batch_users, generator) if per_event == 1 else None
     share = slice(rank, None, world_size)  # this rank's positions within each global batch
-    for start in range(0, len(order), batch_size):
+    for start in range(0, len(batch_users), batch_size):
         batch = slice(start, start + batch_size)
         users_b = batch_users[batch]
         if epoch_neg is None:
