@@ -143,7 +143,7 @@ def cmd_models(args: argparse.Namespace) -> int:  # noqa: ARG001
 
 def cmd_data_info(args: argparse.Namespace) -> int:
     from .split_cmd import data_block
-    from .config import build_config
+    from .config import apply_overrides, build_config
     from .data.loader import load_dataset
     from .data.field_loader import FIELD_FORMATS, fields_summary
     from .data.registry import PRESETS, data_format, preset_for
@@ -179,7 +179,8 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     else:  # the files as they are: no validation carved from train
         split = {} if "valid" in files else {"valid_ratio": 0.0}
     model = {"name": "fm" if rows else "lightgcn"}  # a model of the data's kind; nothing is trained
-    cfg = build_config({"data": data, "split": split, "model": model}, source="graphrec data info")
+    raw = apply_overrides({"data": data, "split": split, "model": model}, args.set)
+    cfg = build_config(raw, source="graphrec data info")
     dataset = load_dataset(cfg)
     if dataset.fields is not None:
         print(f"dataset {dataset.name}")
@@ -248,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     data_sub = data.add_subparsers(dest="data_command", required=True)
     info = data_sub.add_parser("info", help="users, items, interactions, density and degree statistics")
     info.add_argument("path", help="dataset folder (known folders use their registry preset) or file")
-    info.add_argument("--format", help="lightgcn, pairs, atomic, csv or libfm (default: the preset's)")
+    info.add_argument("--format", help="lightgcn, pairs, atomic, csv, libfm or csv_fields (default: the preset's)")
+    info.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="any other data key, e.g. --set data.csv_fields.categorical=[user,item] (repeatable)")
     info.add_argument("--files", help="split=file pairs, e.g. train=train.txt,test=test.txt")
     info.add_argument("--split", help="show the split of this method (random, loo, temporal, temporal_global, "
                       "popularity, degree) with default ratios and its shift summary; by default the files are "

@@ -162,3 +162,14 @@ def test_one_file_is_split_at_random_and_numeric_only_fields_work(tmp_path):
     temps = sorted(np.concatenate([r.values[:, 0] for r in rows.values()]).tolist())
     assert temps == sorted([0.5, 1.5, 2, -0.25, 1, 0, 0.75, 3, 1, 0.5, 2.5, -1, 1.25])
     assert all((r.features == 0).all() for r in rows.values())
+
+
+def test_data_info_summarizes_a_csv_fields_folder_with_set(tmp_path, capsys):
+    """`graphrec data info --format csv_fields --set data.csv_fields...` counts each categorical column's values."""
+    from graphrec.cli import main
+    (tmp_path / "train.csv").write_text("user,item,weather,label\n1,10,sunny,1\n2,11,rainy,-1\n1,11,fog,1\n")
+    (tmp_path / "test.csv").write_text("user,item,weather,label\n2,10,rainy,1\n")
+    assert main(["data", "info", str(tmp_path), "--format", "csv_fields", "--files", "train=train.csv,test=test.csv",
+                 "--set", "data.csv_fields.categorical=[user,item,weather]", "--set", "data.csv_fields.label=label"]) == 0
+    out = capsys.readouterr().out
+    assert "user 2, item 2, weather 3" in out and "train_rows             3" in out
