@@ -1,10 +1,12 @@
 """Epoch time of the contrastive models relative to LightGCN at the same batch size and depth, from timed batches.
 
-    python -m benchmarks.contrastive --data gowalla --batch-size 2048 --threads 1
+    python -m benchmarks.contrastive --data gowalla --batch-size 2048 --threads 1 --clock cpu [--profile 3]
 
 Every model trains on the same dataset object with Trainer.step, in alternating rounds (so background load hits all
 alike); an epoch is estimated as the median step time x batches per epoch + the epoch's view drawing
-(on_epoch_start). The data block (and the validation carve) is the one of experiments/sgl-<data>.yaml.
+(on_epoch_start). `--clock cpu` times the process's CPU seconds instead of wall seconds (steadier when other jobs
+share the cores). `--profile N` then prints torch.profiler's top operators over N more steps of each model. The
+data block (and the validation carve) is the one of experiments/sgl-<data>.yaml.
 """
 from __future__ import annotations
 
@@ -48,19 +50,22 @@ def build_trainers(data: str, batch_size: int, threads: int, folder: Path, model
     return trainers
 
 
-def measure(trainers: dict, rounds: int, per_round: int, warmup: int) -> dict:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def measure(trainers: dict, rounds: int, per_round: int, warmup: int, clock=time.perf_counter) -> dict:
     """Per model: step Timing, view-drawing seconds, batches per epoch and the estimated epoch seconds."""
     streams, draws = {}, {}
     for label, trainer in trainers.items():
-        started = time.perf_counter()
+        started = clock()
         trainer.model.on_epoch_start(0, trainer.view_gen)
-        draws[label] = time.perf_counter() - started
+        draws[label] = clock() - started
         streams[label] = iter(trainer.batches())
         trainer.model.train()
         for _ in range(warmup):
             trainer.step(next(streams[label]))
     steps = interleaved({label: (lambda t=trainer, s=streams[label]: t.step(next(s)), per_round)
-                         for label, trainer in trainers.items()}, rounds)
+                         for label, trainer in trainers.items()}, rounds, clock)
     out = {}
     for label, trainer in trainers.items():
         batches = trainer._epoch_batches()
@@ -72,6 +77,21 @@ def measure(trainers: dict, rounds: int, per_round: int, warmup: int) -> dict:
     for row in out.values():
         row["vs_lightgcn"] = row["epoch_estimate_s"] / reference if reference else None
     return out
+
+
+def profile(trainers: dict, steps: int, rows: int = 12) -> str:
+    """torch.profiler's top operators by self CPU time over `steps` further steps of each model, as text."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    parts = []
+    for label, trainer in trainers.items():
+        stream = iter(trainer.batches())
+        batches = [next(stream) for _ in range(steps)]
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for batch in batches:
+                trainer.step(batch)
+        parts.append(f"== {label} ({steps} steps)\n" + prof.key_averages().table(sort_by="self_cpu_time_total",
+                                                                                row_limit=rows))
+    return "\n".join(parts)
 
 
 def table(results: dict) -> str:
@@ -95,13 +115,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--per-round", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated labels of " + ", ".join(MODELS))
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="wall seconds or process CPU seconds")
+    parser.add_argument("--profile", type=int, default=0, help="then profile this many steps of each model")
     parser.add_argument("--out", help="write the numbers and settings as JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
         trainers = build_trainers(args.data, args.batch_size, args.threads, Path(folder), args.models.split(","))
-        results = measure(trainers, args.rounds, args.per_round, args.warmup)
-    print(table(results))
+        results = measure(trainers, args.rounds, args.per_round, args.warmup, CLOCKS[args.clock])
+        print(table(results))
+        if args.profile:
+            print(profile(trainers, args.profile))
     if args.out:
         Path(args.out).write_text(json.dumps({"settings": vars(args), "results": results}, indent=1))
     return 0

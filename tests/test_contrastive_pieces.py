@@ -169,6 +169,19 @@ def test_edge_dropout_view_is_normalized_subgraph_and_seeded():
     assert kept / 20000 == pytest.approx(0.9, abs=0.01)
 
 
+def test_keep_edges_filters_the_csr_into_the_fresh_build():
+    """A view filtered from the parent's sorted entries is the adjacency built (and sorted) from its edges."""
+    pairs = torch.randperm(40 * 60, generator=torch.Generator().manual_seed(2))[:500]
+    adj = NormalizedAdjacency(pairs // 60, pairs % 60, 40, 60)
+    for seed in (0, 1):  # the entry -> edge map is built on the first call and reused
+        keep = torch.rand(500, generator=torch.Generator().manual_seed(seed)) >= 0.3
+        view = adj.keep_edges(keep)
+        fresh = NormalizedAdjacency(adj.users[keep], adj.items[keep], 40, 60)
+        for name in ("row", "col", "values", "crow", "degree"):
+            assert torch.equal(getattr(view, name), getattr(fresh, name)), name
+        assert torch.equal(view.csr.to_dense(), fresh.csr.to_dense())
+
+
 def test_node_dropout_view_removes_every_edge_of_dropped_nodes():
     # complete bipartite graph: the kept edges must be exactly (kept users) x (kept items)
     num_users, num_items, rate = 5, 10, 0.4
