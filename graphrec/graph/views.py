@@ -1,5 +1,5 @@
 """Perturbed views of the user-item graph for contrastive learning: edge, node and per-layer edge dropout
-(SGL-ED / ND / RW, SGCL) and SimGCL's sign-aligned embedding noise."""
+(SGL-ED / ND / RW, SGCL), SimGCL's sign-aligned embedding noise, and pure-noise rows for the robustness experiment."""
 from __future__ import annotations
 
 from typing import Optional
@@ -44,6 +44,15 @@ def sign_aligned_noise(h: torch.Tensor, eps: float, generator: Optional[torch.Ge
         if stride == 0:
             distinct = distinct.narrow(dim, 0, 1)
     return noise.mul_(torch.sign(distinct))
+
+
+def replace_rows_with_noise(view: torch.Tensor, share: float,
+                            generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """(n, d) copy of an (n, d) view whose floor(share * n) random rows are N(0, 1) embeddings: pure-noise views
+    on purpose (the robustness experiment). The replaced rows are constants, so no gradient reaches them."""
+    replaced = ~_keep_mask(len(view), share, generator, view.device)
+    noise = torch.randn(view.shape, generator=generator, device=view.device, dtype=view.dtype)
+    return torch.where(replaced.unsqueeze(1), noise, view)
 
 
 def _keep_mask(n: int, rate: float, generator: Optional[torch.Generator], device: torch.device) -> torch.Tensor:
