@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .common import REPO, Timing
+from .common import REPO, Timing, peak_rss_mib
 from .workloads import interleaved
 
 MODELS = {  # label -> (model keys, train keys); 2 layers everywhere, as the contrastive models' defaults
@@ -105,6 +106,24 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def peak_memory(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Run every model of --models alone in a fresh process and print its peak RSS after setup and after training."""
+    import subprocess
+    passed = [a for a in argv if a not in ("--peak-memory",)]
+    lines = ["| model | peak RSS after setup (MiB) | peak RSS after training (MiB) | training adds (MiB) |",
+             "|---|---|---|---|"]
+    for label in args.models.split(","):
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "result.json"
+            subprocess.run([sys.executable, "-m", "benchmarks.contrastive", *passed, "--models", label, "--out",
+                            str(out)], check=True, stdout=subprocess.DEVNULL)
+            row = json.loads(out.read_text())["results"][label]
+        setup, peak = row["peak_rss_after_setup_mib"], row["peak_rss_mib"]
+        lines.append(f"| {label} | {setup:.0f} | {peak:.0f} | {peak - setup:.0f} |")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Measure, print the table, and write the numbers as JSON when --out is given."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.contrastive", description=__doc__.splitlines()[0])
@@ -117,12 +136,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated labels of " + ", ".join(MODELS))
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="wall seconds or process CPU seconds")
     parser.add_argument("--profile", type=int, default=0, help="then profile this many steps of each model")
+    parser.add_argument("--peak-memory", action="store_true", help="instead: each model alone in a fresh process "
+                        "(--rounds x --per-round steps), its peak RSS after setup and after training")
     parser.add_argument("--out", help="write the numbers and settings as JSON here")
     args = parser.parse_args(argv)
+    if args.peak_memory:
+        return peak_memory(args, sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
         trainers = build_trainers(args.data, args.batch_size, args.threads, Path(folder), args.models.split(","))
+        setup_rss = peak_rss_mib()
         results = measure(trainers, args.rounds, args.per_round, args.warmup, CLOCKS[args.clock])
+        for row in results.values():
+            row.update(peak_rss_after_setup_mib=setup_rss, peak_rss_mib=peak_rss_mib())
         print(table(results))
         if args.profile:
             print(profile(trainers, args.profile))
