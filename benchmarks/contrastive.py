@@ -1,15 +1,18 @@
 """Epoch time of the contrastive models relative to LightGCN at the same batch size and depth, from timed batches.
 
-    python -m benchmarks.contrastive --data gowalla --batch-size 2048 --threads 1
+    python -m benchmarks.contrastive --data gowalla --batch-size 2048 --threads 1 --clock cpu [--profile 3]
 
 Every model trains on the same dataset object with Trainer.step, in alternating rounds (so background load hits all
 alike); an epoch is estimated as the median step time x batches per epoch + the epoch's view drawing
-(on_epoch_start). The data block (and the validation carve) is the one of experiments/sgl-<data>.yaml.
+(on_epoch_start). `--clock cpu` times the process's CPU seconds instead of wall seconds (steadier when other jobs
+share the cores). `--profile N` then prints torch.profiler's top operators over N more steps of each model. The
+data block (and the validation carve) is the one of experiments/sgl-<data>.yaml.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from .common import REPO, Timing
+from .common import REPO, Timing, peak_rss_mib
 from .workloads import interleaved
 
 MODELS = {  # label -> (model keys, train keys); 2 layers everywhere, as the contrastive models' defaults
@@ -48,19 +51,22 @@ def build_trainers(data: str, batch_size: int, threads: int, folder: Path, model
     return trainers
 
 
-def measure(trainers: dict, rounds: int, per_round: int, warmup: int) -> dict:
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def measure(trainers: dict, rounds: int, per_round: int, warmup: int, clock=time.perf_counter) -> dict:
     """Per model: step Timing, view-drawing seconds, batches per epoch and the estimated epoch seconds."""
     streams, draws = {}, {}
     for label, trainer in trainers.items():
-        started = time.perf_counter()
+        started = clock()
         trainer.model.on_epoch_start(0, trainer.view_gen)
-        draws[label] = time.perf_counter() - started
+        draws[label] = clock() - started
         streams[label] = iter(trainer.batches())
         trainer.model.train()
         for _ in range(warmup):
             trainer.step(next(streams[label]))
     steps = interleaved({label: (lambda t=trainer, s=streams[label]: t.step(next(s)), per_round)
-                         for label, trainer in trainers.items()}, rounds)
+                         for label, trainer in trainers.items()}, rounds, clock)
     out = {}
     for label, trainer in trainers.items():
         batches = trainer._epoch_batches()
@@ -74,6 +80,21 @@ def measure(trainers: dict, rounds: int, per_round: int, warmup: int) -> dict:
     return out
 
 
+def profile(trainers: dict, steps: int, rows: int = 12) -> str:
+    """torch.profiler's top operators by self CPU time over `steps` further steps of each model, as text."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    parts = []
+    for label, trainer in trainers.items():
+        stream = iter(trainer.batches())
+        batches = [next(stream) for _ in range(steps)]
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            for batch in batches:
+                trainer.step(batch)
+        parts.append(f"== {label} ({steps} steps)\n" + prof.key_averages().table(sort_by="self_cpu_time_total",
+                                                                                row_limit=rows))
+    return "\n".join(parts)
+
+
 def table(results: dict) -> str:
     """A markdown table of the measurement."""
     lines = ["| model | s / batch (median) | views s / epoch | batches / epoch | epoch s (est.) | x LightGCN |",
@@ -83,6 +104,24 @@ def table(results: dict) -> str:
         lines.append(f"| {label} | {row['step_median_s']:.3f} | {row['view_draw_s']:.2f} | {row['batches_per_epoch']} "
                      f"| {row['epoch_estimate_s']:.1f} | {ratio} |")
     return "\n".join(lines)
+
+
+def peak_memory(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """Run every model of --models alone in a fresh process and print its peak RSS after setup and after training."""
+    import subprocess
+    passed = [a for a in argv if a not in ("--peak-memory",)]
+    lines = ["| model | peak RSS after setup (MiB) | peak RSS after training (MiB) | training adds (MiB) |",
+             "|---|---|---|---|"]
+    for label in args.models.split(","):
+        with tempfile.TemporaryDirectory() as folder:
+            out = Path(folder) / "result.json"
+            subprocess.run([sys.executable, "-m", "benchmarks.contrastive", *passed, "--models", label, "--out",
+                            str(out)], check=True, stdout=subprocess.DEVNULL)
+            row = json.loads(out.read_text())["results"][label]
+        setup, peak = row["peak_rss_after_setup_mib"], row["peak_rss_mib"]
+        lines.append(f"| {label} | {setup:.0f} | {peak:.0f} | {peak - setup:.0f} |")
+    print("\n".join(lines))
+    return 0
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -95,13 +134,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--per-round", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated labels of " + ", ".join(MODELS))
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="wall seconds or process CPU seconds")
+    parser.add_argument("--profile", type=int, default=0, help="then profile this many steps of each model")
+    parser.add_argument("--peak-memory", action="store_true", help="instead: each model alone in a fresh process "
+                        "(--rounds x --per-round steps), its peak RSS after setup and after training")
     parser.add_argument("--out", help="write the numbers and settings as JSON here")
     args = parser.parse_args(argv)
+    if args.peak_memory:
+        return peak_memory(args, sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
         trainers = build_trainers(args.data, args.batch_size, args.threads, Path(folder), args.models.split(","))
-        results = measure(trainers, args.rounds, args.per_round, args.warmup)
-    print(table(results))
+        setup_rss = peak_rss_mib()
+        results = measure(trainers, args.rounds, args.per_round, args.warmup, CLOCKS[args.clock])
+        for row in results.values():
+            row.update(peak_rss_after_setup_mib=setup_rss, peak_rss_mib=peak_rss_mib())
+        print(table(results))
+        if args.profile:
+            print(profile(trainers, args.profile))
     if args.out:
         Path(args.out).write_text(json.dumps({"settings": vars(args), "results": results}, indent=1))
     return 0

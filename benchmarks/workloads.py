@@ -120,18 +120,19 @@ class SpmmFloor:
             g = torch.sparse.mm(self.csr, g)
 
 
-def interleaved(blocks: dict[str, tuple[callable, int]], rounds: int) -> dict[str, Timing]:
+def interleaved(blocks: dict[str, tuple[callable, int]], rounds: int, clock=time.perf_counter) -> dict[str, Timing]:
     """Time several workloads in alternating rounds (so background load hits them alike).
 
-    blocks: name -> (fn taking no arguments, calls per round); returns per-call Timing of each.
+    blocks: name -> (fn taking no arguments, calls per round); returns per-call Timing of each, in seconds of
+    `clock` (wall time by default; time.process_time counts only this process's CPU, steadier on a shared machine).
     """
     out = {name: Timing() for name in blocks}
     for _ in range(rounds):
         for name, (fn, calls) in blocks.items():
             for _ in range(calls):
-                start = time.perf_counter()
+                start = clock()
                 fn()
-                out[name].add(time.perf_counter() - start)
+                out[name].add(clock() - start)
     return out
 
 

@@ -36,15 +36,49 @@ def pointwise_loss(pred: torch.Tensor, label: torch.Tensor, task: str) -> torch.
     return (pred - label).pow(2)
 
 
-def cosine_logits(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:
-    """(n, n) cos(view1_i, view2_j) / temperature from (n, d) views; row i's positive is column i."""
-    return F.normalize(view1, dim=1) @ F.normalize(view2, dim=1).t() / temperature
+class _CosineLogSumExp(torch.autograd.Function):
+    """(n,) log sum_j exp(unit1_i . unit2_j / t) of row-normalized (n, d) and (m, d) views, with one (n, m) matrix.
+
+    The forward turns the logits into exp(logit - row max) in place and keeps them; the backward reads them as the
+    softmax (scaled by the incoming gradient): three matrix products and one exp per entry in all.
+    """
+
+    @staticmethod
+    def forward(ctx, unit1, unit2, temperature):  # type: ignore[override]
+        scaled = unit1 / temperature
+        weights = torch.mm(scaled, unit2.t())
+        top = weights.amax(1, keepdim=True)
+        weights.sub_(top).exp_()
+        total = weights.sum(1, keepdim=True)
+        ctx.save_for_backward(scaled, unit2, weights, total)
+        ctx.temperature = temperature
+        return (top + total.log()).squeeze(1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):  # type: ignore[override]
+        scaled, unit2, weights, total = ctx.saved_tensors
+        logit_grad = weights * (grad.unsqueeze(1) / total)  # softmax_ij * grad_i
+        return logit_grad @ unit2 / ctx.temperature, logit_grad.t() @ scaled, None
+
+
+def cosine_log_terms(view1: torch.Tensor, view2: torch.Tensor, temperature: float,
+                     reverse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n,) log p_i = s_ii / t and (n,) log S_i = log sum_j exp(s_ij / t), s = cosine of (n, d) view rows.
+
+    `reverse` sums over the other index instead (log sum_j exp(s_ji / t), the view2 -> view1 direction).
+    """
+    unit1, unit2 = F.normalize(view1, dim=1), F.normalize(view2, dim=1)
+    log_pos = (unit1 * unit2).sum(1) / temperature
+    log_all = _CosineLogSumExp.apply(unit2, unit1, temperature) if reverse else \
+        _CosineLogSumExp.apply(unit1, unit2, temperature)
+    return log_pos, log_all
 
 
 def info_nce(view1: torch.Tensor, view2: torch.Tensor, temperature: float) -> torch.Tensor:
     """Scalar mean_i -log(exp(s_ii / t) / sum_j exp(s_ij / t)), s = cosine of (n, d) view rows (SGL, SimGCL)."""
-    logits = cosine_logits(view1, view2, temperature)
-    return (torch.logsumexp(logits, dim=1) - logits.diagonal()).mean()
+    log_pos, log_all = cosine_log_terms(view1, view2, temperature)
+    return (log_all - log_pos).mean()
 
 
 def symmetric_contrastive(view1: torch.Tensor, view2: torch.Tensor, temperature: float, q: float, lam: float,
@@ -58,12 +92,10 @@ def symmetric_contrastive(view1: torch.Tensor, view2: torch.Tensor, temperature:
     overflows and small q keeps its digits. q -> 0 gives -log(p_i / (lam (p_i + S_i))); q = 1 gives
     -p_i + lam (p_i + S_i).
     """
-    logits = cosine_logits(view1, view2, temperature)
-    directions = (logits, logits.t()) if bidirectional else (logits,)
+    directions = (False, True) if bidirectional else (False,)
     total = 0.0
-    for scores in directions:
-        log_pos = scores.diagonal()
-        log_all = torch.logsumexp(scores, dim=1)
+    for reverse in directions:
+        log_pos, log_all = cosine_log_terms(view1, view2, temperature, reverse)
         if double_positive:
             log_all = torch.logaddexp(log_pos, log_all)
         total = total + (torch.expm1(q * (log_all + math.log(lam))) - torch.expm1(q * log_pos)).mean() / q

@@ -13,6 +13,7 @@ from graphrec.config import build_config, load_config
 from graphrec.data.loader import load_dataset
 from graphrec.errors import GraphrecError
 from graphrec.graph.propagate import propagate_layers, spmm
+from graphrec.graph.views import replace_rows_with_noise
 from graphrec.losses import contrast_nodes, info_nce, symmetric_contrastive
 from graphrec.models import build_model
 from graphrec.trainer import Trainer
@@ -204,3 +205,21 @@ def test_layerwise_propagation_over_one_repeated_graph_is_the_fused_one(tmp_path
     assert torch.allclose(got, weighted_propagation(model.graph, model.embedding, weights, rows), atol=1e-6)
     with pytest.raises(ValueError, match="2 adjacencies for 3 layers"):
         layerwise_propagation([model.graph] * 2, model.embedding, weights)
+
+
+def test_ssl_noise_share_replaces_that_share_of_second_views_with_noise(tmp_path):
+    """model.ssl_noise_share: the loss contrasts view 1 with view 2 where floor(share * n) rows are N(0, 1) noise."""
+    model = _model(tmp_path, {"name": "sgcl", "ssl_loss": "infonce", "ssl_noise_share": 0.4})
+    model.on_epoch_start(0, torch.Generator().manual_seed(0))
+    batch = _batch(model)
+    state = model.batch_gen.get_state()
+    got = model.loss(batch)["ssl"]
+    rows, _ = model.batch_rows(batch)
+    _, view1, view2 = model.encode(rows)
+    (nodes,) = contrast_nodes(batch.users, batch.pos, model.num_users, True)
+    at = torch.searchsorted(rows, nodes)
+    model.batch_gen.set_state(state)                      # SGL's views draw nothing per batch: the noise comes next
+    noisy = replace_rows_with_noise(view2[at], 0.4, model.batch_gen)
+    assert int((noisy != view2[at]).any(1).sum()) == int(0.4 * len(at))
+    assert torch.allclose(got, info_nce(view1[at], noisy, 0.2))
+    assert not torch.allclose(got, info_nce(view1[at], view2[at], 0.2))

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from graphrec.graph.adjacency import NormalizedAdjacency
 from graphrec.graph.propagate import propagate_layers, weighted_propagation
 from graphrec.graph.views import (edge_dropout_view, node_dropout_view, per_layer_edge_dropout,
-                                  sign_aligned_noise)
+                                  replace_rows_with_noise, sign_aligned_noise)
 from graphrec.losses import contrast_nodes, info_nce, symmetric_contrastive
 from graphrec.negatives import mixgcf_negatives
 
@@ -169,6 +169,19 @@ def test_edge_dropout_view_is_normalized_subgraph_and_seeded():
     assert kept / 20000 == pytest.approx(0.9, abs=0.01)
 
 
+def test_keep_edges_filters_the_csr_into_the_fresh_build():
+    """A view filtered from the parent's sorted entries is the adjacency built (and sorted) from its edges."""
+    pairs = torch.randperm(40 * 60, generator=torch.Generator().manual_seed(2))[:500]
+    adj = NormalizedAdjacency(pairs // 60, pairs % 60, 40, 60)
+    for seed in (0, 1):  # the entry -> edge map is built on the first call and reused
+        keep = torch.rand(500, generator=torch.Generator().manual_seed(seed)) >= 0.3
+        view = adj.keep_edges(keep)
+        fresh = NormalizedAdjacency(adj.users[keep], adj.items[keep], 40, 60)
+        for name in ("row", "col", "values", "crow", "degree"):
+            assert torch.equal(getattr(view, name), getattr(fresh, name)), name
+        assert torch.equal(view.csr.to_dense(), fresh.csr.to_dense())
+
+
 def test_node_dropout_view_removes_every_edge_of_dropped_nodes():
     # complete bipartite graph: the kept edges must be exactly (kept users) x (kept items)
     num_users, num_items, rate = 5, 10, 0.4
@@ -207,6 +220,19 @@ def test_sign_aligned_noise_norm_sign_and_seed():
     assert noise[2].norm() < 0.1
     assert torch.equal(noise, sign_aligned_noise(h, 0.1, torch.Generator().manual_seed(0)))
     assert not torch.equal(noise, sign_aligned_noise(h, 0.1, torch.Generator().manual_seed(1)))
+
+
+def test_replace_rows_with_noise_replaces_a_share_and_cuts_their_gradient():
+    view = torch.randn(10, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    noisy = replace_rows_with_noise(view, 0.35, torch.Generator().manual_seed(1))
+    replaced = (noisy != view).any(1)
+    assert int(replaced.sum()) == 3                                           # floor(0.35 * 10)
+    assert torch.equal(noisy[~replaced], view[~replaced])
+    noisy.sum().backward()
+    assert torch.equal(view.grad, (~replaced).float().unsqueeze(1).expand(10, 3))  # no gradient to replaced rows
+    again = replace_rows_with_noise(view, 0.35, torch.Generator().manual_seed(1))
+    assert torch.equal(again, noisy)
+    assert torch.equal(replace_rows_with_noise(view, 0.0, torch.Generator()), view)
 
 
 def noise_perturb(seed):

@@ -244,3 +244,48 @@ def test_extra_layers_equal_the_layer_stack_in_value_and_gradient(rows, extra, p
     assert torch.allclose(out, ref, atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(layers, ref_layers))
     assert torch.allclose(grad, ref_grad, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows", [None, [0, 3, 3, 10, 15]])
+@pytest.mark.parametrize("num_layers", [0, 1, 3])
+def test_views_equal_separate_perturbed_passes_in_value_and_gradient(rows, num_layers):
+    """SimGCL's views=2: the clean pass and two noisy ones side by side equal three autograd layer stacks, the
+    views' noise drawn in the same order, and the summed gradient equals the stacks' (one backward of width d)."""
+    torch.manual_seed(0)
+    nu, ni, d = 7, 9, 4
+    keys = torch.unique(torch.randint(0, nu, (30,)) * ni + torch.randint(0, ni, (30,)))
+    adj = NormalizedAdjacency(keys // ni, keys % ni, nu, ni)
+    weights = [1 / (num_layers + 1)] * (num_layers + 1)
+    rows = None if rows is None else torch.tensor(rows)
+    pick = (lambda t: t) if rows is None else (lambda t: t[rows])  # noqa: E731
+    noise = torch.rand(num_layers, nu + ni, 2, d)             # noise[k - 1, node, view]
+
+    def layer_noise(k, copies):
+        """The views' (m, 2, d) noise of layer k, at the rows the propagation computes."""
+        table = noise[k - 1] if copies.shape[0] == nu + ni else noise[k - 1][rows]
+        return 0.1 * torch.sign(copies) * table
+
+    calls = iter(range(1, num_layers + 1))
+    x = torch.randn(nu + ni, d, requires_grad=True)
+    out = weighted_propagation(adj, x, weights, rows, perturb=lambda c: layer_noise(next(calls), c), views=2)
+    probe = torch.randn_like(out)
+    grad = torch.autograd.grad((out * probe).sum(), x)[0]
+
+    x_ref = x.detach().clone().requires_grad_(True)
+    clean = propagate_layers(adj, x_ref, num_layers)
+    parts = [sum(w * pick(h) for w, h in zip(weights, clean))]
+    for view in range(2):
+        layers = [x_ref]
+        for k in range(1, num_layers + 1):
+            h = spmm(adj, layers[-1])
+            layers.append(h + 0.1 * torch.sign(h).detach() * noise[k - 1, :, view])
+        parts.append(sum(w * pick(h) for w, h in zip(weights, layers)))
+    ref = torch.cat(parts, 1)
+    ref_grad = torch.autograd.grad((ref * probe).sum(), x_ref)[0]
+    assert out.shape == (len(pick(x)), 3 * d)
+    assert torch.allclose(out, ref, atol=1e-5)
+    assert torch.allclose(grad, ref_grad, atol=1e-5)
+    if num_layers:
+        assert not torch.allclose(out[:, d:2 * d], out[:, :d], atol=1e-3)       # the views are perturbed
+    with pytest.raises(ValueError, match="cannot be combined with extra_layers"):
+        weighted_propagation(adj, x, weights, rows, views=2, extra_layers=(0,))

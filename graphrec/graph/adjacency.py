@@ -20,25 +20,47 @@ class NormalizedAdjacency:
     The matrix is symmetric, which the propagation's backward pass relies on.
     """
 
-    def __init__(self, users: torch.Tensor, items: torch.Tensor, num_users: int, num_items: int):
+    def __init__(self, users: torch.Tensor, items: torch.Tensor, num_users: int, num_items: int,
+                 entries: Optional[tuple[torch.Tensor, torch.Tensor]] = None):
+        """`entries`: the (row, col) node ids of the users' and items' edges both ways, already in CSR order
+        (`keep_edges` passes them; otherwise they are built and sorted here)."""
         self.num_users, self.num_items = num_users, num_items
         self.num_nodes = num_users + num_items
         self.users, self.items = users, items
+        self._entry_edges: Optional[torch.Tensor] = None
         device = users.device
-        rows = torch.cat([users, items + num_users])
-        cols = torch.cat([items + num_users, users])
-        degree = torch.bincount(rows, minlength=self.num_nodes).to(torch.float32)
+        if entries is None:
+            order = self._csr_order()
+            rows = torch.cat([users, items + num_users])
+            cols = torch.cat([items + num_users, users])
+            entries = rows[order], cols[order]
+        self.row, self.col = entries
+        counts = torch.bincount(self.row, minlength=self.num_nodes)
+        degree = counts.to(torch.float32)
         inv_sqrt = degree.pow(-0.5).masked_fill_(degree == 0, 0.0)
-        order = torch.argsort(rows * self.num_nodes + cols)
-        self.row, self.col = rows[order], cols[order]
         self.values = inv_sqrt[self.row] * inv_sqrt[self.col]
         crow = torch.zeros(self.num_nodes + 1, dtype=torch.int64, device=device)
-        crow[1:] = torch.cumsum(torch.bincount(self.row, minlength=self.num_nodes), 0)
+        crow[1:] = torch.cumsum(counts, 0)
         self.crow = crow
         self.index_dtype = torch.int32 if self.row.numel() < 2 ** 31 else torch.int64  # MKL's fast path is int32
         self.csr = torch.sparse_csr_tensor(crow.to(self.index_dtype), self.col.to(self.index_dtype), self.values,
                                            (self.num_nodes, self.num_nodes))
         self.degree = degree
+
+    def _csr_order(self) -> torch.Tensor:
+        """(2E,) order of the entries [user -> item edges, item -> user edges] by (row, col)."""
+        rows = torch.cat([self.users, self.items + self.num_users])
+        cols = torch.cat([self.items + self.num_users, self.users])
+        return torch.argsort(rows * self.num_nodes + cols)
+
+    def keep_edges(self, keep: torch.Tensor) -> "NormalizedAdjacency":
+        """The renormalized adjacency of the edges where (E,) bool `keep` holds, filtered from this CSR's entries
+        in order (no sort: the entry -> edge map is built once, on the first call)."""
+        if self._entry_edges is None:
+            self._entry_edges = self._csr_order() % len(self.users)
+        kept = keep[self._entry_edges]
+        return NormalizedAdjacency(self.users[keep], self.items[keep], self.num_users, self.num_items,
+                                   entries=(self.row[kept], self.col[kept]))
 
     @classmethod
     def from_numpy(cls, users, items, num_users: int, num_items: int,
@@ -54,8 +76,7 @@ class NormalizedAdjacency:
 
     def drop_edges(self, drop_rate: float, generator: Optional[torch.Generator] = None) -> "NormalizedAdjacency":
         """A renormalized adjacency of a random subgraph keeping each user-item edge with prob 1 - drop_rate."""
-        keep = torch.rand(self.users.shape, generator=generator, device=self.users.device) >= drop_rate
-        return NormalizedAdjacency(self.users[keep], self.items[keep], self.num_users, self.num_items)
+        return self.keep_edges(torch.rand(self.users.shape, generator=generator, device=self.users.device) >= drop_rate)
 
     def row_block(self, nodes: torch.Tensor) -> torch.Tensor:
         """CSR tensor (len(nodes), num_nodes) holding the rows `nodes` of the adjacency."""

@@ -89,17 +89,58 @@ def layerwise_propagation(adjs: Sequence[NormalizedAdjacency], x0: torch.Tensor,
 TRANSPOSED_BLOCK_MAX_FRACTION = 0.2
 
 
+def _perturbed_copies(adj: NormalizedAdjacency, x0: torch.Tensor, weights: list[float], rows: Optional[torch.Tensor],
+                      backend: str, perturb: Perturb, views: int) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """weighted_propagation's forward with `views`: ((m, (1 + views) d) clean | views, the last layer's row block).
+
+    The views are carried as offsets from the clean state, (n, views, d): x0 has none, so the first product is the
+    clean one alone; each later layer moves the offsets by one product of width views x d and adds the noise that
+    `perturb` draws from the views' states.
+    """
+    num_layers, dim = len(weights) - 1, x0.shape[1]
+    pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))  # noqa: E731
+    clean = pick(x0) * weights[0]
+    shift = clean.new_zeros((len(clean), views, dim))  # sum_k w_k offsets_k at the output rows
+    h, offsets, block = x0, None, None
+    for k in range(1, num_layers + 1):
+        at_rows = k == num_layers and rows is not None  # the last layer only at the batch's rows
+        if at_rows and backend == "torch":
+            block = adj.row_block(rows)
+            product = lambda x: torch.mm(block, x)  # noqa: E731
+        elif at_rows:
+            product = lambda x: spmm_raw(adj, x, backend).index_select(0, rows)  # noqa: E731
+        else:
+            product = lambda x: spmm_raw(adj, x, backend)  # noqa: E731
+        h = product(h)
+        if offsets is None:
+            offsets = perturb(h.unsqueeze(1).expand(-1, views, -1))
+        else:
+            moved = product(offsets.flatten(1)).view(-1, views, dim)
+            offsets = moved.add_(perturb(moved + h.unsqueeze(1)))
+        layer_pick = (lambda t: t) if at_rows else pick  # noqa: E731
+        clean.add_(layer_pick(h), alpha=weights[k])
+        shift.add_(layer_pick(offsets), alpha=weights[k])
+    return torch.cat([clean, (shift + clean.unsqueeze(1)).flatten(1)], 1), block
+
+
 class _WeightedPropagation(torch.autograd.Function):
     """sum_k w_k adj^k x0 (optionally only at `rows`), backward by Horner's scheme with num_layers SpMMs.
 
     `extra` layers j are returned too (adj^j x0 at the same rows, from the same pass); their gradients join the
-    Horner scheme at step j, so they cost no extra product.
+    Horner scheme at step j, so they cost no extra product. With `views` > 0 the output is the clean sum and
+    `views` perturbed copies side by side (`_perturbed_copies`); the copies' gradients are summed and run through
+    one Horner scheme of the clean width.
     """
 
     @staticmethod
-    def forward(ctx, x0, adj, weights, rows, backend, perturb, extra):  # type: ignore[override]
+    def forward(ctx, x0, adj, weights, rows, backend, perturb, extra, views):  # type: ignore[override]
         ctx.adj, ctx.weights, ctx.rows, ctx.backend, ctx.extra = adj, weights, rows, backend, extra
-        ctx.num_nodes, ctx.block = x0.shape[0], None
+        ctx.num_nodes, ctx.block, ctx.views = x0.shape[0], None, views
+        if views:
+            out, block = _perturbed_copies(adj, x0, weights, rows, backend, perturb, views)
+            if block is not None and block.values().numel() <= TRANSPOSED_BLOCK_MAX_FRACTION * adj.nnz:
+                ctx.block = block
+            return out
         num_layers = len(weights) - 1
         pick = (lambda t: t) if rows is None else (lambda t: t.index_select(0, rows))  # noqa: E731
         out = pick(x0) * weights[0]
@@ -132,6 +173,8 @@ class _WeightedPropagation(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out, *grad_extra):  # type: ignore[override]
         weights, rows, grad_out = ctx.weights, ctx.rows, grad_out.contiguous()
+        if ctx.views:  # every copy has the clean copy's Jacobian: the perturbation is not differentiated
+            grad_out = grad_out.unflatten(1, (1 + ctx.views, -1)).sum(1)
         seeds = {j: g.contiguous() for j, g in zip(ctx.extra, grad_extra) if g is not None}
         if rows is None:
             acc = grad_out * weights[-1]
@@ -162,12 +205,12 @@ class _WeightedPropagation(torch.autograd.Function):
                 acc = spmm_raw(ctx.adj, acc, ctx.backend).index_add_(0, rows, grad_out, alpha=weights[k])
                 if k in seeds:
                     acc.index_add_(0, rows, seeds[k])
-        return acc, None, None, None, None, None, None
+        return acc, None, None, None, None, None, None, None
 
 
 def weighted_propagation(adj: NormalizedAdjacency, x0: torch.Tensor, layer_weights: Sequence[float],
                          rows: Optional[torch.Tensor] = None, backend: str = "torch",
-                         perturb: Optional[Perturb] = None, extra_layers: Sequence[int] = ()):
+                         perturb: Optional[Perturb] = None, extra_layers: Sequence[int] = (), views: int = 0):
     """sum_k layer_weights[k] * (adj^k x0), as (num_nodes, d), or (len(rows), d) when rows are given.
 
     The fused LightGCN combination: the same values and gradients as stacking `propagate_layers`,
@@ -177,11 +220,19 @@ def weighted_propagation(adj: NormalizedAdjacency, x0: torch.Tensor, layer_weigh
     row i of h only: SimGCL's sign-aligned noise), since the last layer may be perturbed at `rows` alone.
     With `extra_layers` (e.g. (1,) for XSimGCL's contrastive layer) it returns (combination, [layer_j, ...]),
     each layer j being adj^j x0 (perturbed) at the same rows, from the same pass and differentiable.
+    With `views` = V > 0 it returns (n, (1 + V) d): the clean combination, then V combinations perturbed after
+    every layer (SimGCL's views; `perturb` gets the views' states of a layer as (n, V, d), maybe a broadcast view,
+    and must not write into it). The first product is the clean one alone (x0 is not perturbed), later ones
+    add one of width V d, and since the perturbation is not differentiated every copy's gradient is the clean
+    one's: the backward is one pass of width d on their sum.
     """
     extra = tuple(sorted(set(int(j) for j in extra_layers)))
     if any(j < 0 or j >= len(layer_weights) for j in extra):
         raise ValueError(f"extra_layers {list(extra)} must lie in 0..{len(layer_weights) - 1}")
-    out = _WeightedPropagation.apply(x0, adj, [float(w) for w in layer_weights], rows, backend, perturb, extra)
+    if views and (extra or perturb is None):
+        raise ValueError("views need a perturb and cannot be combined with extra_layers")
+    out = _WeightedPropagation.apply(x0, adj, [float(w) for w in layer_weights], rows, backend, perturb, extra,
+                                     int(views))
     if not extra:
         return out
     order = [extra.index(int(j)) for j in extra_layers]

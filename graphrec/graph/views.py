@@ -1,11 +1,10 @@
 """Perturbed views of the user-item graph for contrastive learning: edge, node and per-layer edge dropout
-(SGL-ED / ND / RW, SGCL) and SimGCL's sign-aligned embedding noise."""
+(SGL-ED / ND / RW, SGCL), SimGCL's sign-aligned embedding noise, and pure-noise rows for the robustness experiment."""
 from __future__ import annotations
 
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 
 from .adjacency import NormalizedAdjacency
 
@@ -23,8 +22,7 @@ def node_dropout_view(adj: NormalizedAdjacency, rate: float,
     device = adj.users.device
     user_kept = _keep_mask(adj.num_users, rate, generator, device)
     item_kept = _keep_mask(adj.num_items, rate, generator, device)
-    keep = user_kept[adj.users] & item_kept[adj.items]
-    return NormalizedAdjacency(adj.users[keep], adj.items[keep], adj.num_users, adj.num_items)
+    return adj.keep_edges(user_kept[adj.users] & item_kept[adj.items])
 
 
 def per_layer_edge_dropout(adj: NormalizedAdjacency, rate: float, num_layers: int,
@@ -34,13 +32,27 @@ def per_layer_edge_dropout(adj: NormalizedAdjacency, rate: float, num_layers: in
 
 
 def sign_aligned_noise(h: torch.Tensor, eps: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """(n, d) SimGCL noise for (n, d) embeddings h: eps * sign(h) * a row-normalized U(0, 1) vector.
+    """(..., d) SimGCL noise for (..., d) embeddings h: eps * sign(h) * a normalized U(0, 1)^d vector per row.
 
     Each row has norm eps (less where h has zeros) and lies in h's orthant. Detached from h, so it can be
     `perturb` of graphrec.graph.propagate: `perturb=lambda h: sign_aligned_noise(h, eps, generator)`.
     """
-    uniform = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype)
-    return torch.sign(h.detach()) * F.normalize(uniform, dim=1) * eps
+    noise = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype)
+    noise.mul_(eps / noise.norm(dim=-1, keepdim=True).clamp_min_(1e-12))
+    distinct = h.detach()  # a broadcast h (stride 0, e.g. views sharing a state) is signed once per distinct entry
+    for dim, stride in enumerate(h.stride()):
+        if stride == 0:
+            distinct = distinct.narrow(dim, 0, 1)
+    return noise.mul_(torch.sign(distinct))
+
+
+def replace_rows_with_noise(view: torch.Tensor, share: float,
+                            generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """(n, d) copy of an (n, d) view whose floor(share * n) random rows are N(0, 1) embeddings: pure-noise views
+    on purpose (the robustness experiment). The replaced rows are constants, so no gradient reaches them."""
+    replaced = ~_keep_mask(len(view), share, generator, view.device)
+    noise = torch.randn(view.shape, generator=generator, device=view.device, dtype=view.dtype)
+    return torch.where(replaced.unsqueeze(1), noise, view)
 
 
 def _keep_mask(n: int, rate: float, generator: Optional[torch.Generator], device: torch.device) -> torch.Tensor:

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from ..errors import GraphrecError
 from ..graph.propagate import spmm
+from ..graph.views import replace_rows_with_noise
 from ..losses import contrast_nodes, info_nce, symmetric_contrastive
 from ..negatives import mixgcf_negatives
 from ..schema import default_of  # noqa: F401 (re-exported for the family's configs)
@@ -40,6 +41,9 @@ class ContrastiveConfig(LightGCNConfig):
                                                        "2 -> 1); false: view 1 -> 2 only, as the reference codes")
     ssl_joint: bool = Field(False, description="contrast the batch's users and items as one set (SGCL code) instead "
                                                "of two summed losses (SGL, SimGCL)")
+    ssl_noise_share: float = Field(0.0, ge=0, lt=1, description="robustness experiment: share of the contrasted "
+                                   "nodes whose second view is replaced by a random N(0, 1) embedding at every batch "
+                                   "(pure-noise views on purpose; 0: off, the method as published)")
     mixgcf: bool = Field(False, description="BPR negatives synthesized by MixGCF positive and hop mixing over "
                                             "train.negative_candidates uniform candidates (SGCL code: 40)")
     mixgcf_mix: Literal["element", "layer"] = Field(
@@ -116,11 +120,13 @@ class ContrastiveLightGCN(LightGCN):
 
     def contrastive_loss(self, batch, rows: torch.Tensor, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         """Scalar sum over the contrasted groups (users and items jointly, or apart) of `contrast`, from (len(rows), d)
-        views at the batch's sorted distinct rows."""
-        total = view1.new_zeros(())
+        views at the batch's sorted distinct rows; with model.ssl_noise_share that share of each group's second
+        view is pure noise (drawn from batch_gen)."""
+        total, share = view1.new_zeros(()), self.cfg.ssl_noise_share
         for nodes in contrast_nodes(batch.users, batch.pos, self.num_users, self.cfg.ssl_joint):
             at = torch.searchsorted(rows, nodes)
-            total = total + self.contrast(view1[at], view2[at])
+            second = replace_rows_with_noise(view2[at], share, self.batch_gen) if share else view2[at]
+            total = total + self.contrast(view1[at], second)
         return total
 
     def loss(self, batch) -> dict[str, torch.Tensor]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, model_validator
 
 from ..graph.propagate import weighted_propagation
@@ -31,7 +30,7 @@ class SimGCLConfig(ContrastiveConfig):
 
 @register("simgcl")
 class SimGCL(ContrastiveLightGCN):
-    """Clean pass for BPR, two noisy passes for the contrastive loss: all three side by side through one adjacency."""
+    """Clean pass for BPR, two noisy passes for the contrastive loss: side by side through one adjacency."""
 
     config_class = SimGCLConfig
     summary = "SimGCL: LightGCN + InfoNCE between two views with sign-aligned noise after every layer"
@@ -45,19 +44,13 @@ class SimGCL(ContrastiveLightGCN):
         return [0.0] + [1.0 / cfg.num_layers] * cfg.num_layers
 
     def noise(self, h: torch.Tensor) -> torch.Tensor:
-        """(n, d) sign-aligned noise of norm noise_eps for (n, d) layer embeddings, from the model's generator."""
+        """(..., d) sign-aligned noise of norm noise_eps for (..., d) layer embeddings, from the model's generator."""
         return sign_aligned_noise(h, self.cfg.noise_eps, self.batch_gen)
 
     def encode(self, rows):
-        """[clean | view 1 | view 2] as one (num_nodes, 3d) propagation with noise on the views' columns only (the
-        clean part is left out, and the table is MixGCF's, with model.mixgcf)."""
-        d, with_clean = self.cfg.embedding_dim, not self.cfg.mixgcf
-        start = d if with_clean else 0
-
-        def perturb(h: torch.Tensor) -> torch.Tensor:
-            noisy = self.noise(h[:, start:].reshape(-1, d)).view(len(h), -1)
-            return F.pad(noisy, (start, 0))
-
-        parts = weighted_propagation(self.graph, self.embedding.repeat(1, 2 + with_clean), self.layer_weights, rows,
-                                     self.cfg.backend, perturb).split(d, dim=1)
-        return (parts[0] if with_clean else self.rec_table(rows)), parts[-2], parts[-1]
+        """The clean pass and two noisy views from one propagation (`views=2`: the first product is shared and the
+        backward is one pass of width d); the table is MixGCF's with model.mixgcf."""
+        d = self.cfg.embedding_dim
+        clean, view1, view2 = weighted_propagation(self.graph, self.embedding, self.layer_weights, rows,
+                                                   self.cfg.backend, self.noise, views=2).split(d, dim=1)
+        return (self.rec_table(rows) if self.cfg.mixgcf else clean), view1, view2

@@ -1,0 +1,127 @@
+"""Test Recall@20 against the share of pure-noise views (model.ssl_noise_share), one curve per contrastive loss.
+
+    python -m benchmarks.robustness --shares 0,0.2,0.4,0.6,0.8 --losses infonce,symmetric --seeds 1 [--plot]
+
+SGCL's base (SGL edge-dropout views, users and items contrasted jointly) on MovieLens ml-latest-small (the data
+block of experiments/lightgcn-ml-latest-small.yaml, ratings >= 4) with a seeded random 10% valid / 20% test split,
+validation protocol: each run keeps the epoch with the best valid/recall@20 and reads test there once. Every run
+appends (or replaces) its row in --csv, so the grid can be run in pieces; --plot draws the CSV (mean over seeds,
+error bars min..max) into --png. Losses: infonce, symmetric (the SGCL code's q), symmetric-q1 (q = 1).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .common import REPO
+
+LOSSES = {"infonce": {"ssl_loss": "infonce"}, "symmetric": {"ssl_loss": "symmetric"},
+          "symmetric-q1": {"ssl_loss": "symmetric", "ssl_q": 1.0}}
+FIELDS = ["loss", "share", "seed", "best_epoch", "valid_recall@20", "test_recall@20", "test_ndcg@20", "train_s"]
+
+
+def run_config(loss: str, share: float, seed: int, args: argparse.Namespace, folder: str) -> dict:
+    """The raw config of one run."""
+    from graphrec.config import read_yaml
+    base = read_yaml(REPO / "experiments" / "lightgcn-ml-latest-small.yaml")
+    model = {"name": "sgcl", "embedding_dim": 64, "num_layers": 2, "ssl_weight": args.ssl_weight,
+             "ssl_noise_share": share, **LOSSES[loss]}
+    return {"name": f"robustness-{loss}-{share}-{seed}", "seed": seed, "device": "cpu", "data": base["data"],
+            "split": {"method": "random", "valid_ratio": 0.1, "test_ratio": 0.2},
+            "model": model, "output_dir": folder, "tracking": {"mode": "disabled"},
+            "train": {"epochs": args.epochs, "batch_size": 2048, "lr": args.lr, "reg": 1.0e-4, "eval_every": 2,
+                      "patience": 3, "select_metric": "recall@20", "threads": args.threads, "progress": False},
+            "eval": {"topk": [20], "metrics": ["recall", "ndcg"]}}
+
+
+def run_one(loss: str, share: float, seed: int, args: argparse.Namespace) -> dict:
+    """Train one run and return its CSV row."""
+    from graphrec.config import build_config
+    from graphrec.trainer import Trainer
+    with tempfile.TemporaryDirectory() as folder:
+        cfg = build_config(run_config(loss, share, seed, args, folder), base_dir=str(REPO))
+        trainer = Trainer(cfg)
+        started = time.perf_counter()
+        metrics = trainer.fit()
+        seconds = time.perf_counter() - started
+    return {"loss": loss, "share": share, "seed": seed, "best_epoch": metrics.get("best_epoch"),
+            "valid_recall@20": metrics.get("valid/recall@20"), "test_recall@20": metrics.get("test/recall@20"),
+            "test_ndcg@20": metrics.get("test/ndcg@20"), "train_s": round(seconds, 1)}
+
+
+def merge(path: Path, rows: list[dict]) -> list[dict]:
+    """The CSV's rows with `rows` added (replacing those of the same loss, share and seed), written back."""
+    key = lambda r: (r["loss"], float(r["share"]), int(r["seed"]))  # noqa: E731
+    old = list(csv.DictReader(path.open())) if path.exists() else []
+    table = {key(r): r for r in old}
+    table.update({key(r): r for r in rows})
+    ordered = [table[k] for k in sorted(table)]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, FIELDS)
+        writer.writeheader()
+        writer.writerows(ordered)
+    return ordered
+
+
+def plot(rows: list[dict], png: Path) -> None:
+    """Test Recall@20 against the noisy share, one line per loss (mean over seeds, bars min..max)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for loss in dict.fromkeys(r["loss"] for r in rows):
+        by_share: dict[float, list[float]] = {}
+        for r in rows:
+            if r["loss"] == loss:
+                by_share.setdefault(float(r["share"]), []).append(float(r["test_recall@20"]))
+        shares = sorted(by_share)
+        means = [sum(by_share[s]) / len(by_share[s]) for s in shares]
+        low = [m - min(by_share[s]) for m, s in zip(means, shares)]
+        high = [max(by_share[s]) - m for m, s in zip(means, shares)]
+        ax.errorbar(shares, means, yerr=[low, high], marker="o", capsize=3, label=loss)
+    ax.set_xlabel("share of pure-noise second views (model.ssl_noise_share)")
+    ax.set_ylabel("test Recall@20 (selected on valid)")
+    ax.set_title("SGCL base on ml-latest-small")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png, dpi=120)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the requested grid cells, merge them into the CSV, and plot when asked."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.robustness", description=__doc__.splitlines()[0])
+    parser.add_argument("--shares", default="0,0.2,0.4,0.6,0.8")
+    parser.add_argument("--losses", default="infonce,symmetric", help="comma-separated of " + ", ".join(LOSSES))
+    parser.add_argument("--seeds", default="1", help="comma-separated seeds")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--lr", type=float, default=0.005)
+    parser.add_argument("--ssl-weight", type=float, default=0.1, help="model.ssl_weight of every run")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--csv", default=str(REPO / "docs" / "robustness.csv"))
+    parser.add_argument("--png", default=str(REPO / "docs" / "robustness.png"))
+    parser.add_argument("--plot", action="store_true", help="draw the CSV into --png at the end")
+    args = parser.parse_args(argv)
+    shares = [float(s) for s in args.shares.split(",") if s]
+    losses = [name for name in args.losses.split(",") if name]
+    unknown = sorted(set(losses) - set(LOSSES))
+    if unknown:
+        parser.error(f"unknown loss {unknown[0]!r}; choose from {', '.join(LOSSES)}")
+    rows = []
+    for seed in (int(s) for s in args.seeds.split(",") if s):
+        for share in shares:
+            for loss in losses:
+                row = run_one(loss, share, seed, args)
+                print(" ".join(f"{k}={row[k]}" for k in FIELDS), flush=True)
+                rows.append(row)
+    table = merge(Path(args.csv), rows)
+    if args.plot:
+        plot(table, Path(args.png))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
