@@ -246,11 +246,11 @@ def _group(runs: list[dict]) -> list[dict]:
 
 
 def _varying(groups: list[dict]) -> list[str]:
-    """The settings keys whose values differ between groups (model and dataset have their own columns)."""
+    """The settings keys with different values in the groups that have them (model and dataset have their own
+    columns; a key absent from some runs, an older config or another model's key, tells nothing apart)."""
     keys = dict.fromkeys(k for g in groups for k in g["settings"])
-    missing = object()
     return [k for k in keys if k not in ("model.name", "split.method")
-            and len({json.dumps(g["settings"].get(k, missing), default=str) for g in groups}) > 1]
+            and len({json.dumps(g["settings"][k], default=str) for g in groups if k in g["settings"]}) > 1]
 
 
 def report_rows(runs: list[dict], splits: Optional[list[str]] = None,

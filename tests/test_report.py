@@ -141,3 +141,16 @@ def test_report_errors_name_what_there_is(runs, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     with pytest.raises(GraphrecError, match="is not a run folder \\(no config.yaml\\) and holds none"):
         _report([str(tmp_path / "empty")], capsys)
+
+
+def test_report_settings_ignore_keys_only_some_runs_have(tmp_path, capsys):
+    """A key that newer configs write and older ones lack (or another model's key) tells no groups apart."""
+    root = tmp_path / "runs"
+    make_run(root / "old", metrics={"test/recall@20": 0.1})
+    newer = make_run(root / "new", model="mf", lr=0.01, metrics={"test/recall@20": 0.2})
+    config = yaml.safe_load((newer / "config.yaml").read_text())
+    config["data"]["item_features_missing"] = "error"
+    (newer / "config.yaml").write_text(yaml.safe_dump(config))
+    code, captured = _report([str(root), "--format", "json"], capsys)
+    settings = {r["model"]: r["settings"] for r in json.loads(captured.out)}
+    assert code == 0 and settings == {"lightgcn": {"train.lr": 0.001}, "mf": {"train.lr": 0.01}}
