@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=5, help="pairwise batches per model and round")
     args = parser.parse_args()
     out = tempfile.mkdtemp()
-    overrides = [f"train.threads={args.threads}", "train.progress=false", f"output_dir={out}", "device=cpu"]
+    overrides = [f"train.threads={args.threads}", "data.skip_bad_lines=true", "train.progress=false", f"output_dir={out}", "device=cpu"]
     configs = {m: load_config(EXPERIMENTS / f"{m}-{args.dataset}.yaml", overrides) for m in MODELS}
     dataset = load_dataset(configs["lightgcn"])
     trainers = {m: Trainer(cfg, dataset=dataset) for m, cfg in configs.items()}
