@@ -1,15 +1,24 @@
 """Epoch time of the OOD models against LightGCN, measured in one process on one dataset (docs/ood-models.md).
 
     python -m benchmarks.ood_epoch_times --dataset ood-food --threads 1 --rounds 3 --batches 5
+    python -m benchmarks.ood_epoch_times --memory gowalla --batches 3
 
 Each model's trainer is built from experiments/<model>-<dataset>.yaml over one shared dataset; rounds interleave the
 models (a few pairwise batches of each, then whole-graph steps of the pre-training stages), so drift of the machine
 hits them alike. An epoch's time is the median batch time x batches per epoch (+ pre-training is reported apart).
+With --memory DATA, each OOD model instead runs in a fresh process on DATA (model keys from its ood-yelp2018 file):
+one whole-graph pre-training step, `batches` pairwise batches, then an evaluation of the test split (the reverse chain
+over all nodes and the ranking); the table gives each process's peak RSS.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,6 +40,52 @@ def timed(step) -> float:
     return time.perf_counter() - start
 
 
+def memory_worker(model: str, data: str, threads: int, batches: int) -> dict:
+    """Peak RSS (MiB) and seconds of one pre-training step, `batches` pairwise batches and a test evaluation of
+    `model` on `data`, in this process."""
+    overrides = [f"train.threads={threads}", "train.progress=false", f"output_dir={tempfile.mkdtemp()}", "device=cpu",
+                 f"data.path={data}", "split.valid_ratio=0"]  # the whole training file is the graph
+    trainer = Trainer(load_config(EXPERIMENTS / f"{model}-ood-yelp2018.yaml", overrides))
+    peaks = {"setup": peak_rss_mib()}
+    start = time.perf_counter()
+    trainer.model.train()
+    trainer.step(next(trainer.batches()))  # epoch 0: the whole-graph pre-training stage
+    peaks["pre-training step"] = peak_rss_mib()
+    trainer.state.epoch = trainer.stages[0].epochs
+    trainer.model.on_epoch_start(trainer.state.epoch, trainer.view_gen)
+    stream = trainer.batches()
+    for _ in range(batches):
+        trainer.step(next(stream))
+    train_s = time.perf_counter() - start
+    peaks["pairwise batches"] = peak_rss_mib()
+    trainer.model.eval()
+    trainer.evaluate(["test"])
+    peaks["evaluation"] = peak_rss_mib()
+    return {"peaks": peaks, "train_s": train_s, "eval_s": time.perf_counter() - start - train_s,
+            "edges": len(trainer.model.graph.users)}
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far, MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_table(data: str, threads: int, batches: int) -> None:
+    """Print the peak RSS of each OOD model's short run on `data`, each in a fresh process."""
+    phases = ("setup", "pre-training step", "pairwise batches", "evaluation")
+    print(f"| model | training edges | " + " | ".join(f"peak RSS after {p} (MiB)" for p in phases)
+          + f" | pre-training step + {batches} batches (s) | test evaluation (s) |")
+    print("|---|---|" + "---|" * len(phases) + "---|---|")
+    for model in ("drgo", "causaldiffrec"):
+        out = Path(tempfile.mkdtemp()) / "result.json"
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+        subprocess.run([sys.executable, "-m", "benchmarks.ood_epoch_times", "--memory-worker", model, "--memory", data,
+                        "--threads", str(threads), "--batches", str(batches), "--out", str(out)], env=env, check=True)
+        r = json.loads(out.read_text())
+        peaks = " | ".join(f"{r['peaks'][p]:.0f}" for p in phases)
+        print(f"| {model} | {r['edges']} | {peaks} | {r['train_s']:.1f} | {r['eval_s']:.1f} |")
+
+
 def main() -> None:
     """Print a markdown table of per-batch, per-epoch and pre-training times and the ratio to LightGCN's epoch."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,9 +93,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=5, help="pairwise batches per model and round")
+    parser.add_argument("--memory", metavar="DATA", help="peak RSS of a short run of each OOD model on DATA instead")
+    parser.add_argument("--memory-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_worker:
+        torch.set_num_threads(args.threads)
+        Path(args.out).write_text(json.dumps(memory_worker(args.memory_worker, args.memory, args.threads,
+                                                           args.batches)))
+        return
+    if args.memory:
+        memory_table(args.memory, args.threads, args.batches)
+        return
     out = tempfile.mkdtemp()
-    overrides = [f"train.threads={args.threads}", "data.skip_bad_lines=true", "train.progress=false", f"output_dir={out}", "device=cpu"]
+    overrides = [f"train.threads={args.threads}", "train.progress=false", f"output_dir={out}", "device=cpu"]
     configs = {m: load_config(EXPERIMENTS / f"{m}-{args.dataset}.yaml", overrides) for m in MODELS}
     dataset = load_dataset(configs["lightgcn"])
     trainers = {m: Trainer(cfg, dataset=dataset) for m, cfg in configs.items()}

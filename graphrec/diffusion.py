@@ -133,6 +133,17 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.nn.functional.pad(emb, (0, dim % 2))
 
 
+def dropout(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Inverted dropout of x (n, d): each entry zeroed with probability `rate`, the rest scaled by 1 / (1 - rate).
+
+    The mask is a threshold of uniform draws from the global generator (checkpointed like nn.Dropout's): torch's CPU
+    bernoulli_, which nn.Dropout uses, is ~3x slower per entry than torch.rand.
+    """
+    if not training or rate == 0:
+        return x
+    return x * ((torch.rand(x.shape, device=x.device, dtype=x.dtype) >= rate) * (1.0 / (1.0 - rate)))
+
+
 class Denoiser(nn.Module):
     """Conditional MLP f(x_t (n, d), t (n,), condition (n, c) | None) -> (n, d).
 
@@ -147,7 +158,7 @@ class Denoiser(nn.Module):
         self.condition_dim = condition_dim
         self.time_dim = time_dim
         self.normalize_input = normalize_input
-        self.dropout = nn.Dropout(dropout)
+        self.dropout_rate = dropout
         self.time_proj = nn.Linear(time_dim, time_dim)
         widths = [dim + time_dim + condition_dim, *hidden, dim]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
@@ -162,7 +173,9 @@ class Denoiser(nn.Module):
                                 f"{'no' if condition is None else 'a'} condition; pass one of width "
                                 f"{self.condition_dim} or build it with condition_dim=0")
         x = nn.functional.normalize(x_t, dim=1) if self.normalize_input else x_t
-        parts = [self.dropout(x), self.time_proj(timestep_embedding(t, self.time_dim).to(x_t.dtype))]
+        steps, where = torch.unique(t, return_inverse=True)  # the step embedding once per distinct step
+        time = self.time_proj(timestep_embedding(steps, self.time_dim).to(x_t.dtype))[where]
+        parts = [dropout(x, self.dropout_rate, self.training), time]
         h = torch.cat(parts if condition is None else parts + [condition], dim=1)
         for layer in self.layers[:-1]:
             h = torch.tanh(layer(h))

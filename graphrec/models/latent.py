@@ -15,7 +15,7 @@ from typing import ClassVar, Literal, Optional, Union
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from ..batches import GraphStep, PairBatch
@@ -23,6 +23,7 @@ from ..diffusion import Denoiser, diffusion_loss, make_schedule, reverse_sample,
 from ..errors import GraphrecError
 from ..graph.adjacency import NormalizedAdjacency
 from ..graph.propagate import weighted_propagation
+from ..losses import softplus_of_dots
 from ..schema import ModelConfig, Section
 from .base import ModelContext, Recommender, Stage
 
@@ -75,18 +76,19 @@ class LatentDiffusionConfig(ModelConfig):
     recon_weight_end: Optional[float] = Field(None, gt=0, description="recon_weight at the last epoch, reached "
                                                                       "geometrically (none: constant)")
     sample_nodes: Union[Literal["all"], int] = Field(
-        4096, description="pairwise batches: the per-node losses (diffusion; CausalDiffRec's environment VAE) are means "
-                          "over a uniform sample of this many nodes (without replacement, the model's generator: an "
-                          "unbiased estimate of the all-node mean); 'all': every node. Whole-graph steps use every node")
+        4096, description="pairwise batches: the per-node losses (diffusion; CausalDiffRec's environment VAE) are "
+                          "means over a uniform sample of this many nodes (without replacement, the model's "
+                          "generator: an unbiased estimate of the all-node mean); 'all': every node. Whole-graph steps "
+                          "use every node")
     pretrain_epochs: int = Field(2, ge=0, description="whole-graph pre-training epochs before BPR")
     pretrain_steps: int = Field(10, ge=1, description="whole-graph steps per pre-training epoch")
 
-    @model_validator(mode="after")
-    def _check_nodes(self) -> "LatentDiffusionConfig":
-        if self.sample_nodes != "all" and (isinstance(self.sample_nodes, bool) or self.sample_nodes < 1):
-            raise ValueError(f"model.sample_nodes must be a positive number of nodes or 'all' (got "
-                             f"{self.sample_nodes!r})")
-        return self
+    @field_validator("sample_nodes", mode="before")
+    @classmethod
+    def _check_nodes(cls, value):
+        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("expected a positive number of nodes or 'all'")
 
 
 class LatentDiffusionRecommender(Recommender):
@@ -177,13 +179,15 @@ class LatentDiffusionRecommender(Recommender):
         return cfg.recon_weight * (cfg.recon_weight_end / cfg.recon_weight) ** (self.epoch / max(1, self.num_epochs))
 
     @staticmethod
-    def reconstruction(users: torch.Tensor, pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
-        """Scalar balanced BCE of sigmoid(<x_u, x_i>) on positive edges and sampled negatives, from the latents of
-        (m, d) users, (m, d) positive items and (m * k, d) negatives (k per user, in user order): the expectation of
-        the VGAE's pos_weight-balanced dense BCE."""
-        pos_logits = (users * pos).sum(1)
-        neg_logits = (users.repeat_interleave(len(neg) // len(users), 0) * neg).sum(1)
-        return 0.5 * (F.softplus(-pos_logits).mean() + F.softplus(neg_logits).mean())
+    def reconstruction(latents: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
+                       neg: torch.Tensor) -> torch.Tensor:
+        """Scalar balanced BCE of sigmoid(<x_u, x_i>) on positive edges and sampled negatives, from the rows of
+        `latents` of (m,) users, (m,) positive items and (m * k,) negatives (k per user, in user order): the
+        expectation of the VGAE's pos_weight-balanced dense BCE. Whole-graph steps score every training edge in
+        chunks recomputed in backward (softplus_of_dots), so no (edges, d) tensor is kept."""
+        users_neg = users.repeat_interleave(len(neg) // len(users))
+        return 0.5 * (softplus_of_dots(latents, users, pos, -1.0) / len(pos)
+                      + softplus_of_dots(latents, users_neg, neg, 1.0) / len(neg))
 
     def node_sample(self, num_nodes: int) -> Optional[torch.Tensor]:
         """(sample_nodes,) uniform sample of node rows without replacement (the model's generator), or None for
@@ -195,22 +199,23 @@ class LatentDiffusionRecommender(Recommender):
         return torch.randperm(num_nodes, generator=gen, device=gen.device)[:size]
 
     def diffusion_term(self, x0: torch.Tensor, cond: Optional[torch.Tensor], recon_nodes: torch.Tensor,
-                       sample: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+                       sample: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Scalar diffusion loss of the (num_nodes, d) unit-scale x0 (condition (num_nodes, c) or None), the mean over
-        the (s,) `sample` rows (None: every row), and the (r, d) x0 predictions at the (r,) `recon_nodes` rows.
+        the (s,) `sample` rows (None: every row); the (r, d) x0 predictions of the rows the denoiser ran on, and where
+        the (q,) `recon_nodes` sit among them.
 
-        The denoiser runs only on the sample and the reconstruction rows, each row with its own step and noise; with a
-        sample covering every node it draws and computes what the all-node form does."""
+        The denoiser runs only on the sample and the reconstruction nodes, each row with its own step and noise; with
+        a sample covering every node it draws and computes what the all-node form does."""
         diff = self.cfg.diffusion
         if sample is None:
-            rows, loss_at, recon_at = None, None, recon_nodes
+            loss_at, recon_at = None, recon_nodes
         else:
             rows, inverse = torch.unique(torch.cat([sample, recon_nodes]), return_inverse=True)
             loss_at, recon_at = inverse[:len(sample)], inverse[len(sample):]
             x0, cond = x0[rows], None if cond is None else cond[rows]
         out = diffusion_loss(self.denoiser, self.schedule, x0, cond, self.noise_gen, diff.target, diff.reweight)
         loss = out.loss.mean() if loss_at is None else out.loss[loss_at].mean()
-        return loss, out.x0_pred[recon_at]
+        return loss, out.x0_pred, recon_at
 
     def latent_objective(self, adj: NormalizedAdjacency, users: torch.Tensor, pos: torch.Tensor,
                          neg: torch.Tensor, sampled: bool = False
@@ -227,10 +232,11 @@ class LatentDiffusionRecommender(Recommender):
         scale = self.latent_scale(mu)
         m, k = len(users), neg.numel() // len(users)
         recon_nodes = torch.cat([users, pos + self.num_users, neg.reshape(-1) + self.num_users])
-        diffusion, x0_pred = self.diffusion_term(z.detach() * scale, cond, recon_nodes, sample)
-        recon = self.reconstruction(*(x0_pred / scale).split([m, m, m * k])) + kl
+        diffusion, x0_pred, recon_at = self.diffusion_term(z.detach() * scale, cond, recon_nodes, sample)
+        recon = self.reconstruction(x0_pred / scale, *recon_at.split([m, m, m * k])) + kl
         objective = cfg.diffusion_weight * (diffusion + self.recon_weight() * recon) + cond_loss
-        return objective, {"diffusion": diffusion, "recon": recon, "condition": cond_loss}, self.denoised(z, cond, scale)
+        terms = {"diffusion": diffusion, "recon": recon, "condition": cond_loss}
+        return objective, terms, self.denoised(z, cond, scale)
 
     def training_edges(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every training edge (users, items) and one uniform negative item each, for whole-graph reconstruction."""
