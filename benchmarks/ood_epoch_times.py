@@ -5,7 +5,8 @@
 
 Each model's trainer is built from experiments/<model>-<dataset>.yaml over one shared dataset; rounds interleave the
 models (a few pairwise batches of each, then whole-graph steps of the pre-training stages), so drift of the machine
-hits them alike. An epoch's time is the median batch time x batches per epoch (+ pre-training is reported apart).
+hits them alike. An epoch's time is the median batch time x batches per epoch (+ pre-training is reported apart); the
+ratio to LightGCN is given for wall and for CPU time (1 thread: the CPU time is the work, whatever the load).
 With --memory DATA, each OOD model instead runs in a fresh process on DATA (model keys from its ood-yelp2018 file):
 one whole-graph pre-training step, `batches` pairwise batches, then an evaluation of the test split (the reverse chain
 over all nodes and the ranking); the table gives each process's peak RSS.
@@ -33,11 +34,12 @@ MODELS = ("lightgcn", "lightgcn-dro", "drgo", "causaldiffrec")
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 
-def timed(step) -> float:
-    """Seconds one call of `step` takes."""
-    start = time.perf_counter()
+def timed(step) -> tuple[float, float]:
+    """Wall and CPU seconds of one call of `step` (CPU time of this process: on a shared machine it is not inflated
+    by waiting for a core, which wall time is)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     step()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def memory_worker(model: str, data: str, threads: int, batches: int) -> dict:
@@ -105,7 +107,7 @@ def main() -> None:
     if args.memory:
         memory_table(args.memory, args.threads, args.batches)
         return
-    out = tempfile.mkdtemp()
+    load, out = os.getloadavg()[0], tempfile.mkdtemp()
     overrides = [f"train.threads={args.threads}", "train.progress=false", f"output_dir={out}", "device=cpu"]
     configs = {m: load_config(EXPERIMENTS / f"{m}-{args.dataset}.yaml", overrides) for m in MODELS}
     dataset = load_dataset(configs["lightgcn"])
@@ -127,18 +129,18 @@ def main() -> None:
                 step = next(trainer.batches())
                 graph_times[name].append(timed(lambda: trainer.step(step)))
                 trainer.state.epoch = trainer.stages[0].epochs
-    base = None
     print(f"dataset {args.dataset}, {dataset.train.user.size} training events, torch threads "
-          f"{torch.get_num_threads()}, {args.rounds} rounds x {args.batches} batches\n")
-    print("| model | batch (ms) | batches / epoch | epoch (s) | x LightGCN | pre-training step (s) |")
-    print("|---|---|---|---|---|---|")
+          f"{torch.get_num_threads()}, {args.rounds} rounds x {args.batches} batches, 1-min load average "
+          f"{load:.2f} at start, {os.getloadavg()[0]:.2f} at end\n")
+    print("| model | batch wall (ms) | batch CPU (ms) | batches / epoch | epoch wall (s) | x LightGCN wall | "
+          "x LightGCN CPU | pre-training step wall (s) |")
+    print("|---|---|---|---|---|---|---|---|")
+    base = [statistics.median(t[i] for t in main_times["lightgcn"]) for i in (0, 1)]
     for name, trainer in trainers.items():
-        per_batch = statistics.median(main_times[name])
-        epoch = per_batch * trainer._epoch_batches()
-        base = base or epoch
-        graph = f"{statistics.median(graph_times[name]):.2f}" if graph_times[name] else "-"
-        print(f"| {name} | {per_batch * 1000:.1f} | {trainer._epoch_batches()} | {epoch:.2f} | {epoch / base:.2f} | "
-              f"{graph} |")
+        wall, cpu = (statistics.median(t[i] for t in main_times[name]) for i in (0, 1))
+        graph = f"{statistics.median(t[0] for t in graph_times[name]):.2f}" if graph_times[name] else "-"
+        print(f"| {name} | {wall * 1000:.1f} | {cpu * 1000:.1f} | {trainer._epoch_batches()} | "
+              f"{wall * trainer._epoch_batches():.2f} | {wall / base[0]:.2f} | {cpu / base[1]:.2f} | {graph} |")
 
 
 if __name__ == "__main__":

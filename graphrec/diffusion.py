@@ -155,7 +155,7 @@ class Denoiser(nn.Module):
     def __init__(self, dim: int, hidden: Sequence[int] = (64,), time_dim: int = 16, condition_dim: int = 0,
                  dropout: float = 0.0, normalize_input: bool = False) -> None:
         super().__init__()
-        self.condition_dim = condition_dim
+        self.dim, self.condition_dim = dim, condition_dim
         self.time_dim = time_dim
         self.normalize_input = normalize_input
         self.dropout_rate = dropout
@@ -165,6 +165,19 @@ class Denoiser(nn.Module):
         for layer in [self.time_proj, *self.layers]:
             nn.init.xavier_normal_(layer.weight)
             nn.init.zeros_(layer.bias)
+
+    def scaled_parameters(self, in_scale: torch.Tensor, out_scale: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Detached parameters under which this denoiser computes f(x * in_scale, t | c) * out_scale: in_scale folds
+        into the first layer's input columns of x (and drops out when inputs are L2-normalised), out_scale into the
+        last layer. For torch.func.functional_call; no (n, d) rescaling of inputs or outputs."""
+        params = {name: p.detach() for name, p in self.named_parameters()}
+        if not self.normalize_input:
+            weight = params["layers.0.weight"]
+            params["layers.0.weight"] = torch.cat([weight[:, :self.dim] * in_scale, weight[:, self.dim:]], 1)
+        last = f"layers.{len(self.layers) - 1}"
+        params[f"{last}.weight"] = params[f"{last}.weight"] * out_scale
+        params[f"{last}.bias"] = params[f"{last}.bias"] * out_scale
+        return params
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, condition: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(n, d) prediction (x_0 or noise, per the training target) for x_t (n, d) at steps t (n,)."""

@@ -115,6 +115,19 @@ def test_denoiser_rows_are_independent_of_the_other_rows_steps():
     torch.testing.assert_close(denoiser(x, t, cond), alone)
 
 
+@pytest.mark.parametrize("normalize", [False, True])
+def test_scaled_parameters_rescale_input_and_output(normalize):
+    """functional_call with scaled_parameters(s_in, s_out) = f(x * s_in) * s_out, the parameters detached."""
+    torch.manual_seed(0)
+    denoiser = Denoiser(6, hidden=(8, 5), time_dim=4, condition_dim=3, normalize_input=normalize).eval()
+    x, cond, t = torch.randn(7, 6), torch.randn(7, 3), torch.tensor([3, 0, 3, 9, 1, 0, 3])
+    s_in, s_out = torch.tensor(2.5), torch.tensor(0.3)
+    params = denoiser.scaled_parameters(s_in, s_out)
+    out = torch.func.functional_call(denoiser, params, (x, t, cond))
+    torch.testing.assert_close(out, denoiser(x * s_in, t, cond) * s_out)
+    assert not any(p.requires_grad for p in params.values())
+
+
 def test_dropout_zeroes_at_its_rate_and_keeps_the_mean():
     torch.manual_seed(0)
     x = torch.ones(400, 50)

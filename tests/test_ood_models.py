@@ -174,13 +174,13 @@ def test_node_sampled_diffusion_loss_covering_every_node_is_the_all_node_loss(tm
     gen = torch.Generator().manual_seed(0)
     z = torch.randn(n, 16, generator=gen)
     cond = torch.randn(n, 16, generator=gen) if m.conditioned else None
-    recon = torch.tensor([0, 5, 5, 300, 301, 7, 450])
+    recon, scale = torch.tensor([0, 5, 5, 300, 301, 7, 450]), torch.tensor(3.0)
     state = m.noise_gen.get_state()
     torch.manual_seed(1)  # the denoiser's dropout
-    full_loss, full_x0, full_at = m.diffusion_term(z, cond, recon, None)
+    full_loss, full_x0, full_at = m.diffusion_term(z, scale, cond, recon, None)
     m.noise_gen.set_state(state)
     torch.manual_seed(1)
-    loss, x0, at = m.diffusion_term(z, cond, recon, torch.randperm(n, generator=gen))
+    loss, x0, at = m.diffusion_term(z, scale, cond, recon, torch.randperm(n, generator=gen))
     torch.testing.assert_close(loss, full_loss)
     torch.testing.assert_close(x0[at], full_x0[full_at])
     sample = m.node_sample(n)
@@ -199,11 +199,11 @@ def test_node_sampled_loss_averages_the_sample_and_reconstruction_reads_its_rows
     z = torch.randn(n, 16, generator=torch.Generator().manual_seed(0))
     sample, recon = torch.tensor([9, 2, 40]), torch.tensor([2, 7])
     state = m.noise_gen.get_state()
-    loss, x0, at = m.diffusion_term(z, None, recon, sample)
+    loss, x0, at = m.diffusion_term(z, torch.tensor(2.0), None, recon, sample)
     assert x0.shape == (4, 16)  # rows 2, 7, 9, 40
     m.noise_gen.set_state(state)
     rows = torch.tensor([2, 7, 9, 40])
-    out = diffusion_loss(m.denoiser, m.schedule, z[rows], None, m.noise_gen, "x0", True)
+    out = diffusion_loss(m.denoiser, m.schedule, z[rows] * 2, None, m.noise_gen, "x0", True)
     torch.testing.assert_close(loss, out.loss[[2, 0, 3]].mean())
     torch.testing.assert_close(x0[at], out.x0_pred[[0, 1]])
 

@@ -76,7 +76,7 @@ class LatentDiffusionConfig(ModelConfig):
     recon_weight_end: Optional[float] = Field(None, gt=0, description="recon_weight at the last epoch, reached "
                                                                       "geometrically (none: constant)")
     sample_nodes: Union[Literal["all"], int] = Field(
-        4096, description="pairwise batches: the per-node losses (diffusion; CausalDiffRec's environment VAE) are "
+        2048, description="pairwise batches: the per-node losses (diffusion; CausalDiffRec's environment VAE) are "
                           "means over a uniform sample of this many nodes (without replacement, the model's "
                           "generator: an unbiased estimate of the all-node mean); 'all': every node. Whole-graph steps "
                           "use every node")
@@ -153,17 +153,21 @@ class LatentDiffusionRecommender(Recommender):
 
     def denoised(self, z: torch.Tensor, cond: Optional[torch.Tensor], scale: torch.Tensor) -> torch.Tensor:
         """(num_nodes, d) x0_hat = f(z * scale, t = 0 | cond) / scale with the denoiser's parameters detached and no
-        dropout: the latents BPR ranks with in training (the reverse chain's last step; gradients reach z and cond)."""
-        frozen = {name: p.detach() for name, p in self.denoiser.named_parameters()}
+        dropout: the latents BPR ranks with in training (the reverse chain's last step; gradients reach z and cond).
+        Target x0: the scales fold into the frozen parameters (Denoiser.scaled_parameters)."""
+        x0_target = self.cfg.diffusion.target == "x0"
+        if x0_target:
+            frozen, x = self.denoiser.scaled_parameters(scale, 1 / scale), z
+        else:
+            frozen, x = {name: p.detach() for name, p in self.denoiser.named_parameters()}, z * scale
         t = torch.zeros(len(z), dtype=torch.int64, device=z.device)
         mode = self.denoiser.training
         self.denoiser.eval()
         try:
-            out = torch.func.functional_call(self.denoiser, frozen, (z * scale, t, cond))
+            out = torch.func.functional_call(self.denoiser, frozen, (x, t, cond))
         finally:
             self.denoiser.train(mode)
-        out = out if self.cfg.diffusion.target == "x0" else x0_from_eps(self.schedule, z * scale, t, out)
-        return out / scale
+        return out if x0_target else x0_from_eps(self.schedule, x, t, out) / scale
 
     def condition(self, z: torch.Tensor, sample: bool, rows: Optional[torch.Tensor] = None
                   ) -> tuple[Optional[torch.Tensor], torch.Tensor]:
@@ -198,22 +202,27 @@ class LatentDiffusionRecommender(Recommender):
         gen = self.noise_gen
         return torch.randperm(num_nodes, generator=gen, device=gen.device)[:size]
 
-    def diffusion_term(self, x0: torch.Tensor, cond: Optional[torch.Tensor], recon_nodes: torch.Tensor,
-                       sample: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Scalar diffusion loss of the (num_nodes, d) unit-scale x0 (condition (num_nodes, c) or None), the mean over
+    def diffusion_term(self, z: torch.Tensor, scale: torch.Tensor, cond: Optional[torch.Tensor],
+                       recon_nodes: torch.Tensor, sample: Optional[torch.Tensor]
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Scalar diffusion loss of the unit-scale latents x0 = z * scale ((num_nodes, d) z, detached here; condition
+        (num_nodes, c) or None), the mean over
         the (s,) `sample` rows (None: every row); the (r, d) x0 predictions of the rows the denoiser ran on, and where
         the (q,) `recon_nodes` sit among them.
 
         The denoiser runs only on the sample and the reconstruction nodes, each row with its own step and noise; with
         a sample covering every node it draws and computes what the all-node form does."""
         diff = self.cfg.diffusion
+        # the denoiser learns the current latents (detached, as latent diffusion trains on its encoder's codes): with
+        # gradients into z the loss pulls every latent towards what the denoiser predicts, a collapse
+        z = z.detach()
         if sample is None:
             loss_at, recon_at = None, recon_nodes
         else:
             rows, inverse = torch.unique(torch.cat([sample, recon_nodes]), return_inverse=True)
             loss_at, recon_at = inverse[:len(sample)], inverse[len(sample):]
-            x0, cond = x0[rows], None if cond is None else cond[rows]
-        out = diffusion_loss(self.denoiser, self.schedule, x0, cond, self.noise_gen, diff.target, diff.reweight)
+            z, cond = z[rows], None if cond is None else cond[rows]
+        out = diffusion_loss(self.denoiser, self.schedule, z * scale, cond, self.noise_gen, diff.target, diff.reweight)
         loss = out.loss.mean() if loss_at is None else out.loss[loss_at].mean()
         return loss, out.x0_pred, recon_at
 
@@ -227,12 +236,10 @@ class LatentDiffusionRecommender(Recommender):
         z, mu, kl = self.encode(adj, sample=True)
         sample = self.node_sample(len(z)) if sampled else None
         cond, cond_loss = self.condition(z, sample=True, rows=sample)
-        # the denoiser learns the current latents (detached, as latent diffusion trains on its encoder's codes): with
-        # gradients into z the loss pulls every latent towards what the denoiser predicts, a collapse
         scale = self.latent_scale(mu)
         m, k = len(users), neg.numel() // len(users)
         recon_nodes = torch.cat([users, pos + self.num_users, neg.reshape(-1) + self.num_users])
-        diffusion, x0_pred, recon_at = self.diffusion_term(z.detach() * scale, cond, recon_nodes, sample)
+        diffusion, x0_pred, recon_at = self.diffusion_term(z, scale, cond, recon_nodes, sample)
         recon = self.reconstruction(x0_pred / scale, *recon_at.split([m, m, m * k])) + kl
         objective = cfg.diffusion_weight * (diffusion + self.recon_weight() * recon) + cond_loss
         terms = {"diffusion": diffusion, "recon": recon, "condition": cond_loss}
