@@ -148,7 +148,8 @@ class Denoiser(nn.Module):
     """Conditional MLP f(x_t (n, d), t (n,), condition (n, c) | None) -> (n, d).
 
     Input concat[dropout(x_t) (L2-normalised first if `normalize_input`), Linear(sinusoidal(t)), condition], then
-    Linear -> tanh -> ... -> Linear over `hidden` widths (both official models: one hidden layer, tanh).
+    Linear -> tanh -> ... -> Linear over `hidden` widths (both official models: one hidden layer, tanh). The
+    concatenation is never built: the first layer adds up its column blocks.
     Weights Xavier-normal, biases zero.
     """
 
@@ -185,14 +186,20 @@ class Denoiser(nn.Module):
             raise GraphrecError(f"Denoiser built with condition_dim={self.condition_dim} got "
                                 f"{'no' if condition is None else 'a'} condition; pass one of width "
                                 f"{self.condition_dim} or build it with condition_dim=0")
-        x = nn.functional.normalize(x_t, dim=1) if self.normalize_input else x_t
-        steps, where = torch.unique(t, return_inverse=True)  # the step embedding once per distinct step
-        time = self.time_proj(timestep_embedding(steps, self.time_dim).to(x_t.dtype))[where]
-        parts = [dropout(x, self.dropout_rate, self.training), time]
-        h = torch.cat(parts if condition is None else parts + [condition], dim=1)
-        for layer in self.layers[:-1]:
-            h = torch.tanh(layer(h))
-        return self.layers[-1](h)
+        x = dropout(nn.functional.normalize(x_t, dim=1) if self.normalize_input else x_t, self.dropout_rate,
+                    self.training)
+        # the first layer on concat[x, time, condition] as a sum of its column blocks: no concatenated copy, and the
+        # time block (with the bias) once per distinct step, a single broadcast row when all rows share a step
+        d, width, first = self.dim, self.time_dim, self.layers[0]
+        steps, where = torch.unique(t, return_inverse=True)
+        time = self.time_proj(timestep_embedding(steps, width).to(x_t.dtype))
+        time = nn.functional.linear(time, first.weight[:, d:d + width], first.bias)
+        h = torch.addmm(time if len(steps) == 1 else time[where], x, first.weight[:, :d].t())
+        if condition is not None:
+            h = torch.addmm(h, condition, first.weight[:, d + width:].t())
+        for layer in self.layers[1:]:
+            h = layer(torch.tanh(h))
+        return h
 
 
 class DiffusionLoss(NamedTuple):
