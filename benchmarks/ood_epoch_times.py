@@ -75,7 +75,7 @@ def peak_rss_mib() -> float:
 def memory_table(data: str, threads: int, batches: int) -> None:
     """Print the peak RSS of each OOD model's short run on `data`, each in a fresh process."""
     phases = ("setup", "pre-training step", "pairwise batches", "evaluation")
-    print(f"| model | training edges | " + " | ".join(f"peak RSS after {p} (MiB)" for p in phases)
+    print("| model | training edges | " + " | ".join(f"peak RSS after {p} (MiB)" for p in phases)
           + f" | pre-training step + {batches} batches (s) | test evaluation (s) |")
     print("|---|---|" + "---|" * len(phases) + "---|---|")
     for model in ("drgo", "causaldiffrec"):

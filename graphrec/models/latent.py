@@ -14,7 +14,6 @@ import math
 from typing import ClassVar, Literal, Optional, Union
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 from torch import nn
 
