@@ -205,9 +205,8 @@ class LatentDiffusionRecommender(Recommender):
                        recon_nodes: torch.Tensor, sample: Optional[torch.Tensor]
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Scalar diffusion loss of the unit-scale latents x0 = z * scale ((num_nodes, d) z, detached here; condition
-        (num_nodes, c) or None), the mean over
-        the (s,) `sample` rows (None: every row); the (r, d) x0 predictions of the rows the denoiser ran on, and where
-        the (q,) `recon_nodes` sit among them.
+        (num_nodes, c) or None), the mean over the (s,) `sample` rows (None: every row); the (r, d) x0 predictions of
+        the rows the denoiser ran on, and where the (q,) `recon_nodes` sit among them.
 
         The denoiser runs only on the sample and the reconstruction nodes, each row with its own step and noise; with
         a sample covering every node it draws and computes what the all-node form does."""
