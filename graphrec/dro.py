@@ -124,37 +124,63 @@ def kmeans(points: np.ndarray, k: int, rng: np.random.Generator, iterations: int
     return labels
 
 
-def _entropic_ot(cost: torch.Tensor, epsilon: float, iterations: int) -> torch.Tensor:
-    """Scalar entropic OT value <a, f> + <b, g> for a (n, m) cost and uniform marginals, log-domain Sinkhorn.
+def _entropic_ot(cost: torch.Tensor, log_a: torch.Tensor, log_b: torch.Tensor, epsilon: float, iterations: int,
+                 tolerance: float = 0.0) -> torch.Tensor:
+    """(B,) entropic OT values <a, f> + <b, g> of B problems at once, log-domain Sinkhorn.
 
-    The potentials are iterated without gradient; the value is the semi-dual <a, T(g)> + <b, g> with one last
-    differentiable soft c-transform f = T(g), whose gradient in the cost is the transport plan (envelope theorem),
-    without storing every iteration.
+    cost (B, n, m); log_a (B, n) and log_b (B, m) the log marginal weights, -inf on padding (a padded point carries
+    no mass, so it changes nothing). The potentials are iterated without gradient, at most `iterations` times, and
+    stop early once no potential g moved by more than `tolerance` (cost units; 0: always all iterations) in one
+    iteration. The value is the semi-dual <a, T(g)> + <b, g> with one last differentiable soft c-transform
+    f = T(g), whose gradient in the cost is the transport plan (envelope theorem), without storing every iteration.
     """
-    n, m = cost.shape
-    log_a, log_b = -math.log(n), -math.log(m)
-
-    def soft_c_transform(g: torch.Tensor) -> torch.Tensor:
-        return -epsilon * torch.logsumexp((g.unsqueeze(0) - cost) / epsilon + log_b, dim=1)
+    def soft_c_transform(g: torch.Tensor) -> torch.Tensor:  # (B, n) f_i = -eps log sum_j b_j exp((g_j - C_ij) / eps)
+        return -epsilon * torch.logsumexp((g.unsqueeze(1) - cost) / epsilon + log_b.unsqueeze(1), dim=2)
 
     with torch.no_grad():
-        g = cost.new_zeros(m)
+        g = cost.new_zeros(cost.shape[0], cost.shape[2])
         for _ in range(iterations):
             f = soft_c_transform(g)
-            g = -epsilon * torch.logsumexp((f.unsqueeze(1) - cost) / epsilon + log_a, dim=0)
-    return soft_c_transform(g).mean() + g.mean()
+            moved, g = g, -epsilon * torch.logsumexp((f.unsqueeze(2) - cost) / epsilon + log_a.unsqueeze(2), dim=1)
+            if tolerance > 0 and float((g - moved).abs().max()) <= tolerance:
+                break
+    return (log_a.exp() * soft_c_transform(g)).sum(1) + (log_b.exp() * g).sum(1)
 
 
-def sinkhorn_distance(x: torch.Tensor, y: torch.Tensor, epsilon: float = 0.05, iterations: int = 100) -> torch.Tensor:
-    """Scalar debiased Sinkhorn divergence OT(x, y) - (OT(x, x) + OT(y, y)) / 2 between point clouds x (n, d), y (m, d).
+def _padded(clouds: list[torch.Tensor], size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, size, d) zero-padded points of B clouds (n_k, d) and their (B, size) log uniform weights (-inf: padding)."""
+    points = clouds[0].new_zeros(len(clouds), size, clouds[0].shape[1])
+    log_w = clouds[0].new_full((len(clouds), size), float("-inf"))
+    for k, cloud in enumerate(clouds):
+        points[k, :len(cloud)] = cloud
+        log_w[k, :len(cloud)] = -math.log(len(cloud))
+    return points, log_w
+
+
+def sinkhorn_divergences(xs: list[torch.Tensor], y: torch.Tensor, epsilon: float = 0.05, iterations: int = 100,
+                         tolerance: float = 0.0) -> torch.Tensor:
+    """(K,) debiased Sinkhorn divergences S(x_k, y) = OT(x_k, y) - (OT(x_k, x_k) + OT(y, y)) / 2 of K point clouds
+    x_k (n_k, d) to one cloud y (m, d), as one batched solve of 2K + 1 transport problems (OT(y, y) once).
 
     Uniform weights, ground cost the Euclidean distance (DRGO's geomloss p = 1), blur epsilon; 0 for identical clouds.
+    `tolerance` > 0 stops the iterations early (see _entropic_ot).
     """
     if not epsilon > 0:
         raise GraphrecError(f"Sinkhorn epsilon must be > 0 (got {epsilon}); DRGO uses 0.05")
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
         raise GraphrecError(f"Sinkhorn iterations must be a positive integer (got {iterations!r})")
-    xy = _entropic_ot(torch.cdist(x, y), epsilon, iterations)
-    xx = _entropic_ot(torch.cdist(x, x), epsilon, iterations)
-    yy = _entropic_ot(torch.cdist(y, y), epsilon, iterations)
-    return xy - 0.5 * (xx + yy)
+    if not tolerance >= 0:
+        raise GraphrecError(f"Sinkhorn tolerance must be >= 0 (got {tolerance}); 0 runs every iteration")
+    k = len(xs)
+    size = max(len(y), *(len(x) for x in xs))
+    left, log_a = _padded([*xs, *xs, y], size)
+    right, log_b = _padded([y] * k + [*xs, y], size)
+    values = _entropic_ot(torch.cdist(left, right), log_a, log_b, epsilon, iterations, tolerance)
+    return values[:k] - 0.5 * (values[k:2 * k] + values[2 * k])
+
+
+def sinkhorn_distance(x: torch.Tensor, y: torch.Tensor, epsilon: float = 0.05, iterations: int = 100,
+                      tolerance: float = 0.0) -> torch.Tensor:
+    """Scalar debiased Sinkhorn divergence OT(x, y) - (OT(x, x) + OT(y, y)) / 2 between point clouds x (n, d), y (m, d)
+    (sinkhorn_divergences of one cloud)."""
+    return sinkhorn_divergences([x], y, epsilon, iterations, tolerance)[0]

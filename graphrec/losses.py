@@ -29,6 +29,25 @@ def l2_reg(batch_size: int, *ego_embeddings: torch.Tensor) -> torch.Tensor:
     return 0.5 * sum(e.pow(2).sum() for e in ego_embeddings) / batch_size
 
 
+def softplus_of_dots(table: torch.Tensor, left: torch.Tensor, right: torch.Tensor, sign: float,
+                     chunk: int = 65536) -> torch.Tensor:
+    """Scalar sum over pairs e of softplus(sign * <table[left_e], table[right_e]>), rows of a (n, d) table at (E,)
+    indices. Above `chunk` pairs, chunks are recomputed in backward: memory holds (chunk, d) rows, not (E, d)."""
+    if len(left) <= chunk:
+        return _softplus_of_dots(table, left, right, sign)
+    total = table.new_zeros(())
+    for start in range(0, len(left), chunk):
+        part = slice(start, start + chunk)
+        total = total + torch.utils.checkpoint.checkpoint(_softplus_of_dots, table, left[part], right[part], sign,
+                                                          use_reentrant=False)
+    return total
+
+
+def _softplus_of_dots(table: torch.Tensor, left: torch.Tensor, right: torch.Tensor, sign: float) -> torch.Tensor:
+    """softplus_of_dots of one chunk."""
+    return F.softplus(sign * (table[left] * table[right]).sum(1)).sum()
+
+
 def pointwise_loss(pred: torch.Tensor, label: torch.Tensor, task: str) -> torch.Tensor:
     """(batch,) per-row loss of raw predictions: squared error (regression) or logistic loss on {0, 1} labels."""
     if task == "classification":

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from graphrec.diffusion import (Denoiser, diffusion_loss, make_schedule, posterior, q_sample, reverse_sample,
-                                timestep_embedding, x0_from_eps)
+from graphrec.diffusion import (Denoiser, diffusion_loss, dropout, make_schedule, posterior, q_sample,
+                                reverse_sample, timestep_embedding, x0_from_eps)
 from graphrec.errors import GraphrecError
 
 torch.set_num_threads(1)
@@ -103,6 +103,39 @@ class Zero(nn.Module):
 
     def forward(self, x_t, t, condition=None):
         return torch.zeros_like(x_t)
+
+
+def test_denoiser_rows_are_independent_of_the_other_rows_steps():
+    """The step embedding computed once per distinct step: each row's output is what it gets alone."""
+    torch.manual_seed(0)
+    denoiser = Denoiser(6, hidden=(8,), time_dim=4, condition_dim=3).eval()
+    x, cond = torch.randn(7, 6), torch.randn(7, 3)
+    t = torch.tensor([3, 0, 3, 9, 1, 0, 3])
+    alone = torch.cat([denoiser(x[i:i + 1], t[i:i + 1], cond[i:i + 1]) for i in range(7)])
+    torch.testing.assert_close(denoiser(x, t, cond), alone)
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_scaled_parameters_rescale_input_and_output(normalize):
+    """functional_call with scaled_parameters(s_in, s_out) = f(x * s_in) * s_out, the parameters detached."""
+    torch.manual_seed(0)
+    denoiser = Denoiser(6, hidden=(8, 5), time_dim=4, condition_dim=3, normalize_input=normalize).eval()
+    x, cond, t = torch.randn(7, 6), torch.randn(7, 3), torch.tensor([3, 0, 3, 9, 1, 0, 3])
+    s_in, s_out = torch.tensor(2.5), torch.tensor(0.3)
+    params = denoiser.scaled_parameters(s_in, s_out)
+    out = torch.func.functional_call(denoiser, params, (x, t, cond))
+    torch.testing.assert_close(out, denoiser(x * s_in, t, cond) * s_out)
+    assert not any(p.requires_grad for p in params.values())
+
+
+def test_dropout_zeroes_at_its_rate_and_keeps_the_mean():
+    torch.manual_seed(0)
+    x = torch.ones(400, 50)
+    out = dropout(x, 0.3, training=True)
+    torch.testing.assert_close(out.unique(), torch.tensor([0.0, 1 / 0.7]))
+    assert float((out == 0).float().mean()) == pytest.approx(0.3, abs=0.01)
+    assert float(out.mean()) == pytest.approx(1.0, abs=0.02)
+    assert dropout(x, 0.3, training=False) is x and dropout(x, 0.0, training=True) is x
 
 
 def test_diffusion_loss_hand_values_and_reweighting():

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from graphrec.dro import (dro_objective, dro_weights, group_dro_objective, group_losses, popularity_groups,
-                          sinkhorn_distance)
+                          sinkhorn_distance, sinkhorn_divergences)
 from graphrec.errors import GraphrecError
 
 torch.set_num_threads(1)
@@ -111,6 +111,46 @@ def test_sinkhorn_gradient_matches_finite_differences():
     torch.testing.assert_close(grad, numeric, atol=1e-5, rtol=1e-4)
 
 
+def dense_entropic_ot(x: torch.Tensor, y: torch.Tensor, epsilon: float, iterations: int = 3000) -> float:
+    """Reference OT_eps(x, y): plain (not log-domain) Sinkhorn scaling on the Gibbs kernel, value <a, f> + <b, g>."""
+    cost = torch.cdist(x, y)
+    kernel = torch.exp(-cost / epsilon)
+    a, b = torch.full((len(x),), 1 / len(x), dtype=x.dtype), torch.full((len(y),), 1 / len(y), dtype=x.dtype)
+    v = torch.ones_like(b)
+    for _ in range(iterations):
+        u = a / (kernel @ v)
+        v = b / (kernel.t() @ u)
+    return float((a * epsilon * u.log()).sum() + (b * epsilon * v.log()).sum())
+
+
+def test_batched_divergences_equal_a_dense_reference_cloud_by_cloud():
+    """Clouds of other sizes than y (padded in the batched solve) and OT(y, y) solved once give each cloud's own
+    debiased divergence."""
+    g = torch.Generator().manual_seed(2)
+    y = torch.randn(12, 3, generator=g, dtype=torch.float64)
+    xs = [torch.randn(n, 3, generator=g, dtype=torch.float64) + shift for n, shift in ((12, 0.0), (5, 0.5), (2, 1.0),
+                                                                                     (17, 0.2))]
+    eps = 0.5
+    batched = sinkhorn_divergences(xs, y, eps, 500)
+    expected = [dense_entropic_ot(x, y, eps) - 0.5 * (dense_entropic_ot(x, x, eps) + dense_entropic_ot(y, y, eps))
+                for x in xs]
+    torch.testing.assert_close(batched, torch.tensor(expected, dtype=torch.float64), atol=1e-8, rtol=1e-7)
+    torch.testing.assert_close(sinkhorn_distance(xs[1], y, eps, 500), batched[1])
+
+
+def test_sinkhorn_early_exit_matches_all_iterations_within_tolerance():
+    g = torch.Generator().manual_seed(3)
+    y = torch.randn(30, 4, generator=g, dtype=torch.float64)
+    xs = [torch.randn(n, 4, generator=g, dtype=torch.float64) + 0.3 for n in (30, 8)]
+    full = sinkhorn_divergences(xs, y, 0.2, 2000)
+    early = sinkhorn_divergences(xs, y, 0.2, 2000, tolerance=1e-7)
+    torch.testing.assert_close(early, full, atol=1e-6, rtol=0)
+    # the exit happens: a tolerance no change exceeds stops after the first iteration
+    torch.testing.assert_close(sinkhorn_divergences(xs, y, 0.2, 2000, tolerance=1e9),
+                               sinkhorn_divergences(xs, y, 0.2, 1))
+    assert not torch.allclose(sinkhorn_divergences(xs, y, 0.2, 1), full)
+
+
 def planted_minority(seed: int = 0, n: int = 1000, minority: int = 100):
     """2-d points labelled by the first axis, except a 10% minority labelled by the second axis."""
     g = torch.Generator().manual_seed(seed)
@@ -156,6 +196,7 @@ def test_dro_helps_a_planted_minority_that_averaging_neglects():
     (lambda: popularity_groups(torch.ones(3), 4), "dro.num_groups must be an integer in [1, number of items = 3]"),
     (lambda: sinkhorn_distance(torch.zeros(2, 2), torch.zeros(2, 2), 0.0), "Sinkhorn epsilon must be > 0"),
     (lambda: sinkhorn_distance(torch.zeros(2, 2), torch.zeros(2, 2), 0.1, 0), "iterations must be a positive"),
+    (lambda: sinkhorn_distance(torch.zeros(2, 2), torch.zeros(2, 2), 0.1, 5, -1.0), "tolerance must be >= 0"),
 ])
 def test_bad_inputs_raise_one_line_errors(call, message):
     with pytest.raises(GraphrecError) as err:

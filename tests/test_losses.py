@@ -7,7 +7,7 @@ import torch
 
 from graphrec.data.dataset import Dataset, Interactions
 from graphrec.graph.adjacency import NormalizedAdjacency
-from graphrec.losses import bpr_loss, l2_reg
+from graphrec.losses import bpr_loss, l2_reg, softplus_of_dots
 from graphrec.batches import PairBatch
 from graphrec.models import get_model_class
 from graphrec.models.base import ModelContext
@@ -144,3 +144,17 @@ def test_dynamic_negatives_keep_the_hardest_candidate():
         pair_loss(model, users, pos, negatives, 0.1)["loss"].backward()
         grads.append(model.embedding.grad.clone())
     assert torch.allclose(grads[0], grads[1])
+
+
+def test_softplus_of_dots_in_chunks_equals_the_direct_sum_and_its_gradient():
+    """Chunks recomputed in backward change neither the value nor the gradient of sum_e softplus(s <x_l, x_r>)."""
+    gen = torch.Generator().manual_seed(0)
+    table = torch.randn(9, 4, generator=gen, dtype=torch.float64, requires_grad=True)
+    left, right = torch.randint(0, 9, (23,), generator=gen), torch.randint(0, 9, (23,), generator=gen)
+    direct = torch.nn.functional.softplus(-(table[left] * table[right]).sum(1)).sum()
+    chunked = softplus_of_dots(table, left, right, -1.0, chunk=5)
+    torch.testing.assert_close(chunked, direct)
+    torch.testing.assert_close(torch.autograd.grad(chunked, table)[0], torch.autograd.grad(direct, table)[0])
+    # by hand: one pair, <(1, 2), (3, -1)> = 1, softplus(1) = log(1 + e)
+    pair = softplus_of_dots(torch.tensor([[1.0, 2.0], [3.0, -1.0]]), torch.tensor([0]), torch.tensor([1]), 1.0)
+    assert float(pair) == pytest.approx(log(1 + exp(1)))

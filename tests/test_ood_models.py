@@ -9,11 +9,12 @@ import torch
 
 from graphrec.batches import PairBatch
 from graphrec.config import build_config
-from graphrec.diffusion import reverse_sample
-from graphrec.dro import group_dro_objective, user_clusters
+from graphrec.diffusion import diffusion_loss, reverse_sample
+from graphrec.dro import group_dro_objective, sinkhorn_distance, user_clusters
 from graphrec.errors import GraphrecError
 from graphrec.graph.adjacency import NormalizedAdjacency
 from graphrec.graph.centrality import sampled_betweenness
+from graphrec.models.causaldiffrec import EnvironmentVAE
 from graphrec.models.lightgcn import LightGCN
 from graphrec.trainer import Trainer
 
@@ -34,11 +35,14 @@ def config(tmp_path, model: dict, dro: dict | None = None, **train):
     return build_config(raw)
 
 
+# sample_nodes 100 of the 500 nodes: the training and resume tests run the node-sampled per-node losses
 DRGO = {"name": "drgo", "embedding_dim": 16, "pretrain_epochs": 1, "pretrain_steps": 2, "sinkhorn_points": 16,
+        "sample_nodes": 100,
         "sinkhorn_iterations": 5, "centrality_pivots": 20, "diffusion": {"steps": 10, "noise_min": 1e-4,
                                                                         "noise_max": 0.02, "sampling_steps": 0,
                                                                         "normalize_input": True}}
 CAUSALDIFFREC = {"name": "causaldiffrec", "embedding_dim": 16, "pretrain_epochs": 1, "pretrain_steps": 2,
+                 "sample_nodes": 100,
                  "diffusion": {"steps": 10, "noise_min": 0.01, "noise_max": 0.09, "sampling_steps": 10,
                                "time_dim": 10, "clip_x0": 1.0}}
 
@@ -158,6 +162,97 @@ def test_environments_toggle_sampled_edges_and_only_the_generator_feels_reinforc
     model.zero_grad()
     out["invariance"].backward()
     assert model.edit_logits.grad is None and model.embedding.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("model", [DRGO, CAUSALDIFFREC], ids=["drgo", "causaldiffrec"])
+def test_node_sampled_diffusion_loss_covering_every_node_is_the_all_node_loss(tmp_path, model):
+    """A sample holding every node draws and computes exactly what the all-node form does (loss and the
+    reconstruction's x0 predictions); a smaller sample is distinct nodes from the model's generator; 'all' and a
+    sample as large as the graph sample nothing."""
+    m = Trainer(config(tmp_path, model)).model
+    n = m.graph.num_nodes
+    gen = torch.Generator().manual_seed(0)
+    z = torch.randn(n, 16, generator=gen)
+    cond = torch.randn(n, 16, generator=gen) if m.conditioned else None
+    recon, scale = torch.tensor([0, 5, 5, 300, 301, 7, 450]), torch.tensor(3.0)
+    state = m.noise_gen.get_state()
+    torch.manual_seed(1)  # the denoiser's dropout
+    full_loss, full_x0, full_at = m.diffusion_term(z, scale, cond, recon, None)
+    m.noise_gen.set_state(state)
+    torch.manual_seed(1)
+    loss, x0, at = m.diffusion_term(z, scale, cond, recon, torch.randperm(n, generator=gen))
+    torch.testing.assert_close(loss, full_loss)
+    torch.testing.assert_close(x0[at], full_x0[full_at])
+    sample = m.node_sample(n)
+    assert len(sample) == 100 and len(torch.unique(sample)) == 100 and 0 <= int(sample.min()) <= int(sample.max()) < n
+    for size in ("all", n):
+        m.cfg.sample_nodes = size
+        assert m.node_sample(n) is None
+
+
+def test_node_sampled_loss_averages_the_sample_and_reconstruction_reads_its_rows(tmp_path):
+    """With a strict sample the loss is the mean of the per-row losses at the sampled rows (their own step and noise)
+    and the denoiser runs on the sample and the reconstruction rows only."""
+    m = Trainer(config(tmp_path, DRGO)).model
+    m.eval()  # no dropout: the per-row outputs are a function of (x_t, t)
+    n = m.graph.num_nodes
+    z = torch.randn(n, 16, generator=torch.Generator().manual_seed(0))
+    sample, recon = torch.tensor([9, 2, 40]), torch.tensor([2, 7])
+    state = m.noise_gen.get_state()
+    loss, x0, at = m.diffusion_term(z, torch.tensor(2.0), None, recon, sample)
+    assert x0.shape == (4, 16)  # rows 2, 7, 9, 40
+    m.noise_gen.set_state(state)
+    rows = torch.tensor([2, 7, 9, 40])
+    out = diffusion_loss(m.denoiser, m.schedule, z[rows] * 2, None, m.noise_gen, "x0", True)
+    torch.testing.assert_close(loss, out.loss[[2, 0, 3]].mean())
+    torch.testing.assert_close(x0[at], out.x0_pred[[0, 1]])
+
+
+def test_environment_vae_loss_over_rows_is_the_loss_of_those_nodes():
+    vae = EnvironmentVAE(8)
+    gen = torch.Generator().manual_seed(0)
+    z, noise = torch.randn(30, 8, generator=gen), torch.randn(30, 8, generator=gen)
+    rows = torch.tensor([3, 3, 10, 29])
+    env, loss = vae(z, noise, rows)
+    env_rows, expected = vae(z[rows], noise[rows])
+    assert env.shape == (30, 8)
+    torch.testing.assert_close(env[rows], env_rows)
+    torch.testing.assert_close(loss, expected)
+
+
+def test_encoder_kl_is_the_vgae_formula(tmp_path):
+    m = Trainer(config(tmp_path, DRGO)).model
+    with torch.no_grad():
+        m.logstd_map.weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+    state = m.noise_gen.get_state()
+    z, mu, kl = m.encode(m.graph, sample=True)
+    logstd = m.logstd_map(mu)
+    expected = -0.5 / len(mu) * (1 + 2 * logstd - mu.pow(2) - (2 * logstd).exp()).sum(1).mean()
+    torch.testing.assert_close(kl, expected)
+    m.noise_gen.set_state(state)
+    torch.testing.assert_close(z, mu + torch.randn(mu.shape, generator=m.noise_gen) * logstd.exp())
+    assert m.encode(m.graph, sample=False)[2] == 0
+
+
+def test_drgo_penalty_from_the_loss_read_out_equals_the_direct_one(tmp_path):
+    """The Sinkhorn penalty read from the BPR read-out (the batch's rows, then the nominal nodes) equals the
+    divergences of each group's users and the nominal nodes, each read out on its own."""
+    trainer = Trainer(config(tmp_path, {**DRGO, "pretrain_epochs": 0, "sinkhorn_points": 4096,
+                                        "sinkhorn_iterations": 50, "sinkhorn_tolerance": 0}))
+    m = trainer.model
+    trainer.state.epoch = 0
+    batch = next(trainer.batches())
+    latents = torch.randn(m.graph.num_nodes, 16, generator=torch.Generator().manual_seed(0))
+    rows, _ = m.batch_rows(batch)
+    with torch.no_grad():
+        penalty = m.group_penalty(batch, rows, m.readout(latents, torch.cat([rows, m.penalty_rows()])))
+        groups = m.reduction.groups(batch)
+        members, nominal = m.readout(latents, batch.users), m.readout(latents, m.nominal)
+        expected = torch.zeros(m.reduction.cfg.num_groups)
+        for group in torch.unique(groups).tolist():
+            expected[group] = sinkhorn_distance(members[groups == group], nominal, 0.05, 50)
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(penalty, m.cfg.sinkhorn_weight * expected, atol=1e-5, rtol=1e-4)
 
 
 def test_sampled_betweenness_with_every_pivot_is_exact():

@@ -43,13 +43,18 @@ class EnvironmentVAE(nn.Module):
         self.mean, self.logstd, self.decoder = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
         self.prior_mean, self.prior_logstd = nn.Parameter(torch.zeros(dim)), nn.Parameter(torch.zeros(dim))
 
-    def forward(self, z: torch.Tensor, noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, z: torch.Tensor, noise: torch.Tensor | None,
+                rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, d) environment e (posterior sample, or its mean when noise is None) and the scalar VAE loss:
-        mean over nodes of ||W_d relu(e) - z||^2 + KL(q || prior)."""
+        mean over nodes (the node `rows`; None: all n) of ||W_d relu(e) - z||^2 + KL(q || prior)."""
         hidden = F.relu(z)
         mean, logstd = self.mean(hidden), self.logstd(hidden)
         env = mean if noise is None else mean + noise * logstd.exp()
-        recon = (self.decoder(F.relu(env)) - z).pow(2).sum(1)
+        if rows is not None:  # the loss at the sampled nodes only
+            z, env_at, mean, logstd = z[rows], env[rows], mean[rows], logstd[rows]
+        else:
+            env_at = env
+        recon = (self.decoder(F.relu(env_at)) - z).pow(2).sum(1)
         kl = 0.5 * (2 * (self.prior_logstd - logstd) + ((2 * logstd).exp() + (mean - self.prior_mean).pow(2))
                     / (2 * self.prior_logstd).exp() - 1).sum(1)
         return env, (recon + kl).mean()
@@ -72,9 +77,11 @@ class CausalDiffRec(LatentDiffusionRecommender):
         self.register_buffer("train_keys", torch.sort(graph.users * self.num_items + graph.items).values,
                              persistent=False)
 
-    def condition(self, z: torch.Tensor, sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """The inferred environment (posterior sample in training, mean at evaluation) and env_weight * its loss."""
-        env, vae_loss = self.environment_vae(z, self.gaussian(z) if sample else None)
+    def condition(self, z: torch.Tensor, sample: bool,
+                  rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inferred environment (posterior sample in training, mean at evaluation) and env_weight * its loss (a
+        mean over the node `rows`; None: every node)."""
+        env, vae_loss = self.environment_vae(z, self.gaussian(z) if sample else None, rows)
         return env, self.cfg.env_weight * vae_loss
 
     def encoder_parameters(self) -> list[nn.Parameter]:

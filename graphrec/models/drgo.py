@@ -8,7 +8,7 @@ import torch
 from pydantic import Field
 
 from ..batches import GraphStep, PairBatch
-from ..dro import sinkhorn_distance
+from ..dro import sinkhorn_divergences
 from ..errors import GraphrecError
 from ..graph.centrality import sampled_betweenness
 from . import register
@@ -35,7 +35,10 @@ class DRGOConfig(LatentDiffusionConfig):
                                                                   "form the nominal distribution")
     centrality_pivots: int = Field(100, ge=1, description="BFS pivots of the sampled betweenness centrality")
     sinkhorn_points: int = Field(64, ge=2, description="at most this many points per cloud in a Sinkhorn distance")
-    sinkhorn_iterations: int = Field(100, ge=1, description="log-domain Sinkhorn iterations per transport problem")
+    sinkhorn_iterations: int = Field(100, ge=1, description="at most this many log-domain Sinkhorn iterations per "
+                                                            "transport problem")
+    sinkhorn_tolerance: float = Field(1e-4, ge=0, description="stop the Sinkhorn iterations once no dual potential "
+                                                              "moves by more than this (cost units; 0: all iterations)")
     sinkhorn_blur: float = Field(0.05, gt=0, description="entropic blur epsilon (Euclidean ground cost)")
 
 
@@ -73,25 +76,31 @@ class DRGO(LatentDiffusionRecommender):
         pick = torch.randperm(len(points), generator=self.noise_gen, device=self.noise_gen.device)[:limit]
         return points[pick.to(points.device)]
 
+    def penalty_rows(self) -> torch.Tensor:
+        """(e,) nominal nodes the Sinkhorn penalty reads: at most sinkhorn_points of them (none when unshaped)."""
+        if not self.shaped:
+            return super().penalty_rows()
+        return self.subsample(self.nominal.unsqueeze(1)).squeeze(1)
+
     @torch.no_grad()
-    def group_penalty(self, batch: PairBatch, latents: torch.Tensor) -> torch.Tensor:
+    def group_penalty(self, batch: PairBatch, rows: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
         """(num_groups,) gamma * S_g: Sinkhorn distance between each group's samples in the batch (their users for
-        user clusters, positives for popularity) and the nominal nodes, both as read-outs of the (num_nodes, d)
-        denoised latents; 0 for groups absent from the batch."""
+        user clusters, positives for popularity) and the nominal nodes, both read from `table`, the (r + e, d)
+        read-out at the batch's sorted (r,) rows then at penalty_rows; 0 for groups absent from the batch."""
         cfg, reduction = self.cfg, self.reduction
         groups = reduction.groups(batch)
-        nominal_rows = self.subsample(self.nominal.unsqueeze(1)).squeeze(1)
-        rows = torch.cat([reduction.group_nodes(batch), nominal_rows])
-        embedded = self.readout(latents, rows)
-        members, nominal = embedded[:len(groups)], embedded[len(groups):]
-        penalty = latents.new_zeros(reduction.cfg.num_groups)
-        for group in torch.unique(groups).tolist():
-            penalty[group] = sinkhorn_distance(self.subsample(members[groups == group]), nominal,
-                                               epsilon=cfg.sinkhorn_blur, iterations=cfg.sinkhorn_iterations)
+        members = table[torch.searchsorted(rows, reduction.group_nodes(batch))]
+        nominal = table[len(rows):]
+        present = torch.unique(groups)
+        clouds = [self.subsample(members[groups == group]) for group in present.tolist()]
+        penalty = table.new_zeros(reduction.cfg.num_groups)
+        penalty[present] = sinkhorn_divergences(clouds, nominal, epsilon=cfg.sinkhorn_blur,
+                                                iterations=cfg.sinkhorn_iterations, tolerance=cfg.sinkhorn_tolerance)
         return cfg.sinkhorn_weight * penalty
 
-    def reduce(self, per_sample: torch.Tensor, batch: PairBatch, latents: torch.Tensor) -> torch.Tensor:
+    def reduce(self, per_sample: torch.Tensor, batch: PairBatch, rows: torch.Tensor,
+               table: torch.Tensor) -> torch.Tensor:
         """Group DRO of the per-sample BPR, the weights shaped by the Sinkhorn penalty when sinkhorn_weight > 0."""
         if not self.shaped:
             return self.reduce_samples(per_sample, batch)
-        return self.reduction(per_sample, batch, self.group_penalty(batch, latents.detach()))
+        return self.reduction(per_sample, batch, self.group_penalty(batch, rows, table.detach()))

@@ -11,11 +11,10 @@ ever a dense nodes x nodes matrix. Choices: docs/ood-models.md.
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal, Optional
+from typing import ClassVar, Literal, Optional, Union
 
 import torch
-import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from ..batches import GraphStep, PairBatch
@@ -23,6 +22,7 @@ from ..diffusion import Denoiser, diffusion_loss, make_schedule, reverse_sample,
 from ..errors import GraphrecError
 from ..graph.adjacency import NormalizedAdjacency
 from ..graph.propagate import weighted_propagation
+from ..losses import softplus_of_dots
 from ..schema import ModelConfig, Section
 from .base import ModelContext, Recommender, Stage
 
@@ -74,8 +74,20 @@ class LatentDiffusionConfig(ModelConfig):
     recon_weight: float = Field(1.0, ge=0, description="weight of the VGAE reconstruction (+ KL) of x0_hat")
     recon_weight_end: Optional[float] = Field(None, gt=0, description="recon_weight at the last epoch, reached "
                                                                       "geometrically (none: constant)")
+    sample_nodes: Union[Literal["all"], int] = Field(
+        2048, description="pairwise batches: the per-node losses (diffusion; CausalDiffRec's environment VAE) are "
+                          "means over a uniform sample of this many nodes (without replacement, the model's "
+                          "generator: an unbiased estimate of the all-node mean); 'all': every node. Whole-graph steps "
+                          "use every node")
     pretrain_epochs: int = Field(2, ge=0, description="whole-graph pre-training epochs before BPR")
     pretrain_steps: int = Field(10, ge=1, description="whole-graph steps per pre-training epoch")
+
+    @field_validator("sample_nodes", mode="before")
+    @classmethod
+    def _check_nodes(cls, value):
+        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError("expected a positive number of nodes or 'all'")
 
 
 class LatentDiffusionRecommender(Recommender):
@@ -109,14 +121,19 @@ class LatentDiffusionRecommender(Recommender):
 
     # ---- pieces -------------------------------------------------------------------------------------
     def encode(self, adj: NormalizedAdjacency, sample: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(num_nodes, d) z, mu and log-sigma of the VGAE over `adj`: mu = the LightGCN layer mean of the ego table,
-        log-sigma = a linear map of it; z = mu + sigma * eps when `sample`, else mu."""
+        """(num_nodes, d) z and mu of the VGAE over `adj`, and its scalar KL term: mu = the LightGCN layer mean of the
+        ego table, log-sigma = a linear map of it; when `sample`, z = mu + sigma * eps and
+        KL = -(0.5 / n) mean_i sum_d (1 + 2 log sigma - mu^2 - sigma^2), else z = mu and KL = 0."""
         layers = self.cfg.encoder_layers
         mu = weighted_propagation(adj, self.embedding, [1.0 / (layers + 1)] * (layers + 1))
-        logstd = self.logstd_map(mu).clamp(max=MAX_LOGSTD)
         if not sample:
-            return mu, mu, logstd
-        return mu + self.gaussian(mu) * logstd.exp(), mu, logstd
+            return mu, mu, mu.new_zeros(())
+        logstd = self.logstd_map(mu).clamp(max=MAX_LOGSTD)
+        std = logstd.exp()
+        n, d = mu.shape  # the KL by whole-table reductions: no (n, d) temporaries forward or backward
+        norm = torch.linalg.vector_norm
+        kl = -0.5 / n * (d + (2 * logstd.sum() - norm(mu).square() - norm(std).square()) / n)
+        return mu + self.gaussian(mu) * std, mu, kl
 
     def gaussian(self, like: torch.Tensor) -> torch.Tensor:
         """Standard normal noise shaped like `like`, from the model's own (checkpointed) generator."""
@@ -131,24 +148,30 @@ class LatentDiffusionRecommender(Recommender):
     def latent_scale(mu: torch.Tensor) -> torch.Tensor:
         """Scalar 1 / RMS of the (num_nodes, d) mu (detached): the diffusion runs on unit-scale latents, as latent
         diffusion scales its codes, so that the noise levels and the step embedding mean the same at any init_std."""
-        return mu.detach().pow(2).mean().clamp(min=1e-12).rsqrt()
+        return (torch.linalg.vector_norm(mu.detach()).square() / mu.numel()).clamp(min=1e-12).rsqrt()
 
     def denoised(self, z: torch.Tensor, cond: Optional[torch.Tensor], scale: torch.Tensor) -> torch.Tensor:
         """(num_nodes, d) x0_hat = f(z * scale, t = 0 | cond) / scale with the denoiser's parameters detached and no
-        dropout: the latents BPR ranks with in training (the reverse chain's last step; gradients reach z and cond)."""
-        frozen = {name: p.detach() for name, p in self.denoiser.named_parameters()}
+        dropout: the latents BPR ranks with in training (the reverse chain's last step; gradients reach z and cond).
+        Target x0: the scales fold into the frozen parameters (Denoiser.scaled_parameters)."""
+        x0_target = self.cfg.diffusion.target == "x0"
+        if x0_target:
+            frozen, x = self.denoiser.scaled_parameters(scale, 1 / scale), z
+        else:
+            frozen, x = {name: p.detach() for name, p in self.denoiser.named_parameters()}, z * scale
         t = torch.zeros(len(z), dtype=torch.int64, device=z.device)
         mode = self.denoiser.training
         self.denoiser.eval()
         try:
-            out = torch.func.functional_call(self.denoiser, frozen, (z * scale, t, cond))
+            out = torch.func.functional_call(self.denoiser, frozen, (x, t, cond))
         finally:
             self.denoiser.train(mode)
-        out = out if self.cfg.diffusion.target == "x0" else x0_from_eps(self.schedule, z * scale, t, out)
-        return out / scale
+        return out if x0_target else x0_from_eps(self.schedule, x, t, out) / scale
 
-    def condition(self, z: torch.Tensor, sample: bool) -> tuple[Optional[torch.Tensor], torch.Tensor]:
-        """The denoiser's (num_nodes, c) condition from z (None: unconditional) and its weighted scalar loss."""
+    def condition(self, z: torch.Tensor, sample: bool, rows: Optional[torch.Tensor] = None
+                  ) -> tuple[Optional[torch.Tensor], torch.Tensor]:
+        """The denoiser's (num_nodes, c) condition from z (None: unconditional) and its weighted scalar loss, a mean
+        over the node `rows` (None: every node)."""
         return None, z.new_zeros(())
 
     def recon_weight(self) -> float:
@@ -158,33 +181,67 @@ class LatentDiffusionRecommender(Recommender):
             return cfg.recon_weight
         return cfg.recon_weight * (cfg.recon_weight_end / cfg.recon_weight) ** (self.epoch / max(1, self.num_epochs))
 
-    def reconstruction(self, latents: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
+    @staticmethod
+    def reconstruction(latents: torch.Tensor, users: torch.Tensor, pos: torch.Tensor,
                        neg: torch.Tensor) -> torch.Tensor:
-        """Scalar balanced BCE of sigmoid(<x_u, x_i>) on (m,) positive edges and (m', ) sampled negatives (users'
-        rows of `neg` repeat the users): the expectation of the VGAE's pos_weight-balanced dense BCE."""
-        item_rows = self.num_users
-        users_neg = users.repeat_interleave(neg.numel() // users.numel())
-        pos_logits = (latents[users] * latents[pos + item_rows]).sum(1)
-        neg_logits = (latents[users_neg] * latents[neg.reshape(-1) + item_rows]).sum(1)
-        return 0.5 * (F.softplus(-pos_logits).mean() + F.softplus(neg_logits).mean())
+        """Scalar balanced BCE of sigmoid(<x_u, x_i>) on positive edges and sampled negatives, from the rows of
+        `latents` of (m,) users, (m,) positive items and (m * k,) negatives (k per user, in user order): the
+        expectation of the VGAE's pos_weight-balanced dense BCE. Whole-graph steps score every training edge in
+        chunks recomputed in backward (softplus_of_dots), so no (edges, d) tensor is kept."""
+        users_neg = users.repeat_interleave(len(neg) // len(users))
+        return 0.5 * (softplus_of_dots(latents, users, pos, -1.0) / len(pos)
+                      + softplus_of_dots(latents, users_neg, neg, 1.0) / len(neg))
 
-    def latent_objective(self, adj: NormalizedAdjacency, users: torch.Tensor, pos: torch.Tensor,
-                         neg: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
-        """diffusion_weight * (diffusion + kappa * (reconstruction + KL)) + the condition's loss, over the encoder
-        of `adj`; returns it, its named terms and the (num_nodes, d) denoised latents BPR ranks with."""
-        cfg, diff = self.cfg, self.cfg.diffusion
-        z, mu, logstd = self.encode(adj, sample=True)
-        cond, cond_loss = self.condition(z, sample=True)
+    def node_sample(self, num_nodes: int) -> Optional[torch.Tensor]:
+        """(sample_nodes,) uniform sample of node rows without replacement (the model's generator), or None for
+        every node ('all', or a sample as large as the graph)."""
+        size = self.cfg.sample_nodes
+        if size == "all" or size >= num_nodes:
+            return None
+        gen = self.noise_gen
+        return torch.randperm(num_nodes, generator=gen, device=gen.device)[:size]
+
+    def diffusion_term(self, z: torch.Tensor, scale: torch.Tensor, cond: Optional[torch.Tensor],
+                       recon_nodes: torch.Tensor, sample: Optional[torch.Tensor]
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Scalar diffusion loss of the unit-scale latents x0 = z * scale ((num_nodes, d) z, detached here; condition
+        (num_nodes, c) or None), the mean over the (s,) `sample` rows (None: every row); the (r, d) x0 predictions of
+        the rows the denoiser ran on, and where the (q,) `recon_nodes` sit among them.
+
+        The denoiser runs only on the sample and the reconstruction nodes, each row with its own step and noise; with
+        a sample covering every node it draws and computes what the all-node form does."""
+        diff = self.cfg.diffusion
         # the denoiser learns the current latents (detached, as latent diffusion trains on its encoder's codes): with
         # gradients into z the loss pulls every latent towards what the denoiser predicts, a collapse
+        z = z.detach()
+        if sample is None:
+            loss_at, recon_at = None, recon_nodes
+        else:
+            rows, inverse = torch.unique(torch.cat([sample, recon_nodes]), return_inverse=True)
+            loss_at, recon_at = inverse[:len(sample)], inverse[len(sample):]
+            z, cond = z[rows], None if cond is None else cond[rows]
+        out = diffusion_loss(self.denoiser, self.schedule, z * scale, cond, self.noise_gen, diff.target, diff.reweight)
+        loss = out.loss.mean() if loss_at is None else out.loss[loss_at].mean()
+        return loss, out.x0_pred, recon_at
+
+    def latent_objective(self, adj: NormalizedAdjacency, users: torch.Tensor, pos: torch.Tensor,
+                         neg: torch.Tensor, sampled: bool = False
+                         ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """diffusion_weight * (diffusion + kappa * (reconstruction + KL)) + the condition's loss, over the encoder
+        of `adj`, the per-node losses over sample_nodes sampled nodes when `sampled`; returns it, its named terms and
+        the (num_nodes, d) denoised latents BPR ranks with."""
+        cfg = self.cfg
+        z, mu, kl = self.encode(adj, sample=True)
+        sample = self.node_sample(len(z)) if sampled else None
+        cond, cond_loss = self.condition(z, sample=True, rows=sample)
         scale = self.latent_scale(mu)
-        out = diffusion_loss(self.denoiser, self.schedule, z.detach() * scale, cond, self.noise_gen, diff.target,
-                             diff.reweight)
-        kl = -0.5 / len(z) * (1 + 2 * logstd - mu.pow(2) - (2 * logstd).exp()).sum(1).mean()
-        recon = self.reconstruction(out.x0_pred / scale, users, pos, neg) + kl
-        diffusion = out.loss.mean()
+        m, k = len(users), neg.numel() // len(users)
+        recon_nodes = torch.cat([users, pos + self.num_users, neg.reshape(-1) + self.num_users])
+        diffusion, x0_pred, recon_at = self.diffusion_term(z, scale, cond, recon_nodes, sample)
+        recon = self.reconstruction(x0_pred / scale, *recon_at.split([m, m, m * k])) + kl
         objective = cfg.diffusion_weight * (diffusion + self.recon_weight() * recon) + cond_loss
-        return objective, {"diffusion": diffusion, "recon": recon, "condition": cond_loss}, self.denoised(z, cond, scale)
+        terms = {"diffusion": diffusion, "recon": recon, "condition": cond_loss}
+        return objective, terms, self.denoised(z, cond, scale)
 
     def training_edges(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every training edge (users, items) and one uniform negative item each, for whole-graph reconstruction."""
@@ -219,9 +276,14 @@ class LatentDiffusionRecommender(Recommender):
         """One whole-graph pre-training step (subclasses)."""
         raise NotImplementedError
 
-    def reduce(self, per_sample: torch.Tensor, batch: PairBatch, latents: torch.Tensor) -> torch.Tensor:
-        """Scalar BPR from (b,) per-sample losses, given the (num_nodes, d) denoised latents (DRGO's Sinkhorn penalty
-        reads them)."""
+    def penalty_rows(self) -> torch.Tensor:
+        """(e,) node rows besides the batch's whose read-out `reduce` reads (none here; DRGO: nominal nodes)."""
+        return self.graph.users.new_zeros(0)
+
+    def reduce(self, per_sample: torch.Tensor, batch: PairBatch, rows: torch.Tensor,
+               table: torch.Tensor) -> torch.Tensor:
+        """Scalar BPR from (b,) per-sample losses; `table` (r + e, d) is the read-out at the batch's sorted distinct
+        (r,) `rows`, then at penalty_rows (DRGO's Sinkhorn penalty reads it)."""
         return self.reduce_samples(per_sample, batch)
 
     def loss(self, batch) -> dict[str, torch.Tensor]:
@@ -229,10 +291,12 @@ class LatentDiffusionRecommender(Recommender):
         reg * L2 + the latent objective with the batch's pairs as reconstruction edges."""
         if isinstance(batch, GraphStep):
             return self.graph_loss(batch)
-        objective, terms, latents = self.latent_objective(self.graph, batch.users, batch.pos, batch.neg)
+        objective, terms, latents = self.latent_objective(self.graph, batch.users, batch.pos, batch.neg,
+                                                          sampled=True)
         rows, index = self.batch_rows(batch)
-        per_sample, l2 = self.pairwise_terms(batch, self.readout(latents, rows), index)
-        bpr = self.reduce(per_sample, batch, latents)
+        table = self.readout(latents, torch.cat([rows, self.penalty_rows()]))
+        per_sample, l2 = self.pairwise_terms(batch, table, index)
+        bpr = self.reduce(per_sample, batch, rows, table)
         return {"loss": bpr + self.reg * l2 + objective, "bpr": bpr, "l2": l2, **terms}
 
     @torch.no_grad()
