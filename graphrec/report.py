@@ -227,6 +227,7 @@ def read_run(folder: Path) -> Optional[dict]:
         seed = json.loads((folder / "run.json").read_text()).get("seed")
     model = str(flat.get("model.name", "?")) + ("+dro" if flat.get("dro.enabled") and flat.get("model.name") != "drgo"
                                                 else "")
+    model = f"gem-{model}" if flat.get("model.embedding") == "gem" else model  # GEM-FM, GEM-DeepFM, ...
     return {"folder": folder, "model": model,
             "dataset": dataset if method in (None, "given") else f"{dataset}/{method}",
             "protocol": str(metrics.get("protocol", "validation")), "seed": seed,

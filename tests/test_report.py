@@ -154,3 +154,14 @@ def test_report_settings_ignore_keys_only_some_runs_have(tmp_path, capsys):
     code, captured = _report([str(root), "--format", "json"], capsys)
     settings = {r["model"]: r["settings"] for r in json.loads(captured.out)}
     assert code == 0 and settings == {"lightgcn": {"train.lr": 0.001}, "mf": {"train.lr": 0.01}}
+
+
+def test_report_names_gem_models_apart_from_their_base(tmp_path, capsys):
+    root = tmp_path / "runs"
+    make_run(root / "fm", model="fm", metrics={"test/rmse": 0.4})
+    gem = make_run(root / "gem", model="fm", metrics={"test/rmse": 0.39})
+    config = yaml.safe_load((gem / "config.yaml").read_text())
+    config["model"]["embedding"] = "gem"
+    (gem / "config.yaml").write_text(yaml.safe_dump(config))
+    code, captured = _report([str(root), "--format", "json"], capsys)
+    assert code == 0 and sorted(r["model"] for r in json.loads(captured.out)) == ["fm", "gem-fm"]
