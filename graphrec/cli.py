@@ -143,7 +143,7 @@ def cmd_models(args: argparse.Namespace) -> int:  # noqa: ARG001
 
 def cmd_data_info(args: argparse.Namespace) -> int:
     from .split_cmd import data_block
-    from .config import apply_overrides, build_config
+    from .config import apply_overrides, build_config, override_origin
     from .data.loader import load_dataset
     from .data.field_loader import FIELD_FORMATS, fields_summary
     from .data.registry import PRESETS, data_format, preset_for
@@ -180,7 +180,7 @@ def cmd_data_info(args: argparse.Namespace) -> int:
         split = {} if "valid" in files else {"valid_ratio": 0.0}
     model = {"name": "fm" if rows else "lightgcn"}  # a model of the data's kind; nothing is trained
     raw = apply_overrides({"data": data, "split": split, "model": model}, args.set)
-    cfg = build_config(raw, source="graphrec data info")
+    cfg = build_config(raw, source="graphrec data info", origin=override_origin("graphrec data info", args.set))
     dataset = load_dataset(cfg)
     if dataset.fields is not None:
         print(f"dataset {dataset.name}")

@@ -217,8 +217,13 @@ def config_from_file(path: str | os.PathLike, overrides: list[str] | None = None
         raise GraphrecError(f"{path}: the config is empty (no keys); write at least its data: and model: sections, "
                             "e.g. copy experiments/quickstart.yaml")
     raw = apply_overrides(raw, overrides or [])
-    origin = Origin(str(path), key_lines(text), [(tuple(parse_override(o)[0]), o) for o in overrides or []])
+    origin = override_origin(str(path), overrides or [], key_lines(text))
     return build_config(raw, source=str(path), base_dir=base_dir or str(Path(path).resolve().parent), origin=origin)
+
+
+def override_origin(source: str, overrides: list[str], lines: Optional[dict[tuple, int]] = None) -> Origin:
+    """The Origin of a config read from `source` (its key lines, if any) with these `--set` overrides applied."""
+    return Origin(source, lines, [(tuple(parse_override(o)[0]), o) for o in overrides])
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None) -> Config:

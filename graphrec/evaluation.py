@@ -195,10 +195,10 @@ class Evaluator:
         self.ks, self.metrics, self.device = list(ks), list(metrics), torch.device(device)
         self.num_items = dataset.num_items
         truth = dataset.eval_splits()[split]
-        seen = [dataset.train] + ([dataset.valid] if split != "valid" and dataset.valid is not None else [])
         # protocol leaky: nothing masked, and the split's own edges join the graph the model propagates over
         self.leak_graph = _union_graph(dataset, truth, self.device) if leaky else None
-        seen = [] if leaky else seen
+        seen = [] if leaky else [dataset.train] + ([dataset.valid] if split != "valid" and dataset.valid is not None
+                                                   else [])
         self.truth_crow, self.truth_col = _to_csr([truth], dataset.num_users, dataset.num_items, self.device)
         self.seen_crow, self.seen_col = _to_csr(seen, dataset.num_users, dataset.num_items, self.device)
         has_truth = (self.truth_crow[1:] - self.truth_crow[:-1]) > 0
@@ -298,8 +298,10 @@ def evaluate_splits(model, evaluators: dict, splits: list[str], dist=None) -> di
     scorers: dict = {}
     for split in splits:
         evaluator = evaluators[split]
-        key = getattr(evaluator, "preparation_key", None)
-        prepared = scorers[key] if key in scorers else scorers.setdefault(key, evaluator.prepare(model))
+        key = evaluator.preparation_key
+        if key not in scorers:
+            scorers[key] = evaluator.prepare(model)
+        prepared = scorers[key]
         if dist is not None and evaluator.shardable:
             result = dist.sum_result(evaluator.evaluate(prepared, dist.shard(evaluator.users)))
         else:

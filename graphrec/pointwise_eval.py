@@ -37,6 +37,7 @@ class PointwiseEvaluator:
 
     shardable = False  # AUC is not a sum over rows: every rank evaluates all rows
     unit = "rows"
+    preparation_key = None  # one prepared model serves every split
 
     def __init__(self, rows: FieldRows, label: np.ndarray, task: str, metrics: Sequence[str], chunk_rows: int,
                  label_range: tuple[float, float], device: torch.device | str = "cpu"):

@@ -33,6 +33,11 @@ def _seed_range(value: int) -> int:
 Seed = Annotated[int, AfterValidator(_seed_range)]
 
 
+def all_or_count(value: Any, minimum: int) -> bool:
+    """Whether a key's raw value is 'all' or a whole number (not a bool) of at least `minimum`."""
+    return value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= minimum)
+
+
 def _library_limits(value: Any) -> None:
     """Raise ValueError for an int outside int64, a float float32 cannot hold (it would overflow, or become 0), or a
     string holding a NUL byte, anywhere inside `value`."""

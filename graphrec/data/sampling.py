@@ -11,6 +11,14 @@ from ..errors import GraphrecError
 from .dataset import Interactions
 
 
+def subset_or_all(count: int, size, generator: torch.Generator) -> Optional[torch.Tensor]:
+    """(size,) ids of range(count) drawn uniformly without replacement (on the generator's device), or None for all
+    of them (`size` 'all', or at least `count`)."""
+    if size == "all" or size >= count:
+        return None
+    return torch.randperm(count, generator=generator, device=generator.device)[:size]
+
+
 class NegativeSampler:
     """Uniform random items that are never a training positive of the user (rejection on sorted keys)."""
 

@@ -10,9 +10,11 @@ import torch.nn.functional as F
 from pydantic import Field, field_validator
 
 from ..batches import PairBatch
+from ..data.sampling import subset_or_all
 from ..graph.adjacency import random_walk_adjacency
 from ..graph.propagate import injected_mean_propagation
 from ..losses import info_nce_intra
+from ..schema import all_or_count
 from . import register
 from .multimodal import MultimodalConfig, MultimodalRecommender
 
@@ -47,7 +49,7 @@ class IDSFConfig(MultimodalConfig):
     @field_validator("cl_items", mode="before")
     @classmethod
     def _all_or_count(cls, value):
-        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 2):
+        if all_or_count(value, 2):
             return value
         raise ValueError("expected 'all' or a number of items >= 2, e.g. 512")
 
@@ -192,11 +194,8 @@ class IDSF(MultimodalRecommender):
         """(n,) the step's contrastive item set (every item, or cl_items drawn uniformly without replacement, plus
         the batch's positives with cl_anchors: batch) and the anchors' positions in it (None: every one)."""
         cfg, count, device = self.cfg, self.num_items, batch.pos.device
-        if cfg.cl_items == "all" or cfg.cl_items >= count:
-            items = torch.arange(count, device=device)
-        else:
-            items = torch.randperm(count, generator=self.batch_gen, device=self.batch_gen.device)[:cfg.cl_items]
-            items = items.to(device)
+        drawn = subset_or_all(count, cfg.cl_items, self.batch_gen)
+        items = torch.arange(count, device=device) if drawn is None else drawn.to(device)
         if cfg.cl_anchors == "all":
             return items, None
         positives = torch.unique(batch.pos)

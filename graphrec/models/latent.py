@@ -18,12 +18,13 @@ from pydantic import Field, field_validator, model_validator
 from torch import nn
 
 from ..batches import GraphStep, PairBatch
+from ..data.sampling import subset_or_all
 from ..diffusion import Denoiser, diffusion_loss, make_schedule, reverse_sample, x0_from_eps
 from ..errors import GraphrecError
 from ..graph.adjacency import NormalizedAdjacency
 from ..graph.propagate import weighted_propagation
 from ..losses import softplus_of_dots
-from ..schema import ModelConfig, Section
+from ..schema import ModelConfig, Section, all_or_count
 from .base import ModelContext, Recommender, Stage
 
 MAX_LOGSTD = 10.0  # the VGAE's log-std is clamped here, as in PyG's VGAE
@@ -85,7 +86,7 @@ class LatentDiffusionConfig(ModelConfig):
     @field_validator("sample_nodes", mode="before")
     @classmethod
     def _check_nodes(cls, value):
-        if value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        if all_or_count(value, 1):
             return value
         raise ValueError("expected a positive number of nodes or 'all'")
 
@@ -195,11 +196,7 @@ class LatentDiffusionRecommender(Recommender):
     def node_sample(self, num_nodes: int) -> Optional[torch.Tensor]:
         """(sample_nodes,) uniform sample of node rows without replacement (the model's generator), or None for
         every node ('all', or a sample as large as the graph)."""
-        size = self.cfg.sample_nodes
-        if size == "all" or size >= num_nodes:
-            return None
-        gen = self.noise_gen
-        return torch.randperm(num_nodes, generator=gen, device=gen.device)[:size]
+        return subset_or_all(num_nodes, self.cfg.sample_nodes, self.noise_gen)
 
     def diffusion_term(self, z: torch.Tensor, scale: torch.Tensor, cond: Optional[torch.Tensor],
                        recon_nodes: torch.Tensor, sample: Optional[torch.Tensor]
