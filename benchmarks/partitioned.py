@@ -61,7 +61,8 @@ def measure(rank: int, world: int, setup: str, threads: int, warmup: int, batche
            "load_avg": os.getloadavg()[0]}
     partition = trainer.model.partition
     if partition is not None:
-        out.update(halo_rows=partition.halo_rows(), owned_rows=len(partition.owned), block_nnz=partition.nnz)
+        out.update(halo_rows=partition.halo_rows(), owned_rows=len(partition.owned), block_nnz=partition.nnz,
+                   table_rows=trainer.model.embedding.shape[0])
     elif setup == "single":
         adj, x = trainer.model.graph, torch.randn(out["nodes"], 64)
         timings = []

@@ -252,8 +252,11 @@ class Trainer:
 
     # ---- checkpoints -------------------------------------------------------------------------------
     def _checkpoint(self) -> dict:
-        return {"model": self.model.state_dict(),
-                "optimizer": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+        """Everything an exact resume needs; sharded tables whole (collective under a partition)."""
+        model, optimizer = self._convert_sharded(
+            self.model.state_dict(), {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            self._whole_rows)
+        return {"model": model, "optimizer": optimizer,
                 "scheduler": {name: s.state_dict() for name, s in self.schedulers.items()} or None,
                 "state": asdict(self.state), "epoch_start_gen_state": self.epoch_start_gen_state,
                 "epoch_start_view_state": self.epoch_start_view_state,
@@ -261,9 +264,12 @@ class Trainer:
                 "config": config_to_dict(self.cfg), "world_size": self.dist.world_size}
 
     def _save(self, name: str) -> None:
-        """Write run_dir/name atomically (rank 0 only); every rank remembers what last.pt holds."""
-        if self.is_writer:
-            save_checkpoint(self.run_dir / name, self._checkpoint())
+        """Write run_dir/name atomically (rank 0 only; every rank helps gather sharded tables); every rank
+        remembers what last.pt holds."""
+        if self.is_writer or self.model.sharded_parameters():
+            state = self._checkpoint()
+            if self.is_writer:
+                save_checkpoint(self.run_dir / name, state)
         if name == "last.pt":
             self.last_saved = _describe(self.state)
             if self.pending is not None:  # the first checkpoint: the run folder becomes visible
@@ -281,8 +287,10 @@ class Trainer:
             raise GraphrecError(f"--resume {self.run_dir}: config differs from the run's at '{diff[0]}' "
                                 f"({diff[1]!r} vs {diff[2]!r}); resume with the run's own config (omit the config "
                                 "file) or start a new run")
-        load_model_state(self.model, saved["model"], self.run_dir / "last.pt", self.dataset)
-        for name, state in _by_group(saved["optimizer"], "param_groups").items():
+        model, optimizer = self._convert_sharded(saved["model"], _by_group(saved["optimizer"], "param_groups"),
+                                                 self._local_rows)
+        load_model_state(self.model, model, self.run_dir / "last.pt", self.dataset)
+        for name, state in optimizer.items():
             self.optimizers[name].load_state_dict(state)
         for name, state in _by_group(saved.get("scheduler"), "last_epoch").items():
             if name in self.schedulers:
@@ -417,16 +425,34 @@ class Trainer:
         n = max(1, self.state.batch_in_epoch)
         return {k: v / n for k, v in totals.items()}
 
-    def _share_owned_rows(self) -> None:
-        """Partitioned: each rank's copy of the node tables (parameters and their optimizer moments), of which it
-        trains only its own rows, takes every row from its owner, so checkpoints hold the trained tables."""
-        partition = getattr(self.model, "partition", None)
-        if partition is None:
-            return
-        params = list(self.model.parameters())
-        moments = [t for opt in self.optimizers.values() for p in params for t in opt.state.get(p, {}).values()
-                   if torch.is_tensor(t) and t.shape == p.shape]
-        partition.share_rows_(params + moments)
+    def _local_rows(self, table: torch.Tensor) -> torch.Tensor:
+        """(n_r, ...) this rank's rows of a whole (num_nodes, ...) node table."""
+        return table.index_select(0, self.model.partition.owned.to(table.device))
+
+    def _whole_rows(self, local: torch.Tensor) -> torch.Tensor:
+        """(num_nodes, ...) node table assembled from every rank's rows (collective)."""
+        return self.model.partition.gather(local)
+
+    def _convert_sharded(self, model_state: dict, optimizer_states: dict, convert) -> tuple[dict, dict]:
+        """Copies of a model state and of each optimizer's state in which the sharded tables and their moments
+        (state tensors of the table's shape) are passed through `convert` (whole <-> this rank's rows)."""
+        names = self.model.sharded_parameters()
+        if not names:
+            return model_state, optimizer_states
+        params = dict(self.model.named_parameters())
+        shapes = {id(params[n]): model_state[n].shape for n in names}
+        model_state = {**model_state, **{n: convert(model_state[n]) for n in names}}
+        converted = {}
+        for name, state in optimizer_states.items():
+            order = [p for group in self.optimizers[name].param_groups for p in group["params"]]
+            per_param = dict(state["state"])
+            for index, param in enumerate(order):
+                shape = shapes.get(id(param))
+                if shape is not None and index in per_param:
+                    per_param[index] = {k: convert(v) if torch.is_tensor(v) and v.shape == shape else v
+                                        for k, v in per_param[index].items()}
+            converted[name] = {**state, "state": per_param}
+        return model_state, converted
 
     def evaluate(self, splits: list[str]) -> dict[str, float]:
         """Metrics '<split>/<metric>' of the current model on the named splits (users sharded over ranks)."""
@@ -452,7 +478,6 @@ class Trainer:
                     epoch = self.state.epoch
                     stage = self.stage()
                     losses = self._train_epoch(epoch, stop)
-                    self._share_owned_rows()
                     if losses is None:
                         self._save("last.pt")
                         self._stopped(stop, f"in epoch {epoch} after batch {self.state.batch_in_epoch}")
@@ -540,18 +565,24 @@ class Trainer:
     def finish(self) -> dict[str, float]:
         """Load best.pt (or keep the last model without validation), evaluate all splits, write metrics.json."""
         best = self.run_dir / "best.pt"
-        if self.is_writer and best.exists():
-            self.model.load_state_dict(load_checkpoint(best)["model"])
-        self.dist.broadcast_module(self.model)  # the other ranks take rank 0's (best) parameters
+        sharded = bool(self.model.sharded_parameters())
+        if sharded:
+            self.dist.barrier()  # best.pt is whole on disk before any rank reads its rows
+        has_best = best.exists()
+        if has_best and (self.is_writer or sharded):
+            self.model.load_state_dict(self._convert_sharded(load_checkpoint(best)["model"], {},
+                                                             self._local_rows)[0])
+        if not sharded:
+            self.dist.broadcast_module(self.model)  # the other ranks take rank 0's (best) parameters
         started = time.perf_counter()
         metrics = self.evaluate(list(self.evaluators))
         metrics.update({"best_epoch": self.state.best_epoch, "epochs_run": self.state.epoch,
                         "train_seconds": self.state.train_seconds,
                         "eval_seconds": self.state.eval_seconds + time.perf_counter() - started,
                         "protocol": self.protocol})
+        if not has_best:
+            self._save("best.pt")
         if self.is_writer:
-            if not best.exists():
-                self._save("best.pt")
             atomic_write_json(self.run_dir / "metrics.json", metrics)
         self.tracker.log({"final": True, **metrics})
         self.tracker.summary(metrics)

@@ -11,13 +11,14 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from graphrec.checkpoint import load_checkpoint
 from graphrec.config import load_config
 from graphrec.graph.adjacency import NormalizedAdjacency
 from graphrec.graph.partitioned import PartitionedGraph, balanced_owner
 from graphrec.graph.propagate import weighted_propagation
 from graphrec.trainer import Trainer
 
-from train_helpers import history, results, write_config
+from train_helpers import history, results, stop_mid_epoch_and_resume, write_config
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
                                 reason="torch.distributed with the gloo backend is not available")
@@ -65,7 +66,7 @@ def _propagation_worker(rank: int, world_size: int) -> None:
 
     part = PartitionedGraph(users, items, num_users, num_items, rank, world_size)
     assert part.nnz == int((part.owner[full.row] == rank).sum())  # exactly its rows of the adjacency
-    local = part.propagate(part.own(table), WEIGHTS)
+    local = part.propagate(table[part.owned], WEIGHTS)
     fetched = part.fetch(local, rows[rank])
     got_grad, = torch.autograd.grad((fetched * probe[rows[rank]]).sum(), table)
     torch.testing.assert_close(part.gather(local.detach()), want.detach(), rtol=0, atol=1e-6)
@@ -89,9 +90,19 @@ def test_balanced_owner_splits_users_and_items_by_edges():
 
 
 def _train_worker(rank: int, world_size: int, config, out) -> None:
-    metrics = Trainer(load_config(config)).fit()
+    trainer = Trainer(load_config(config))
+    metrics = trainer.fit()
+    # each rank keeps only its rows of the ego table (and so of its Adam moments)
+    assert trainer.model.embedding.shape[0] == len(trainer.model.partition.owned) < trainer.model.partition.num_nodes
     if rank == 0:
         out.write_text(json.dumps(results(metrics)))
+
+
+def _resume_worker(rank: int, world_size: int, config, out) -> None:
+    metrics, run_dir, stopped_at, _ = stop_mid_epoch_and_resume(load_config(config), epoch=1, batch=3)
+    assert stopped_at == (1, 3)
+    if rank == 0:
+        out.write_text(json.dumps(metrics))
 
 
 @pytest.mark.parametrize("world_size", [2, 4])
@@ -113,3 +124,22 @@ def test_training_equals_single_process(world_size, tmp_path):
     for a, b in zip(history(run), history(single.run_dir), strict=True):
         for key, value in b.items():
             assert a[key] == (pytest.approx(value, abs=1e-5) if isinstance(value, float) else value), key
+    for name in ("best.pt", "last.pt"):  # checkpoints hold the whole table and moments, gathered from the ranks
+        got, want = load_checkpoint(run / name), load_checkpoint(single.run_dir / name)
+        torch.testing.assert_close(got["model"]["embedding"], want["model"]["embedding"], rtol=0, atol=1e-5)
+        for key in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(got["optimizer"]["main"]["state"][0][key],
+                                       want["optimizer"]["main"]["state"][0][key], rtol=0, atol=1e-5)
+
+
+def test_partitioned_run_stopped_mid_epoch_resumes_exactly(tmp_path):
+    """2 ranks stop in batch 3 of epoch 1 (last.pt: the whole table, gathered), resume from it (each rank takes
+    its rows back) and end with the metrics of the uninterrupted partitioned run."""
+    outs = []
+    for name, worker in (("straight", _train_worker), ("resumed", _resume_worker)):
+        folder = tmp_path / name
+        config = write_config(folder, folder / "runs", {**OVERRIDES, "name": name,
+                                                         "train": {**OVERRIDES["train"], "distributed": "partitioned"}})
+        _spawn(2, worker, config, folder / "metrics.json")
+        outs.append(json.loads((folder / "metrics.json").read_text()))
+    assert outs[1] == outs[0]

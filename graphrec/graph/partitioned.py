@@ -132,10 +132,6 @@ class PartitionedGraph:
         dist.all_to_all_single(wanted, nodes[grouped], send_counts, recv_counts)
         return ExchangePlan(self.local_of[wanted], send_counts, recv_counts, torch.argsort(grouped))
 
-    def own(self, table: torch.Tensor) -> torch.Tensor:
-        """(n_r, d) this rank's rows of a (num_nodes, d) table (differentiable: gradients reach those rows only)."""
-        return table.index_select(0, self.owned)
-
     def propagate(self, x0: torch.Tensor, layer_weights: Sequence[float]) -> torch.Tensor:
         """(n_r, d) sum_k w_k (A^k x)[owned rows] from the owned ego rows x0 (n_r, d); one halo exchange per layer."""
         out, h = x0 * layer_weights[0], x0
@@ -159,12 +155,6 @@ class PartitionedGraph:
         dist.all_gather(blocks, padded)
         rows = torch.cat([b[:n] for b, n in zip(blocks, self.owned_counts)])
         return rows.new_empty((self.num_nodes, rows.shape[1])).index_copy_(0, self.by_owner, rows)
-
-    @torch.no_grad()
-    def share_rows_(self, tensors: Sequence[torch.Tensor]) -> None:
-        """Overwrite every (num_nodes, ...) tensor's rows with their owners' values, in place, on every rank."""
-        for tensor in tensors:
-            tensor.copy_(self.gather(self.own(tensor).reshape(len(self.owned), -1)).view_as(tensor))
 
     def halo_rows(self) -> int:
         """Rows this rank receives per layer (its edge cut's distinct remote endpoints)."""

@@ -115,6 +115,11 @@ class Model(torch.nn.Module):
         """The training phases in order; default: one stage over every group for all epochs."""
         return [Stage()]
 
+    def sharded_parameters(self) -> list[str]:
+        """Names of the parameters that hold only this rank's node rows (train.distributed: partitioned); a
+        checkpoint holds them whole, gathered from every rank."""
+        return []
+
 
 @torch.no_grad()
 def hardest_candidates(users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
@@ -156,8 +161,10 @@ class Recommender(Model):
         self.num_users, self.num_items = ctx.dataset.num_users, ctx.dataset.num_items
         self.partition = ctx.partition
         self.graph = ctx.graph if self.uses_graph and self.partition is None else None
-        self.embedding = torch.nn.Parameter(torch.empty(self.num_users + self.num_items, cfg.embedding_dim))
-        torch.nn.init.normal_(self.embedding, std=cfg.init_std)
+        table = torch.nn.init.normal_(torch.empty(self.num_users + self.num_items, cfg.embedding_dim),
+                                      std=cfg.init_std)
+        # under a partition only this rank's rows (and their optimizer moments) are kept: the same draw, sliced
+        self.embedding = torch.nn.Parameter(table if self.partition is None else table[self.partition.owned.cpu()])
         self.reduction = SampleReduction(ctx.dro, ctx.dataset, self.num_users)
         self._cache: Optional[tuple[tuple, tuple[torch.Tensor, torch.Tensor]]] = None
 
@@ -167,11 +174,15 @@ class Recommender(Model):
         """Final node embeddings, (num_nodes, dim) or (len(rows), dim) for the given node rows."""
         raise NotImplementedError
 
+    def sharded_parameters(self) -> list[str]:
+        """The ego table, which under a partition holds this rank's (n_r, dim) rows only."""
+        return [] if self.partition is None else ["embedding"]
+
     def ego_rows(self, nodes: torch.Tensor) -> torch.Tensor:
         """(len(nodes), dim) ego embeddings of node ids (under a partition: fetched from their owners)."""
         if self.partition is None:
             return self.embedding[nodes]
-        return self.partition.fetch(self.partition.own(self.embedding), nodes)
+        return self.partition.fetch(self.embedding, nodes)
 
     def batch_rows(self, batch: PairBatch) -> tuple[torch.Tensor, BatchIndex]:
         """(n,) the batch's distinct node rows, and where each user, positive and negative sits among them."""

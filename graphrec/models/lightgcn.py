@@ -49,6 +49,6 @@ class LightGCN(Recommender):
         """Final embeddings, (num_nodes, dim) or (len(rows), dim), with the fused propagation (or this rank's rows
         propagated over its block of the graph, the requested rows fetched from their owners)."""
         if self.partition is not None:
-            local = self.partition.propagate(self.partition.own(self.embedding), self.layer_weights)
+            local = self.partition.propagate(self.embedding, self.layer_weights)
             return self.partition.gather(local) if rows is None else self.partition.fetch(local, rows)
         return weighted_propagation(self.graph, self.embedding, self.layer_weights, rows, self.cfg.backend)
