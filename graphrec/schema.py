@@ -245,6 +245,11 @@ class TrainConfig(Section):
                             "batch, DDP), partitioned (each rank holds 1/N of the graph's rows and their embedding "
                             "rows and exchanges boundary rows per layer; lightgcn only), none (refuse torchrun); "
                             "docs/distributed.md")
+    partitioner: Literal["label_propagation", "ranges"] = Field(
+        "label_propagation", description="partitioned: which rank owns each node; ranges (contiguous id ranges with "
+                                         "equal edge counts) or label_propagation (from those ranges, nodes move to "
+                                         "the rank holding most of their neighbours while every rank stays within "
+                                         "5% of equal edges: fewer boundary rows on graphs with locality)")
     progress: bool = Field(True, description="show a tqdm progress bar")
 
 

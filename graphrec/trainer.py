@@ -138,7 +138,8 @@ class Trainer:
             train = self.dataset.train
             partition = PartitionedGraph(torch.from_numpy(train.user).to(self.device),
                                          torch.from_numpy(train.item).to(self.device), self.dataset.num_users,
-                                         self.dataset.num_items, self.dist.rank, self.dist.world_size)
+                                         self.dataset.num_items, self.dist.rank, self.dist.world_size,
+                                         cfg.train.partitioner)
         self.model = build_model(cfg, self.dataset, self.device, partition)
         self.stages = check_stages(self.model)
         kinds = {stage.batch_kind or self.model.batch_kind for stage in self.stages}

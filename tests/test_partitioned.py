@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from graphrec.checkpoint import load_checkpoint
 from graphrec.config import load_config
 from graphrec.graph.adjacency import NormalizedAdjacency
-from graphrec.graph.partitioned import PartitionedGraph, balanced_owner
+from graphrec.graph.partitioned import PartitionedGraph, balanced_owner, label_propagation_owner
 from graphrec.graph.propagate import weighted_propagation
 from graphrec.trainer import Trainer
 
@@ -51,7 +51,7 @@ def _tiny_graph():
     return pairs // 30, pairs % 30, 40, 30
 
 
-def _propagation_worker(rank: int, world_size: int) -> None:
+def _propagation_worker(rank: int, world_size: int, partitioner: str) -> None:
     dist.init_process_group("gloo")
     users, items, num_users, num_items = _tiny_graph()
     table = torch.randn(num_users + num_items, 8, generator=torch.Generator().manual_seed(1), requires_grad=True)
@@ -64,7 +64,7 @@ def _propagation_worker(rank: int, world_size: int) -> None:
     want = weighted_propagation(full, table, WEIGHTS)
     want_grad, = torch.autograd.grad(sum((want[r] * probe[r]).sum() for r in rows), table)
 
-    part = PartitionedGraph(users, items, num_users, num_items, rank, world_size)
+    part = PartitionedGraph(users, items, num_users, num_items, rank, world_size, partitioner)
     assert part.nnz == int((part.owner[full.row] == rank).sum())  # exactly its rows of the adjacency
     local = part.propagate(table[part.owned], WEIGHTS)
     fetched = part.fetch(local, rows[rank])
@@ -77,9 +77,26 @@ def _propagation_worker(rank: int, world_size: int) -> None:
     dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("world_size", [2, 4])
-def test_propagation_forward_and_gradient_equal_single_process(world_size):
-    _spawn(world_size, _propagation_worker)
+@pytest.mark.parametrize("world_size,partitioner", [(2, "ranges"), (4, "ranges"), (2, "label_propagation"),
+                                                    (4, "label_propagation")])
+def test_propagation_forward_and_gradient_equal_single_process(world_size, partitioner):
+    _spawn(world_size, _propagation_worker, partitioner)
+
+
+def test_label_propagation_finds_the_communities_that_id_ranges_cut():
+    """Two disjoint 6 x 6 bicliques on interleaved ids (community = id parity): id ranges cut every edge of one
+    user side; label propagation ends with no edge between ranks and equal loads."""
+    users, items = torch.meshgrid(torch.arange(6), torch.arange(6), indexing="ij")
+    users, items = users.flatten(), items.flatten()
+    same = users % 2 == items % 2
+    users, items = users[same], items[same] + 6
+    rows, cols = torch.cat([users, items]), torch.cat([items, users])
+    degree = torch.bincount(rows, minlength=12)
+    start = balanced_owner(degree, 6, 2)
+    assert (start[rows] != start[cols]).any()
+    owner = label_propagation_owner(rows, cols, degree, start, 2)
+    assert not (owner[rows] != owner[cols]).any()
+    assert torch.bincount(owner, weights=degree.double(), minlength=2).tolist() == [18.0, 18.0]
 
 
 def test_balanced_owner_splits_users_and_items_by_edges():

@@ -31,6 +31,57 @@ def balanced_owner(degree: torch.Tensor, num_users: int, world_size: int) -> tor
     return torch.cat(owners)
 
 
+def label_propagation_owner(rows: torch.Tensor, cols: torch.Tensor, degree: torch.Tensor, start: torch.Tensor,
+                            world_size: int, iterations: int = 20, slack: float = 0.05, seed: int = 0) -> torch.Tensor:
+    """(num_nodes,) rank of each node after balanced label propagation over the symmetric edge list (rows, cols).
+
+    From `start`, each round a seeded half of the nodes that have more neighbours on another rank than on their own
+    ask to move there. Each rank admits askers, largest gain first, while its edge load after the round (admitted
+    arrivals minus admitted departures) stays within (1 + slack) of an equal share: admitting fewer arrivals can
+    only cancel departures elsewhere, so the admitted set is shrunk to its fixed point. A round that would leave a
+    rank without nodes is dropped and ends the search.
+    """
+    num_nodes = len(degree)
+    device = rows.device
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.argsort(rows * num_nodes + cols)
+    crow = torch.zeros(num_nodes + 1, dtype=torch.int64, device=device)
+    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_nodes), 0)
+    adjacency = torch.sparse_csr_tensor(crow, cols[order], torch.ones(len(rows), device=device),
+                                        (num_nodes, num_nodes))
+    load_of, owner = degree.double(), start.clone()
+    capacity = (1 + slack) * load_of.sum() / world_size
+    ranks = torch.arange(world_size, device=device)
+    for _ in range(iterations):
+        counts = adjacency @ torch.nn.functional.one_hot(owner, world_size).float()  # (n, W) neighbours per rank
+        gain = counts.max(1).values - counts.gather(1, owner[:, None]).squeeze(1)
+        if not (gain > 0).any():
+            break
+        draw = torch.rand(num_nodes, generator=generator).to(device) < 0.5
+        movers = torch.nonzero((gain > 0) & draw).squeeze(1)
+        target = counts.argmax(1)[movers]
+        ranked = torch.argsort(target * (gain.max() + 1) - gain[movers], stable=True)  # by target, best gain first
+        movers, target = movers[ranked], target[ranked]
+        source, weight = owner[movers], load_of[movers]
+        taken = torch.cumsum(weight, 0)  # load admitted within each target's run, in gain order
+        taken -= torch.cat([taken.new_zeros(1), taken])[torch.searchsorted(target, ranks)][target]
+        room = capacity - torch.zeros(world_size, dtype=torch.float64, device=device).index_add_(0, owner, load_of)
+        admitted = torch.ones(len(movers), dtype=torch.bool, device=device)
+        while True:
+            leaving = torch.zeros(world_size, dtype=torch.float64, device=device).index_add_(
+                0, source[admitted], weight[admitted])
+            kept = admitted & (taken <= (room + leaving)[target])
+            if torch.equal(kept, admitted):
+                break
+            admitted = kept
+        moved = owner.clone()
+        moved[movers[admitted]] = target[admitted]
+        if torch.bincount(moved, minlength=world_size).min() == 0:
+            break
+        owner = moved
+    return owner
+
+
 @dataclass
 class ExchangePlan:
     """One all_to_all of rows: this rank sends its local rows `send_index` (grouped by destination, `send_counts`
@@ -92,7 +143,7 @@ class PartitionedGraph:
     exchanges that make row-partitioned LightGCN exact. Building it is collective: every rank must build it."""
 
     def __init__(self, users: torch.Tensor, items: torch.Tensor, num_users: int, num_items: int, rank: int,
-                 world_size: int):
+                 world_size: int, partitioner: str = "ranges"):
         self.rank, self.world_size = rank, world_size
         self.num_nodes = num_users + num_items
         device = users.device
@@ -100,6 +151,9 @@ class PartitionedGraph:
         degree = torch.bincount(rows, minlength=self.num_nodes)
         inv_sqrt = degree.to(torch.float32).pow(-0.5).masked_fill_(degree == 0, 0.0)
         self.owner = balanced_owner(degree, num_users, world_size)
+        if partitioner == "label_propagation":
+            self.owner = label_propagation_owner(rows, cols, degree, self.owner, world_size)
+            dist.broadcast(self.owner, src=0)  # one partition for all ranks, whatever their float summation order
         self.by_owner = torch.argsort(self.owner, stable=True)  # nodes grouped by rank: rank r's nodes in order
         self.owned_counts = torch.bincount(self.owner, minlength=world_size).tolist()
         self.owned = self.by_owner[sum(self.owned_counts[:rank]):sum(self.owned_counts[:rank + 1])]
