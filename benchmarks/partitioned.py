@@ -37,11 +37,12 @@ CONFIG = {
 }
 
 
-def measure(rank: int, world: int, setup: str, threads: int, warmup: int, batches: int, out_dir: str) -> dict:
+def measure(rank: int, world: int, setup: str, threads: int, warmup: int, batches: int, out_dir: str,
+            partitioner: str = "label_propagation") -> dict:
     """Median training-step seconds of this rank (and the graph facts) under one setup."""
     cfg = build_config({**CONFIG, "output_dir": out_dir,
-                            "train": {**CONFIG["train"], "threads": threads,
-                                      "distributed": "none" if setup == "single" else setup}}, source="benchmark")
+                        "train": {**CONFIG["train"], "threads": threads, "partitioner": partitioner,
+                                  "distributed": "none" if setup == "single" else setup}}, source="benchmark")
     trainer = Trainer(cfg)
     world_for_scale = world if setup == "data" else 1
     steps, stream = [], trainer.batches()
@@ -55,7 +56,7 @@ def measure(rank: int, world: int, setup: str, threads: int, warmup: int, batche
             steps.append(time.perf_counter() - start)
     step = statistics.median(steps)
     events = len(trainer.train_users)
-    out = {"setup": setup, "procs": world, "threads": threads, "train_events": events,
+    out = {"setup": setup, "partitioner": partitioner, "procs": world, "threads": threads, "train_events": events,
            "nodes": trainer.dataset.num_users + trainer.dataset.num_items, "step_s": step,
            "steps_s": [round(s, 4) for s in steps], "epoch_s_estimate": step * -(-events // cfg.train.batch_size),
            "load_avg": os.getloadavg()[0]}
@@ -79,7 +80,8 @@ def measure(rank: int, world: int, setup: str, threads: int, warmup: int, batche
 def _rank(rank: int, world: int, port: int, args, results) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
-    results[rank] = measure(rank, world, args.setup, args.threads, args.warmup, args.batches, args.out)
+    results[rank] = measure(rank, world, args.setup, args.threads, args.warmup, args.batches, args.out,
+                            args.partitioner)
 
 
 def main() -> None:
@@ -89,11 +91,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batches", type=int, default=8)
+    parser.add_argument("--partitioner", choices=["label_propagation", "ranges"], default="label_propagation")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as out:
         args.out = out
         if args.procs == 1:
-            print(json.dumps(measure(0, 1, args.setup, args.threads, args.warmup, args.batches, out)))
+            print(json.dumps(measure(0, 1, args.setup, args.threads, args.warmup, args.batches, out,
+                                     args.partitioner)))
             return
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
