@@ -18,6 +18,7 @@ import yaml
 from .evaluation import RANKING_METRICS
 from .pointwise_eval import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from .errors import GraphrecError
+from .runs import read_run_metadata
 
 FORMATS = ("table", "markdown", "csv", "json")
 SPLIT_ORDER = ("valid", "test", "test_ood")
@@ -223,8 +224,8 @@ def read_run(folder: Path) -> Optional[dict]:
     dataset = Path(str(data_path)).name if data_path else "synthetic"
     method = flat.get("split.method", "given")
     seed = flat.get("seed")
-    if seed is None and (folder / "run.json").is_file():
-        seed = json.loads((folder / "run.json").read_text()).get("seed")
+    if seed is None:
+        seed = read_run_metadata(folder).get("seed")
     model = str(flat.get("model.name", "?")) + ("+dro" if flat.get("dro.enabled") and flat.get("model.name") != "drgo"
                                                 else "")
     model = f"gem-{model}" if flat.get("model.embedding") == "gem" else model  # GEM-FM, GEM-DeepFM, ...

@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import platform
+import secrets
 import shutil
 import subprocess
 import sys
@@ -184,7 +185,8 @@ def check_resumable(run_dir: Path) -> None:
 
 
 def run_metadata(seed: int) -> dict:
-    """Seed, versions, thread count and git commit, saved beside every run."""
+    """Seed, versions, thread count, git commit and the run's tracking id (its W&B run id, kept by --resume), saved
+    beside every run as run.json."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                                 cwd=Path(__file__).parent).stdout.strip() or None
@@ -192,7 +194,17 @@ def run_metadata(seed: int) -> dict:
         commit = None
     return {"seed": seed, "torch": torch.__version__, "python": platform.python_version(),
             "numpy": np.__version__, "threads": torch.get_num_threads(), "git_commit": commit,
-            "platform": platform.platform(), "command": " ".join(sys.argv)}
+            "platform": platform.platform(), "command": " ".join(sys.argv),
+            "tracking_id": os.environ.get("WANDB_RUN_ID") or secrets.token_hex(4)}  # a W&B sweep agent names its run
+
+
+def read_run_metadata(run_dir: Path) -> dict:
+    """A run folder's run.json ({} when it has none or it is unreadable: metadata never blocks a run)."""
+    try:
+        data = json.loads((Path(run_dir) / "run.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def config_differences(ours: dict, theirs: dict, prefix: tuple = ()) -> list[tuple[tuple, object, object]]:

@@ -14,7 +14,10 @@ class Tracker:
     """One interface over log.jsonl and an optional W&B run; W&B is imported only when enabled."""
 
     def __init__(self, cfg: TrackingConfig, run_dir: Optional[Path], run_name: str, config: dict,
-                 enabled: bool = True):
+                 enabled: bool = True, metadata: Optional[dict] = None):
+        """`metadata`: the run's run.json; its tracking_id is the W&B run id, so a resumed run continues the same W&B
+        run (a run folder from before tracking ids starts a new one), and all of it (commit, versions, seed,
+        command) goes into the W&B config under `run`."""
         self.log_path = run_dir / "log.jsonl" if (run_dir is not None and enabled) else None
         self.wandb_run = None
         if enabled and cfg.mode != "disabled" and os.environ.get("WANDB_MODE") != "disabled":
@@ -23,8 +26,10 @@ class Tracker:
             except ImportError:
                 raise GraphrecError("tracking.mode is set but wandb is not installed; pip install wandb "
                                     "or set tracking.mode: disabled") from None
-            self.wandb_run = wandb.init(project=cfg.project, entity=cfg.entity, name=run_name, config=config,
-                                        mode=os.environ.get("WANDB_MODE", cfg.mode),
+            metadata = metadata or {}
+            self.wandb_run = wandb.init(project=cfg.project, entity=cfg.entity, name=run_name,
+                                        config={**config, "run": metadata}, id=metadata.get("tracking_id"),
+                                        resume="allow", mode=os.environ.get("WANDB_MODE", cfg.mode),
                                         dir=str(run_dir) if run_dir else None, reinit=True)
 
     def moved(self, run_dir: Path) -> None:

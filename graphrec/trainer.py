@@ -31,7 +31,7 @@ from .models import build_model, get_model_class
 from .models.base import Model, Stage
 from .optim import build_optimizers, build_scheduler, restore_scheduler
 from .runs import (PendingRun, RunLock, check_resumable, claim_run_dir, first_difference, mark_failed,
-                   run_metadata)
+                   read_run_metadata, run_metadata)
 from .signals import StopRequest, TrainingStopped  # noqa: F401 (re-exported: tests and callers import them here)
 from .data.shift import write_shift
 from .tasks import TASKS, build_evaluators, lower_is_better, point_labels
@@ -179,17 +179,20 @@ class Trainer:
             if self.is_writer:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
                 self.lock = RunLock(self.run_dir)  # held until fit() ends: one process per run folder
+            metadata: dict = {}
             if resume:
                 self._resume()
+                metadata = read_run_metadata(self.run_dir) if self.is_writer else {}
             elif self.is_writer:
+                metadata = run_metadata(cfg.seed)
                 atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
-                atomic_write_json(self.run_dir / "run.json", run_metadata(cfg.seed))
+                atomic_write_json(self.run_dir / "run.json", metadata)
                 atomic_write_json(self.run_dir / "warnings.json", self.dataset.warnings.as_dict())
                 if TASKS[cfg.task].at_k:
                     write_shift(self.dataset, self.run_dir, cfg.eval.head_share, cfg.eval.tail_share)
             self.ddp_model = self.dist.wrap(self.model)  # after _resume: DDP starts from rank 0's loaded parameters
             name = (self.pending.final if self.pending else self.run_dir).name
-            self.tracker = Tracker(cfg.tracking, self.run_dir, name, config_to_dict(cfg), self.is_writer)
+            self.tracker = Tracker(cfg.tracking, self.run_dir, name, config_to_dict(cfg), self.is_writer, metadata)
         except BaseException:
             self._release(discard=True)
             raise
