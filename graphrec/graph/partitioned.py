@@ -53,7 +53,8 @@ def label_propagation_owner(rows: torch.Tensor, cols: torch.Tensor, degree: torc
     capacity = (1 + slack) * load_of.sum() / world_size
     ranks = torch.arange(world_size, device=device)
     for _ in range(iterations):
-        counts = adjacency @ torch.nn.functional.one_hot(owner, world_size).float()  # (n, W) neighbours per rank
+        member = torch.zeros(num_nodes, world_size, device=device).scatter_(1, owner[:, None], 1.0)
+        counts = adjacency @ member  # (n, W) neighbours on each rank
         gain = counts.max(1).values - counts.gather(1, owner[:, None]).squeeze(1)
         if not (gain > 0).any():
             break
