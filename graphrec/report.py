@@ -285,6 +285,44 @@ def report_rows(runs: list[dict], splits: Optional[list[str]] = None,
     return columns, rows
 
 
+def compare_to_baseline(rows: list[dict], baseline: str) -> None:
+    """Give every row of another model `vs_baseline`: per metric, (relative change of the mean from the baseline's
+    row of the same dataset, protocol and split, and +1 / -1 when the means differ by more than the larger of the
+    two sds, else 0). Refuses a baseline that is absent or has several setting groups."""
+    models = list(dict.fromkeys(row["model"] for row in rows))
+    if baseline not in models:
+        raise GraphrecError(f"--baseline {baseline}: no run of that model among the runs (models: "
+                            f"{', '.join(models)}); name one of them")
+    bases: dict[tuple, dict] = {}
+    for row in rows:
+        if row["model"] == baseline:
+            key = (row["dataset"], row["protocol"], row["split"])
+            if key in bases:
+                raise GraphrecError(f"--baseline {baseline}: its runs form several setting groups on {key[0]} "
+                                    f"({key[1]}, {key[2]}); pass the runs of one setting of it")
+            bases[key] = row
+    for row in rows:
+        base = bases.get((row["dataset"], row["protocol"], row["split"]))
+        if row["model"] == baseline or base is None:
+            continue
+        row["vs_baseline"] = {}
+        for column, (mean, sd, _) in row["values"].items():
+            if column not in base["values"] or not base["values"][column][0]:
+                continue
+            base_mean, base_sd = base["values"][column][:2]
+            spread = max(sd or 0.0, base_sd or 0.0)
+            beyond = 0 if abs(mean - base_mean) <= spread else (1 if mean > base_mean else -1)
+            row["vs_baseline"][column] = ((mean - base_mean) / base_mean, beyond)
+
+
+def _change(row: dict, column: str) -> str:
+    """' (-11.1% ▼)': the change from the baseline, with ▲ / ▼ beyond one sd; '' without a baseline."""
+    if column not in row.get("vs_baseline", {}):
+        return ""
+    relative, beyond = row["vs_baseline"][column]
+    return f" ({relative:+.1%}{' ▲' if beyond > 0 else ' ▼' if beyond < 0 else ''})"
+
+
 def _seeds(seeds: list) -> str:
     """'3 (1,2,3)', or the count and range when there are many."""
     shown = ",".join(map(str, seeds)) if len(seeds) <= 10 else f"{seeds[0]}..{seeds[-1]}"
@@ -295,9 +333,13 @@ def format_report(columns: list[str], rows: list[dict], fmt: str = "markdown") -
     """Report rows as table / markdown / csv (mean and sd columns) / json."""
     if fmt == "json":
         return json.dumps([{**{k: row[k] for k in ("model", "dataset", "protocol", "split", "seeds", "settings")},
-                            "metrics": {c: {"mean": m, "sd": sd, "n": n} for c, (m, sd, n) in row["values"].items()}}
+                            "metrics": {c: {"mean": m, "sd": sd, "n": n} for c, (m, sd, n) in row["values"].items()},
+                            **({"vs_baseline": {c: {"relative": r, "beyond_sd": b}
+                                                for c, (r, b) in row["vs_baseline"].items()}}
+                               if "vs_baseline" in row else {})}
                            for row in rows], indent=2, default=str)
     header = ["model", "dataset", "protocol", "split", "seeds", "settings"]
+    compared = any("vs_baseline" in row for row in rows)
     body = []
     for row in rows:
         cells = [row["model"], row["dataset"], row["protocol"], row["split"],
@@ -306,12 +348,14 @@ def format_report(columns: list[str], rows: list[dict], fmt: str = "markdown") -
         for column in columns:
             mean, sd, _ = row["values"].get(column, (None, None, 0))
             if fmt == "csv":
-                cells += [_number(mean), _number(sd)]
+                change = row.get("vs_baseline", {}).get(column)
+                cells += [_number(mean), _number(sd)] + ([_number(change[0]) if change else ""] if compared else [])
             else:
-                cells.append(_number(mean) + (f" ± {_number(sd)}" if sd is not None else ""))
+                cells.append(_number(mean) + (f" ± {_number(sd)}" if sd is not None else "") + _change(row, column))
         body.append(cells)
     if fmt == "csv":
-        header += [f"{c}{part}" for c in columns for part in ("_mean", "_sd")]
+        parts = ("_mean", "_sd", "_vs_baseline") if compared else ("_mean", "_sd")
+        header += [f"{c}{part}" for c in columns for part in parts]
     else:
         header += columns
     return _render(header, body, fmt)
@@ -328,6 +372,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--allow-mixed", action="store_true",
                         help="tabulate runs of different datasets or protocols together")
     parser.add_argument("--out", metavar="FILE", help="write the table to FILE (atomically) instead of printing it")
+    parser.add_argument("--baseline", metavar="MODEL", help="beside each other model's mean: its change from MODEL's "
+                        "mean on the same split, marked ▲ / ▼ when they differ by more than the larger sd")
     parser.add_argument("--best", metavar="METRIC", help="sweep folders: rank their runs by METRIC (e.g. "
                         "valid/ndcg@20) and write the best config as <sweep>/best-<metric>.yaml")
     parser.add_argument("--plot", metavar="PNG", help="with --best: METRIC against each swept parameter "
@@ -380,6 +426,8 @@ def run(args: argparse.Namespace) -> int:
                 raise GraphrecError(f"report: the runs are of different {what}s ({', '.join(seen)}); pass "
                                     "--allow-mixed to tabulate them together, or fewer runs")
     columns, rows = report_rows(runs, _names(args.splits), _names(args.metrics))
+    if args.baseline:
+        compare_to_baseline(rows, args.baseline)
     text = format_report(columns, rows, args.format)
     if args.out:
         from .checkpoint import atomic_write_text

@@ -165,3 +165,31 @@ def test_report_names_gem_models_apart_from_their_base(tmp_path, capsys):
     (gem / "config.yaml").write_text(yaml.safe_dump(config))
     code, captured = _report([str(root), "--format", "json"], capsys)
     assert code == 0 and sorted(r["model"] for r in json.loads(captured.out)) == ["fm", "gem-fm"]
+
+
+def test_report_baseline_gives_each_model_its_change_and_marks_differences_beyond_one_sd(tmp_path, capsys):
+    root = tmp_path / "runs"
+    for seed, (test, ood) in zip((1, 2), ((0.08, 0.010), (0.09, 0.012))):  # mean 0.085 ± 0.00707, 0.011 ± 0.00141
+        make_run(root / f"mf-{seed}", model="mf", seed=seed,
+                 metrics={"test/recall@20": test, "test_ood/recall@20": ood})
+    for seed, (test, ood) in zip((1, 2), ((0.08, 0.020), (0.095, 0.022))):  # 0.0875 ± 0.0106, 0.021 ± 0.00141
+        make_run(root / f"lightgcn-{seed}", seed=seed, metrics={"test/recall@20": test, "test_ood/recall@20": ood})
+    code, captured = _report([str(root), "--baseline", "mf", "--format", "json"], capsys)
+    rows = {(r["model"], r["split"]): r for r in json.loads(captured.out)}
+    assert code == 0 and "vs_baseline" not in rows[("mf", "test")]
+    test, ood = rows[("lightgcn", "test")]["vs_baseline"], rows[("lightgcn", "test_ood")]["vs_baseline"]
+    assert test["recall@20"] == {"relative": pytest.approx(0.0025 / 0.085), "beyond_sd": 0}  # within the sd
+    assert ood["recall@20"] == {"relative": pytest.approx(0.010 / 0.011), "beyond_sd": 1}
+    _, captured = _report([str(root), "--baseline", "mf", "--splits", "test_ood"], capsys)
+    assert "| 0.0210 ± 0.0014 (+90.9% ▲) |" in captured.out
+    _, captured = _report([str(root), "--baseline", "mf", "--splits", "test", "--format", "csv"], capsys)
+    row = next(r for r in csv.DictReader(io.StringIO(captured.out)) if r["model"] == "lightgcn")
+    assert row["recall@20_vs_baseline"] == "0.0294"
+
+
+def test_report_baseline_errors_name_the_models_and_the_groups(runs, capsys):
+    with pytest.raises(GraphrecError, match=r"--baseline lgcn: no run of that model among the runs \(models: "
+                                            r"lightgcn, mf\)"):
+        _report([str(runs), "--baseline", "lgcn"], capsys)
+    with pytest.raises(GraphrecError, match="--baseline lightgcn: its runs form several setting groups on ood-food"):
+        _report([str(runs), "--baseline", "lightgcn"], capsys)
