@@ -16,6 +16,7 @@ from graphrec.config import load_config
 from graphrec.graph.adjacency import NormalizedAdjacency
 from graphrec.graph.partitioned import PartitionedGraph, balanced_owner, label_propagation_owner
 from graphrec.graph.propagate import weighted_propagation
+from graphrec.models.base import normal_rows
 from graphrec.trainer import Trainer
 
 from train_helpers import history, results, stop_mid_epoch_and_resume, write_config
@@ -160,3 +161,14 @@ def test_partitioned_run_stopped_mid_epoch_resumes_exactly(tmp_path):
         _spawn(2, worker, config, folder / "metrics.json")
         outs.append(json.loads((folder / "metrics.json").read_text()))
     assert outs[1] == outs[0]
+
+
+@pytest.mark.parametrize("dim", [3, 64])
+def test_a_ranks_rows_of_the_initial_table_equal_the_whole_draw(dim):
+    """Each rank draws the table in chunks and keeps its rows: the values of one whole seeded draw."""
+    keep = torch.tensor([0, 5, 31, 32, 33, 500, 999])
+    torch.manual_seed(7)
+    whole, after_whole = normal_rows(1000, dim, 0.1), torch.rand(4)
+    torch.manual_seed(7)
+    torch.testing.assert_close(normal_rows(1000, dim, 0.1, keep, chunk_rows=32), whole[keep], rtol=0, atol=0)
+    assert torch.equal(torch.rand(4), after_whole)  # the generator moved on exactly as far

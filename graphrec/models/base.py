@@ -121,6 +121,21 @@ class Model(torch.nn.Module):
         return []
 
 
+def normal_rows(num_rows: int, dim: int, std: float, keep: Optional[torch.Tensor] = None,
+                chunk_rows: int = 65536) -> torch.Tensor:
+    """(num_rows, dim) normal(0, std) draws from the global CPU generator, or only the `keep` rows (sorted ids) of
+    that table: drawn 65,536 rows at a time, so a rank that keeps 1/N of a large table never holds all of it.
+    The values equal one whole draw (torch's CPU normal_ fills blocks of 16 values; chunks are multiples of 16)."""
+    if keep is None:
+        return torch.nn.init.normal_(torch.empty(num_rows, dim), std=std)
+    parts = []
+    for start in range(0, num_rows, chunk_rows):
+        block = torch.nn.init.normal_(torch.empty(min(chunk_rows, num_rows - start), dim), std=std)
+        low, high = torch.searchsorted(keep, torch.tensor([start, start + len(block)])).tolist()
+        parts.append(block[keep[low:high] - start])
+    return torch.cat(parts)
+
+
 @torch.no_grad()
 def hardest_candidates(users: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
     """(b, k, 1) index of the candidate each user scores highest; users (b, d), candidates (b, k, c, d)."""
@@ -161,10 +176,10 @@ class Recommender(Model):
         self.num_users, self.num_items = ctx.dataset.num_users, ctx.dataset.num_items
         self.partition = ctx.partition
         self.graph = ctx.graph if self.uses_graph and self.partition is None else None
-        table = torch.nn.init.normal_(torch.empty(self.num_users + self.num_items, cfg.embedding_dim),
-                                      std=cfg.init_std)
-        # under a partition only this rank's rows (and their optimizer moments) are kept: the same draw, sliced
-        self.embedding = torch.nn.Parameter(table if self.partition is None else table[self.partition.owned.cpu()])
+        # under a partition only this rank's rows (and their optimizer moments) are kept
+        keep = None if self.partition is None else self.partition.owned.cpu()
+        self.embedding = torch.nn.Parameter(normal_rows(self.num_users + self.num_items, cfg.embedding_dim,
+                                                        cfg.init_std, keep))
         self.reduction = SampleReduction(ctx.dro, ctx.dataset, self.num_users)
         self._cache: Optional[tuple[tuple, tuple[torch.Tensor, torch.Tensor]]] = None
 
