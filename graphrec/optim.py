@@ -24,13 +24,16 @@ def build_optimizer(params: list[torch.nn.Parameter], name: str, lr: float, weig
 
 
 def build_optimizers(train: TrainConfig, groups: dict[str, list[torch.nn.Parameter]]) -> dict[str, torch.optim.Optimizer]:
-    """One optimizer per named parameter group; train.groups.<name> overrides lr / optimizer / weight_decay."""
+    """One optimizer per named parameter group that has parameters (none: a model that trains nothing, MostPop);
+    train.groups.<name> overrides lr / optimizer / weight_decay."""
     unknown = sorted(set(train.groups) - set(groups))
     if unknown:
         raise GraphrecError(f"train.groups.{unknown[0]}: the model has no parameter group '{unknown[0]}'; its "
                             f"groups: {', '.join(groups)}")
     out = {}
     for name, params in groups.items():
+        if not params:
+            continue
         over = train.groups.get(name)
         lr = over.lr if over is not None and over.lr is not None else train.lr
         kind = over.optimizer if over is not None and over.optimizer is not None else train.optimizer

@@ -478,7 +478,7 @@ class Trainer:
         stop = stop if stop is not None else StopRequest(announce=self.is_writer)
         try:
             with stop:
-                while not self.state.stopped_early and self.state.epoch < cfg.epochs:
+                while self.optimizers and not self.state.stopped_early and self.state.epoch < cfg.epochs:
                     epoch = self.state.epoch
                     stage = self.stage()
                     losses = self._train_epoch(epoch, stop)
@@ -568,6 +568,8 @@ class Trainer:
 
     def finish(self) -> dict[str, float]:
         """Load best.pt (or keep the last model without validation), evaluate all splits, write metrics.json."""
+        if self.pending is not None:  # nothing was trained (a model without parameters): publish the folder now
+            self._save("last.pt")
         best = self.run_dir / "best.pt"
         sharded = bool(self.model.sharded_parameters())
         if sharded:

@@ -134,3 +134,16 @@ def test_lightgcn_beats_mf_and_popularity_on_synthetic(tmp_path):
     assert results["lightgcn"] > results["mf"] + 0.04, (results, popularity)
     assert results["lightgcn"] > popularity + 0.08, (results, popularity)
     assert popularity > 0.2  # the popularity baseline is a real one on this data
+
+
+def test_most_popular_ranks_unseen_items_by_training_popularity_and_trains_nothing(tmp_path):
+    """pop: recall@20 equals an evaluator fed the training degrees as scores; no epoch runs, the folder is whole."""
+    trainer = Trainer(synthetic_config(tmp_path, {"name": "pop"}, 0))
+    metrics = trainer.fit()
+    dataset = trainer.dataset
+    item_degree = torch.from_numpy(np.bincount(dataset.train.item, minlength=dataset.num_items)).float()
+    want = Evaluator(dataset, "test", [20], ["recall"], 2 ** 20).evaluate(
+        dot_scorer(torch.ones(dataset.num_users, 1), item_degree[:, None])).means()["recall@20"]
+    assert metrics["test/recall@20"] == pytest.approx(want, abs=1e-12) and want > 0.2
+    assert metrics["epochs_run"] == 0 and metrics["best_epoch"] == -1
+    assert {"best.pt", "last.pt", "metrics.json"} <= {p.name for p in trainer.run_dir.iterdir()}

@@ -37,5 +37,5 @@ def build_model(cfg, dataset, device, partition=None):
     return cls(cls.config_class(**cfg.model), ctx).to(device)
 
 
-from . import (afm, causaldiffrec, deepfm, drgo, fm, freedom, idsf, lattice, lightgcn, mf, nfm, sgcl,  # noqa: E402,F401
-               sgl, simgcl, vbpr, xsimgcl)  # registration
+from . import (afm, causaldiffrec, deepfm, drgo, fm, freedom, idsf, lattice, lightgcn, mf, nfm, pop,  # noqa: E402,F401
+               sgcl, sgl, simgcl, vbpr, xsimgcl)  # registration
