@@ -26,6 +26,7 @@ POINTWISE_METRICS = REGRESSION_METRICS + CLASSIFICATION_METRICS
 KNOWN_METRICS = RANKING_METRICS + POINTWISE_METRICS
 # config keys that say how a run was executed, not what it computes: never tell two settings apart
 _NOT_SETTINGS = ("name", "seed", "output_dir", "device", "tracking.", "train.progress", "train.threads")
+_TRAINING_KEYS = ("train.", "dro.")  # left out of the settings of runs that trained nothing (epochs_run 0)
 
 
 def _split_metric_key(key: str) -> Optional[tuple[str, str]]:
@@ -229,10 +230,12 @@ def read_run(folder: Path) -> Optional[dict]:
     model = str(flat.get("model.name", "?")) + ("+dro" if flat.get("dro.enabled") and flat.get("model.name") != "drgo"
                                                 else "")
     model = f"gem-{model}" if flat.get("model.embedding") == "gem" else model  # GEM-FM, GEM-DeepFM, ...
+    trained = metrics.get("epochs_run") != 0  # a model that trains nothing (pop): its training keys are no settings
     return {"folder": folder, "model": model,
             "dataset": dataset if method in (None, "given") else f"{dataset}/{method}",
             "protocol": str(metrics.get("protocol", "validation")), "seed": seed,
-            "settings": {k: v for k, v in flat.items() if not k.startswith(_NOT_SETTINGS) and k != "data.path"},
+            "settings": {k: v for k, v in flat.items() if not k.startswith(_NOT_SETTINGS) and k != "data.path"
+                         and (trained or not k.startswith(_TRAINING_KEYS))},
             "metrics": metrics}
 
 

@@ -193,3 +193,13 @@ def test_report_baseline_errors_name_the_models_and_the_groups(runs, capsys):
         _report([str(runs), "--baseline", "lgcn"], capsys)
     with pytest.raises(GraphrecError, match="--baseline lightgcn: its runs form several setting groups on ood-food"):
         _report([str(runs), "--baseline", "lightgcn"], capsys)
+
+
+def test_report_leaves_training_keys_out_of_the_settings_of_runs_that_trained_nothing(tmp_path, capsys):
+    root = tmp_path / "runs"
+    make_run(root / "lightgcn", metrics={"test/recall@20": 0.2, "epochs_run": 30})
+    make_run(root / "lightgcn-lr", lr=0.01, metrics={"test/recall@20": 0.3, "epochs_run": 30})
+    make_run(root / "pop", model="pop", lr=0.02, metrics={"test/recall@20": 0.1, "epochs_run": 0})
+    _, captured = _report([str(root), "--format", "json"], capsys)
+    settings = [(r["model"], r["settings"]) for r in json.loads(captured.out)]
+    assert settings == [("lightgcn", {"train.lr": 0.001}), ("lightgcn", {"train.lr": 0.01}), ("pop", {})]
