@@ -44,8 +44,8 @@ class DistContext:
 
         DDP broadcasts rank 0's parameters at construction, so wrap after loading a checkpoint.
         """
-        if not self.distributed or self.mode != "data":
-            return model
+        if not self.distributed or self.mode != "data" or not any(p.requires_grad for p in model.parameters()):
+            return model  # (a model without parameters, MostPop, has nothing for DDP to average)
         from torch.nn.parallel import DistributedDataParallel
         return DistributedDataParallel(model, device_ids=[self.device.index] if self.is_cuda else None)
 
