@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -29,6 +29,7 @@ class DistContext:
     device: torch.device = torch.device("cpu")
     is_cuda: bool = False
     mode: str = "data"  # train.distributed
+    user_owner: Optional[torch.Tensor] = None  # partitioned: (num_users,) rank that holds each user's rows
 
     @property
     def distributed(self) -> bool:
@@ -62,8 +63,13 @@ class DistContext:
         return norm
 
     def shard(self, users: torch.Tensor) -> torch.Tensor:
-        """This rank's share of the users to evaluate (every world_size-th one)."""
-        return users if not self.distributed else users[self.rank::self.world_size]
+        """This rank's share of the users to evaluate: every world_size-th one, or under a partition the users whose
+        rows it holds (so their final embeddings need no exchange)."""
+        if not self.distributed:
+            return users
+        if self.user_owner is not None:
+            return users[self.user_owner[users.to(self.user_owner.device)].to(users.device) == self.rank]
+        return users[self.rank::self.world_size]
 
     def sum_result(self, result: EvalResult) -> EvalResult:
         """Metric sums and user counts added up over all ranks (float64; every rank gets the same bytes)."""

@@ -140,6 +140,7 @@ class Trainer:
                                          torch.from_numpy(train.item).to(self.device), self.dataset.num_users,
                                          self.dataset.num_items, self.dist.rank, self.dist.world_size,
                                          cfg.train.partitioner)
+            self.dist.user_owner = partition.owner[:self.dataset.num_users]  # each rank evaluates the users it holds
         self.model = build_model(cfg, self.dataset, self.device, partition)
         self.stages = check_stages(self.model)
         kinds = {stage.batch_kind or self.model.batch_kind for stage in self.stages}

@@ -75,6 +75,12 @@ def _propagation_worker(rank: int, world_size: int, partitioner: str) -> None:
     owned = part.owned  # gradients reach this rank's rows only, and there equal the whole graph's
     torch.testing.assert_close(got_grad[owned], want_grad[owned], rtol=0, atol=1e-6)
     assert not got_grad[part.owner != rank].any()
+    # evaluation: the users this rank holds, scored against every item from the items' rows alone
+    mine = part.owned[part.owned < num_users]
+    want_scores = want.detach()[mine] @ want.detach()[num_users:].t()
+    torch.testing.assert_close(part.scorer(local.detach())(mine), want_scores, rtol=0, atol=1e-6)
+    torch.testing.assert_close(part.gather(local.detach(), items_only=True), want.detach()[num_users:], rtol=0,
+                               atol=1e-6)
     dist.destroy_process_group()
 
 

@@ -146,7 +146,7 @@ class PartitionedGraph:
     def __init__(self, users: torch.Tensor, items: torch.Tensor, num_users: int, num_items: int, rank: int,
                  world_size: int, partitioner: str = "ranges"):
         self.rank, self.world_size = rank, world_size
-        self.num_nodes = num_users + num_items
+        self.num_users, self.num_nodes = num_users, num_users + num_items
         device = users.device
         rows, cols = torch.cat([users, items + num_users]), torch.cat([items + num_users, users])
         degree = torch.bincount(rows, minlength=self.num_nodes)
@@ -202,14 +202,32 @@ class PartitionedGraph:
         plan = self.plan(nodes)
         return _Exchange.apply(local, plan).index_select(0, plan.request_order)
 
-    def gather(self, local: torch.Tensor) -> torch.Tensor:
-        """(num_nodes, d) table assembled from every rank's (n_r, d) block (collective, not differentiable)."""
-        padded = local.new_zeros((max(self.owned_counts), local.shape[1]))
-        padded[:len(local)] = local
+    def gather(self, local: torch.Tensor, items_only: bool = False) -> torch.Tensor:
+        """(num_nodes, d) table assembled from every rank's (n_r, d) block, or with `items_only` the (num_items, d)
+        item rows alone (collective, not differentiable)."""
+        keep = [self.by_owner[start:start + n] for start, n in zip(self._starts(), self.owned_counts)]
+        if items_only:
+            keep = [nodes[nodes >= self.num_users] for nodes in keep]
+        mine = keep[self.rank]
+        sent = local if not items_only else local[len(self.owned) - len(mine):]  # owned ids are sorted: items last
+        padded = local.new_zeros((max(len(k) for k in keep), local.shape[1]))
+        padded[:len(sent)] = sent
         blocks = [torch.empty_like(padded) for _ in range(self.world_size)]
         dist.all_gather(blocks, padded)
-        rows = torch.cat([b[:n] for b, n in zip(blocks, self.owned_counts)])
-        return rows.new_empty((self.num_nodes, rows.shape[1])).index_copy_(0, self.by_owner, rows)
+        rows = torch.cat([b[:len(k)] for b, k in zip(blocks, keep)])
+        where = torch.cat(keep) - (self.num_users if items_only else 0)
+        return rows.new_empty((self.num_nodes - (self.num_users if items_only else 0), rows.shape[1])
+                              ).index_copy_(0, where, rows)
+
+    def _starts(self) -> list[int]:
+        """Where each rank's nodes start in by_owner."""
+        return [sum(self.owned_counts[:r]) for r in range(self.world_size)]
+
+    def scorer(self, local: torch.Tensor):
+        """users (m,) this rank owns -> (m, num_items) dot-product scores, from this rank's (n_r, d) final rows and
+        every rank's item rows (one all-gather of the items only; collective)."""
+        items_t = self.gather(local, items_only=True).t().contiguous()
+        return lambda users: local[self.local_of[users.to(self.local_of.device)]] @ items_t
 
     def halo_rows(self) -> int:
         """Rows this rank receives per layer (its edge cut's distinct remote endpoints)."""

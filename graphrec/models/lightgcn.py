@@ -52,3 +52,11 @@ class LightGCN(Recommender):
             local = self.partition.propagate(self.embedding, self.layer_weights)
             return self.partition.gather(local) if rows is None else self.partition.fetch(local, rows)
         return weighted_propagation(self.graph, self.embedding, self.layer_weights, rows, self.cfg.backend)
+
+    @torch.no_grad()
+    def scorer(self):
+        """Dot-product scores against every item; under a partition for the users this rank owns (the evaluation
+        shards users by owner), so only the item rows are gathered, never the whole final table."""
+        if self.partition is None:
+            return super().scorer()
+        return self.partition.scorer(self.partition.propagate(self.embedding, self.layer_weights))
