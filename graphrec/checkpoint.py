@@ -7,7 +7,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -177,3 +177,27 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2 ** 32)
     torch.manual_seed(seed)
+
+
+def convert_sharded(model: torch.nn.Module, optimizers: dict, model_state: dict, optimizer_states: dict,
+                    convert: Callable[[torch.Tensor], torch.Tensor]) -> tuple[dict, dict]:
+    """Copies of a model state and of each named optimizer's state in which the model's sharded tables
+    (`model.sharded_parameters()`, train.distributed: partitioned) and their moments (optimizer state tensors of the
+    table's shape) are passed through `convert`: this rank's rows -> the whole table for a checkpoint, or back."""
+    names = model.sharded_parameters()
+    if not names:
+        return model_state, optimizer_states
+    params = dict(model.named_parameters())
+    shapes = {id(params[n]): model_state[n].shape for n in names}
+    model_state = {**model_state, **{n: convert(model_state[n]) for n in names}}
+    converted = {}
+    for name, state in optimizer_states.items():
+        order = [p for group in optimizers[name].param_groups for p in group["params"]]  # state_dict's numbering
+        per_param = dict(state["state"])
+        for index, param in enumerate(order):
+            shape = shapes.get(id(param))
+            if shape is not None and index in per_param:
+                per_param[index] = {k: convert(v) if torch.is_tensor(v) and v.shape == shape else v
+                                    for k, v in per_param[index].items()}
+        converted[name] = {**state, "state": per_param}
+    return model_state, converted

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from . import distributed as dist_utils
 from .allocator import tune_allocator
 from .batches import BATCH_KINDS, GraphStep, PointBatch
-from .checkpoint import (atomic_write_json, atomic_write_text, load_checkpoint, load_model_state,
+from .checkpoint import (atomic_write_json, atomic_write_text, convert_sharded, load_checkpoint, load_model_state,
                          module_generator_states, remove_stale_temps, rng_state, save_checkpoint, seed_everything,
                          set_module_generator_states, set_rng_state)
 from .config import Config, config_from_file, config_to_dict
@@ -258,9 +258,9 @@ class Trainer:
     # ---- checkpoints -------------------------------------------------------------------------------
     def _checkpoint(self) -> dict:
         """Everything an exact resume needs; sharded tables whole (collective under a partition)."""
-        model, optimizer = self._convert_sharded(
-            self.model.state_dict(), {name: opt.state_dict() for name, opt in self.optimizers.items()},
-            self._whole_rows)
+        model, optimizer = convert_sharded(
+            self.model, self.optimizers, self.model.state_dict(),
+            {name: opt.state_dict() for name, opt in self.optimizers.items()}, self._whole_rows)
         return {"model": model, "optimizer": optimizer,
                 "scheduler": {name: s.state_dict() for name, s in self.schedulers.items()} or None,
                 "state": asdict(self.state), "epoch_start_gen_state": self.epoch_start_gen_state,
@@ -292,8 +292,8 @@ class Trainer:
             raise GraphrecError(f"--resume {self.run_dir}: config differs from the run's at '{diff[0]}' "
                                 f"({diff[1]!r} vs {diff[2]!r}); resume with the run's own config (omit the config "
                                 "file) or start a new run")
-        model, optimizer = self._convert_sharded(saved["model"], _by_group(saved["optimizer"], "param_groups"),
-                                                 self._local_rows)
+        model, optimizer = convert_sharded(self.model, self.optimizers, saved["model"],
+                                           _by_group(saved["optimizer"], "param_groups"), self._local_rows)
         load_model_state(self.model, model, self.run_dir / "last.pt", self.dataset)
         for name, state in optimizer.items():
             self.optimizers[name].load_state_dict(state)
@@ -438,27 +438,6 @@ class Trainer:
         """(num_nodes, ...) node table assembled from every rank's rows (collective)."""
         return self.model.partition.gather(local)
 
-    def _convert_sharded(self, model_state: dict, optimizer_states: dict, convert) -> tuple[dict, dict]:
-        """Copies of a model state and of each optimizer's state in which the sharded tables and their moments
-        (state tensors of the table's shape) are passed through `convert` (whole <-> this rank's rows)."""
-        names = self.model.sharded_parameters()
-        if not names:
-            return model_state, optimizer_states
-        params = dict(self.model.named_parameters())
-        shapes = {id(params[n]): model_state[n].shape for n in names}
-        model_state = {**model_state, **{n: convert(model_state[n]) for n in names}}
-        converted = {}
-        for name, state in optimizer_states.items():
-            order = [p for group in self.optimizers[name].param_groups for p in group["params"]]
-            per_param = dict(state["state"])
-            for index, param in enumerate(order):
-                shape = shapes.get(id(param))
-                if shape is not None and index in per_param:
-                    per_param[index] = {k: convert(v) if torch.is_tensor(v) and v.shape == shape else v
-                                        for k, v in per_param[index].items()}
-            converted[name] = {**state, "state": per_param}
-        return model_state, converted
-
     def evaluate(self, splits: list[str]) -> dict[str, float]:
         """Metrics '<split>/<metric>' of the current model on the named splits (users sharded over ranks)."""
         return evaluate_splits(self.model, self.evaluators, splits, self.dist)
@@ -577,8 +556,8 @@ class Trainer:
             self.dist.barrier()  # best.pt is whole on disk before any rank reads its rows
         has_best = best.exists()
         if has_best and (self.is_writer or sharded):
-            self.model.load_state_dict(self._convert_sharded(load_checkpoint(best)["model"], {},
-                                                             self._local_rows)[0])
+            self.model.load_state_dict(convert_sharded(self.model, self.optimizers, load_checkpoint(best)["model"],
+                                                       {}, self._local_rows)[0])
         if not sharded:
             self.dist.broadcast_module(self.model)  # the other ranks take rank 0's (best) parameters
         started = time.perf_counter()
