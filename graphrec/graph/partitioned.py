@@ -44,11 +44,7 @@ def label_propagation_owner(rows: torch.Tensor, cols: torch.Tensor, degree: torc
     num_nodes = len(degree)
     device = rows.device
     generator = torch.Generator().manual_seed(seed)
-    order = torch.argsort(rows * num_nodes + cols)
-    crow = torch.zeros(num_nodes + 1, dtype=torch.int64, device=device)
-    crow[1:] = torch.cumsum(torch.bincount(rows, minlength=num_nodes), 0)
-    adjacency = torch.sparse_csr_tensor(crow, cols[order], torch.ones(len(rows), device=device),
-                                        (num_nodes, num_nodes))
+    adjacency = _csr(rows, cols, torch.ones(len(rows), device=device), (num_nodes, num_nodes))
     load_of, owner = degree.double(), start.clone()
     capacity = (1 + slack) * load_of.sum() / world_size
     ranks = torch.arange(world_size, device=device)
@@ -157,7 +153,8 @@ class PartitionedGraph:
             dist.broadcast(self.owner, src=0)  # one partition for all ranks, whatever their float summation order
         self.by_owner = torch.argsort(self.owner, stable=True)  # nodes grouped by rank: rank r's nodes in order
         self.owned_counts = torch.bincount(self.owner, minlength=world_size).tolist()
-        self.owned = self.by_owner[sum(self.owned_counts[:rank]):sum(self.owned_counts[:rank + 1])]
+        self.rank_nodes = torch.split(self.by_owner, self.owned_counts)  # each rank's nodes, in id order
+        self.owned = self.rank_nodes[rank]
         position = torch.empty_like(self.by_owner)  # each node's place in by_owner, minus its owner's start
         position[self.by_owner] = torch.arange(self.num_nodes, device=device)
         starts = torch.cumsum(torch.tensor([0] + self.owned_counts[:-1], device=device), 0)
@@ -205,9 +202,7 @@ class PartitionedGraph:
     def gather(self, local: torch.Tensor, items_only: bool = False) -> torch.Tensor:
         """(num_nodes, d) table assembled from every rank's (n_r, d) block, or with `items_only` the (num_items, d)
         item rows alone (collective, not differentiable)."""
-        keep = [self.by_owner[start:start + n] for start, n in zip(self._starts(), self.owned_counts)]
-        if items_only:
-            keep = [nodes[nodes >= self.num_users] for nodes in keep]
+        keep = [nodes[nodes >= self.num_users] for nodes in self.rank_nodes] if items_only else self.rank_nodes
         mine = keep[self.rank]
         sent = local if not items_only else local[len(self.owned) - len(mine):]  # owned ids are sorted: items last
         padded = local.new_zeros((max(len(k) for k in keep), local.shape[1]))
@@ -218,10 +213,6 @@ class PartitionedGraph:
         where = torch.cat(keep) - (self.num_users if items_only else 0)
         return rows.new_empty((self.num_nodes - (self.num_users if items_only else 0), rows.shape[1])
                               ).index_copy_(0, where, rows)
-
-    def _starts(self) -> list[int]:
-        """Where each rank's nodes start in by_owner."""
-        return [sum(self.owned_counts[:r]) for r in range(self.world_size)]
 
     def scorer(self, local: torch.Tensor):
         """users (m,) this rank owns -> (m, num_items) dot-product scores, from this rank's (n_r, d) final rows and
