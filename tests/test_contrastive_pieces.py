@@ -212,12 +212,13 @@ def test_per_layer_edge_dropout_gives_independent_views():
 
 
 def test_sign_aligned_noise_norm_sign_and_seed():
-    h = torch.tensor([[1.0, -2.0, 3.0], [-0.5, -0.1, 4.0], [2.0, 0.0, -1.0]])
+    h = torch.tensor([[1.0, -2.0, 3.0], [-0.5, -0.1, 4.0], [2.0, 0.0, -1.0], [0.0, 0.0, 0.0]])
     noise = sign_aligned_noise(h, 0.1, torch.Generator().manual_seed(0))
     assert noise.shape == h.shape
-    np.testing.assert_allclose(noise[:2].norm(dim=1).numpy(), [0.1, 0.1], rtol=1e-6)
-    assert torch.equal(torch.sign(noise), torch.sign(h))                      # zero where h is zero
-    assert noise[2].norm() < 0.1
+    np.testing.assert_allclose(noise[:3].norm(dim=1).numpy(), [0.1, 0.1, 0.1], rtol=1e-6)
+    assert torch.equal(torch.sign(noise[:2]), torch.sign(h[:2]))              # in h's orthant
+    assert noise[2, 0] > 0 and noise[2, 1] > 0 and noise[2, 2] < 0             # a lone zero entry takes the + sign
+    assert torch.equal(noise[3], torch.zeros(3))                              # an all-zero row (isolated node): none
     assert torch.equal(noise, sign_aligned_noise(h, 0.1, torch.Generator().manual_seed(0)))
     assert not torch.equal(noise, sign_aligned_noise(h, 0.1, torch.Generator().manual_seed(1)))
 

@@ -6,6 +6,7 @@ from typing import Optional
 
 import torch
 
+from ..draws import uniform
 from .adjacency import NormalizedAdjacency
 
 
@@ -34,16 +35,22 @@ def per_layer_edge_dropout(adj: NormalizedAdjacency, rate: float, num_layers: in
 def sign_aligned_noise(h: torch.Tensor, eps: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """(..., d) SimGCL noise for (..., d) embeddings h: eps * sign(h) * a normalized U(0, 1)^d vector per row.
 
-    Each row has norm eps (less where h has zeros) and lies in h's orthant. Detached from h, so it can be
-    `perturb` of graphrec.graph.propagate: `perturb=lambda h: sign_aligned_noise(h, eps, generator)`.
+    Each row has norm eps and lies in h's orthant; an all-zero row of h (an isolated node) gets none, as sign(0) = 0
+    gives, while a lone zero entry of a nonzero row takes the + sign (a float embedding has none in practice).
+    Detached from h, so it can be `perturb` of graphrec.graph.propagate:
+    `perturb=lambda h: sign_aligned_noise(h, eps, generator)`.
     """
-    noise = torch.rand(h.shape, generator=generator, device=h.device, dtype=h.dtype)
+    noise = uniform(h.shape, generator, h.device, h.dtype)
     noise.mul_(eps / noise.norm(dim=-1, keepdim=True).clamp_min_(1e-12))
     distinct = h.detach()  # a broadcast h (stride 0, e.g. views sharing a state) is signed once per distinct entry
     for dim, stride in enumerate(h.stride()):
         if stride == 0:
             distinct = distinct.narrow(dim, 0, 1)
-    return noise.mul_(torch.sign(distinct))
+    noise.copysign_(distinct)  # sign(h) * noise, several times faster than torch.sign on the CPU
+    zero_rows = torch.linalg.vector_norm(distinct, dim=-1) == 0  # isolated nodes: sign(0) = 0, no noise
+    if bool(zero_rows.any()):
+        noise.masked_fill_(zero_rows.unsqueeze(-1), 0.0)
+    return noise
 
 
 def replace_rows_with_noise(view: torch.Tensor, share: float,

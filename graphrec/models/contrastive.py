@@ -11,6 +11,7 @@ from typing import Literal, Optional
 import torch
 from pydantic import Field
 
+from ..draws import uniform
 from ..errors import GraphrecError
 from ..graph.propagate import spmm
 from ..graph.views import replace_rows_with_noise
@@ -89,7 +90,7 @@ class ContrastiveLightGCN(LightGCN):
         for _ in range(self.cfg.num_layers):
             h = spmm(self.graph, h, self.cfg.backend)
             if rate > 0:
-                keep = torch.rand(h.shape, generator=self.batch_gen, device=h.device) >= rate
+                keep = uniform(h.shape, self.batch_gen, h.device) >= rate
                 h = h * keep / (1 - rate)
             layers.append(h)
         return torch.stack(layers if rows is None else [layer[rows] for layer in layers], 1)
