@@ -6,8 +6,6 @@ import math
 import time
 from typing import Any
 
-import torch
-
 from .common import Table, Timing, environment, fmt_count, fmt_s, fmt_x, publish, set_threads
 from .workloads import SETTINGS, GraphrecSession, PygLoop, SpmmFloor, interleaved, plain_normalized_csr
 
