@@ -105,7 +105,7 @@ def summary_markdown(results: dict[str, Any]) -> str:
 
     g_epoch = _num(epoch, "graphrec", "epoch_s")
     lines = [START, "## Summary", "",
-             f"LightGCN on Gowalla (29,858 users, 40,981 items, 810,128 training events), CPU. "
+             "LightGCN on Gowalla (29,858 users, 40,981 items, 810,128 training events), CPU. "
              "In brackets: graphrec's time as a multiple of that column's.", "",
              f"| | graphrec | PyG {pyg_ver} | RecBole {rb_ver} | SpMM floor |", "|---|---|---|---|---|"]
     row = ["training epoch (batch 2048, dim 64, 3 layers)", cell(g_epoch)]
