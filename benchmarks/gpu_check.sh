@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU readiness run (docs/benchmarks.md, "GPU runs"): the CUDA tests, then the epoch, eval, scale and tta benchmarks
-# with graphrec on the GPU, each step under its own time limit, about 8 minutes in all. Every step's output lands in
+# with graphrec on the GPU, each step under its own time limit, about 9 minutes in all. Every step's output lands in
 # $OUT (one file per step, the tables printed by the benchmarks plus summary.txt with each step's exit status);
 # nothing is written to docs/ there: the rows are appended here after the run.
 #
@@ -36,5 +36,7 @@ step epoch 80 python -m benchmarks epoch "${SOURCE[@]}" "${COMMON[@]}" --no-recb
 step eval 70 python -m benchmarks eval "${SOURCE[@]}" "${COMMON[@]}" --no-recbole --subset 500 --repeats 2
 step scale 140 python -m benchmarks scale "${COMMON[@]}" --sizes "${SIZES:-1M,3M}" --eval-budget 60 --timeout 65
 step tta 55 python -m benchmarks tta "${SOURCE[@]}" "${COMMON[@]}" --minutes 0.75 --eval-every 5
+step tta_xsimgcl 55 python -m benchmarks tta "${SOURCE[@]}" "${COMMON[@]}" --minutes 0.75 --eval-every 5 \
+    --model xsimgcl --model-set num_layers=2
 step tta_refit 55 python -m benchmarks tta "${SOURCE[@]}" "${COMMON[@]}" --protocol refit --epochs 30 --eval-every 5 \
     --patience 2

@@ -18,7 +18,7 @@ PROTOCOL = ("paper protocol: train on all of train.txt (no validation split), ev
             "test Recall@20 reaches the target is reported. Not a model-selection protocol.")
 
 
-def plot(curve: list[dict[str, Any]], target: float, path: Path, title: str) -> str:
+def plot(curve: list[dict[str, Any]], target: float, path: Path, title: str, label: str = "lightgcn") -> str:
     """Recall@20 against wall minutes; returns a note."""
     try:
         import matplotlib
@@ -27,7 +27,7 @@ def plot(curve: list[dict[str, Any]], target: float, path: Path, title: str) -> 
     except ImportError:
         return "plot skipped: matplotlib is not installed (pip install matplotlib)"
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([c["wall_s"] / 60 for c in curve], [c["recall@20"] for c in curve], "o-", ms=3, label="graphrec LightGCN")
+    ax.plot([c["wall_s"] / 60 for c in curve], [c["recall@20"] for c in curve], "o-", ms=3, label=f"graphrec {label}")
     ax.axhline(target, color="gray", ls="--", label=f"target {target}")
     ax.set(xlabel="wall minutes (training + evaluation)", ylabel="test Recall@20", title=title)
     ax.grid(True, alpha=0.3)
@@ -44,6 +44,23 @@ def train_settings(args: argparse.Namespace) -> dict[str, Any]:
     elif args.lr_schedule == "cosine":
         out.update(lr_schedule="cosine", lr_min=args.lr_min)
     return out
+
+
+def model_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The model.* keys of --model and --model-set (values read as YAML), e.g. {"name": "xsimgcl", "num_layers": 2}."""
+    import yaml
+    out: dict[str, Any] = {"name": args.model}
+    for item in args.model_set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--model-set {item!r}: expected KEY=VALUE, e.g. --model-set num_layers=2")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def model_label(args: argparse.Namespace) -> str:
+    """The model and its --model-set keys in words, for titles and plots."""
+    return ", ".join([args.model] + list(args.model_set))
 
 
 def describe(args: argparse.Namespace) -> str:
@@ -63,7 +80,7 @@ def describe(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.protocol == "refit":
         from .tta_refit import run_refit
-        return run_refit(args, train_settings(args), describe(args))
+        return run_refit(args, train_settings(args), describe(args), model_settings(args))
     set_threads(args.threads)
     from graphrec.trainer import StopRequest
     quick = args.quick
@@ -71,12 +88,13 @@ def run(args: argparse.Namespace) -> int:
     if quick:
         args.epochs = min(args.epochs, 4)
     session = GraphrecSession(args.data, args.threads, quick=quick, batch_size=args.batch_size, lr=args.lr,
-                              epochs=args.epochs, train_extra=train_settings(args))
+                              epochs=args.epochs, train_extra=train_settings(args), model_extra=model_settings(args))
     trainer, ds = session.trainer, session.dataset
     print(PROTOCOL)
-    print(f"data: {ds.name}, {len(ds.train)} training events, {len(ds.tests['test'])} test events; batch "
-          f"{args.batch_size}, lr {args.lr}, reg {args.reg}, {SETTINGS['num_layers']} layers, dim "
-          f"{SETTINGS['embedding_dim']}; budget {fmt_s(budget)} or {args.epochs} epochs; target {args.target}")
+    model = session.model.cfg
+    print(f"data: {ds.name}, {len(ds.train)} training events, {len(ds.tests['test'])} test events; model "
+          f"{args.model}, batch {args.batch_size}, lr {args.lr}, reg {args.reg}, {getattr(model, 'num_layers', 0)} layers, dim "
+          f"{model.embedding_dim}; budget {fmt_s(budget)} or {args.epochs} epochs; target {args.target}")
     curve: list[dict[str, Any]] = []
     reached = None
     train_s = eval_s = 0.0
@@ -121,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         writer.writerows(curve)
     best = max((c["recall@20"] for c in curve), default=0.0)
     schedule = describe(args)
-    table = Table(f"Time to test Recall@20 >= {args.target} ({ds.name}, LightGCN, batch {args.batch_size}, "
+    table = Table(f"Time to test Recall@20 >= {args.target} ({ds.name}, {model_label(args)}, batch {args.batch_size}, "
                   f"{schedule})", ["result", "wall time", "epochs", "training time", "evaluation time",
                                      "best Recall@20"])
     if reached:
@@ -137,10 +155,11 @@ def run(args: argparse.Namespace) -> int:
     table.notes.append(f"wall time counts training and the test evaluation every {args.eval_every} epoch(s), not the "
                        f"one-time setup ({fmt_s(session.setup_seconds)}).")
     table.notes.append(f"curve: {csv_path}")
-    table.notes.append(plot(curve, args.target, png_path, f"{ds.name}: LightGCN test Recall@20 (paper protocol)"))
+    table.notes.append(plot(curve, args.target, png_path, f"{ds.name}: {model_label(args)} test Recall@20 (paper "
+                                                          f"protocol)", model_label(args)))
     results = {"reached_s": reached["wall_s"] if reached else None, "reached_epoch": reached["epoch"] if reached
                else None, "budget_s": budget, "best_recall": best, "target": args.target,
-               "batch_size": args.batch_size, "lr": args.lr, "settings": describe(args), "demo": budget < 30 * 60}
+               "batch_size": args.batch_size, "lr": args.lr, "settings": describe(args), "model": model_label(args), "demo": budget < 30 * 60}
     publish("tta", [table], environment(args.threads), results, write=write)
     session.close()
     return 0
@@ -151,6 +170,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=float, default=PAPER_RECALL20_GOWALLA, help="test Recall@20 to reach")
     parser.add_argument("--batch-size", type=int, default=SETTINGS["batch_size"])
     parser.add_argument("--lr", type=float, default=SETTINGS["lr"])
+    parser.add_argument("--model", default="lightgcn", help="registered model to train (default lightgcn), e.g. "
+                                                            "xsimgcl: the contrastive issue's time to the paper target")
+    parser.add_argument("--model-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a model.* key for --model, e.g. --model-set num_layers=2 (repeatable)")
     parser.add_argument("--epochs", type=int, default=1000, help="epoch budget (the paper trains 1000)")
     parser.add_argument("--num-negatives", type=int, default=1, help="uniform negatives per positive (train.num_negatives)")
     parser.add_argument("--negative-candidates", type=int, default=1,

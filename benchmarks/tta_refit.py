@@ -8,7 +8,7 @@ import io
 import shutil
 import tempfile
 import time
-from typing import Any
+from typing import Any, Optional
 
 from .common import Table, environment, fmt_s, publish, set_threads
 
@@ -30,7 +30,8 @@ def timed_fit(cfg) -> tuple[Any, dict[str, Any], float, float]:
     return trainer, metrics, setup, time.perf_counter() - start
 
 
-def run_refit(args: argparse.Namespace, settings: dict[str, Any], schedule: str) -> int:
+def run_refit(args: argparse.Namespace, settings: dict[str, Any], schedule: str,
+              model: Optional[dict[str, Any]] = None) -> int:
     """Selection run on train/valid, refit run on train + valid; prints (and unless --quick stores) the table."""
     set_threads(args.threads)
     from graphrec.cli import refit_config
@@ -39,7 +40,7 @@ def run_refit(args: argparse.Namespace, settings: dict[str, Any], schedule: str)
     tmp = tempfile.mkdtemp(prefix="graphrec-bench-refit-")
     try:
         cfg = graphrec_config(args.data, args.threads, tmp, args.quick, batch_size=args.batch_size, lr=args.lr,
-                              epochs=epochs, valid_ratio=args.valid_ratio,
+                              epochs=epochs, valid_ratio=args.valid_ratio, model_extra=model,
                               train_extra={**settings, "eval_every": args.eval_every, "patience": args.patience})
         print(PROTOCOL)
         print(f"selection: up to {epochs} epochs, valid every {args.eval_every}, patience {args.patience}, valid "
@@ -51,7 +52,7 @@ def run_refit(args: argparse.Namespace, settings: dict[str, Any], schedule: str)
         shutil.rmtree(tmp, ignore_errors=True)
     recall = final["test/recall@20"]
     reached = recall >= args.target
-    table = Table(f"Refit time to test Recall@20 >= {args.target} ({name}, LightGCN, batch {args.batch_size}, "
+    table = Table(f"Refit time to test Recall@20 >= {args.target} ({name}, {(model or {}).get('name', 'lightgcn')}, batch {args.batch_size}, "
                   f"{schedule})", ["run", "result", "wall time", "epochs", "training time", "evaluation time",
                                     "test Recall@20", "valid Recall@20"])
     table.add("refit (train + valid)", "reached" if reached else "not reached", fmt_s(refit_s), final["epochs_run"],

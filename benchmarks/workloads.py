@@ -23,8 +23,9 @@ QUICK_SYNTHETIC = {"num_users": 1500, "num_items": 1000, "mean_degree": 20.0}
 def graphrec_config(data: Optional[str], threads: int, output_dir: str, quick: bool = False,
                     batch_size: int = SETTINGS["batch_size"], lr: float = SETTINGS["lr"], epochs: int = 1,
                     topk: tuple[int, ...] = (20,), synthetic: Optional[dict] = None, train_extra: Optional[dict] = None,
-                    valid_ratio: float = 0.0):
-    """A graphrec Config for LightGCN with the shared settings on a LightGCN-format folder or synthetic data.
+                    valid_ratio: float = 0.0, model_extra: Optional[dict] = None):
+    """A graphrec Config for LightGCN (or the model model_extra names, with its keys) with the shared settings on a
+    LightGCN-format folder or synthetic data.
 
     split.valid_ratio 0 is the paper protocol (train on all of train.txt, evaluate on test.txt); above 0 a validation
     split is carved from train for model selection.
@@ -35,7 +36,7 @@ def graphrec_config(data: Optional[str], threads: int, output_dir: str, quick: b
         "output_dir": output_dir,
         "split": {"valid_ratio": valid_ratio},
         "model": {"name": "lightgcn", "embedding_dim": SETTINGS["embedding_dim"],
-                  "num_layers": SETTINGS["num_layers"], "init_std": 0.1},
+                  "num_layers": SETTINGS["num_layers"], "init_std": 0.1, **(model_extra or {})},
         "train": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "reg": SETTINGS["reg"], "threads": threads,
                   "progress": False, "patience": 0, **(train_extra or {})},
         "eval": {"topk": list(topk), "metrics": ["recall", "ndcg", "precision", "hit", "mrr"]},

@@ -51,3 +51,11 @@ def test_tta_refit_quick_trains_the_selected_epochs_on_train_and_valid(capsys, r
     assert selection[1] == f"best epoch {refit[3]}"  # the refit run trains exactly the selected number of epochs
     assert float(refit[6]) > 0.05  # it learned something (random ranking of 1,000 items: about 0.02)
     assert "not written to docs/benchmarks.md" in out and (_stamp(DOCS), _stamp(RESULTS)) == before
+
+
+def test_tta_trains_the_model_it_is_given(capsys, restore_threads):
+    code = main(["tta", "--quick", "--threads", "1", "--model", "xsimgcl", "--model-set", "num_layers=2"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "model xsimgcl, batch 2048" in out and ", 2 layers," in out  # the run's own model config, not LightGCN's
+    assert "(synthetic, xsimgcl, num_layers=2, batch 2048" in out
