@@ -332,6 +332,11 @@ def _seeds(seeds: list) -> str:
     return f"{len(seeds)} ({shown})"
 
 
+def _setting(value, fmt: str) -> str:
+    """A setting's value for a table cell: floats to 4 significant digits, except in csv (exact)."""
+    return f"{value:.4g}" if isinstance(value, float) and fmt != "csv" else str(value)
+
+
 def format_report(columns: list[str], rows: list[dict], fmt: str = "markdown") -> str:
     """Report rows as table / markdown / csv (mean and sd columns) / json."""
     if fmt == "json":
@@ -347,7 +352,7 @@ def format_report(columns: list[str], rows: list[dict], fmt: str = "markdown") -
     for row in rows:
         cells = [row["model"], row["dataset"], row["protocol"], row["split"],
                  ",".join(str(s) for s in row["seeds"]) if fmt == "csv" else _seeds(row["seeds"]),
-                 "; ".join(f"{k}={v}" for k, v in row["settings"].items()) or "-"]
+                 "; ".join(f"{k}={_setting(v, fmt)}" for k, v in row["settings"].items()) or "-"]
         for column in columns:
             mean, sd, _ = row["values"].get(column, (None, None, 0))
             if fmt == "csv":

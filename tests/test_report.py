@@ -203,3 +203,12 @@ def test_report_leaves_training_keys_out_of_the_settings_of_runs_that_trained_no
     _, captured = _report([str(root), "--format", "json"], capsys)
     settings = [(r["model"], r["settings"]) for r in json.loads(captured.out)]
     assert settings == [("lightgcn", {"train.lr": 0.001}), ("lightgcn", {"train.lr": 0.01}), ("pop", {})]
+
+
+def test_report_tables_round_float_settings_and_csv_keeps_them_exact(tmp_path, capsys):
+    for seed, lr in ((1, 0.007939548924554828), (1, 0.01)):
+        make_run(tmp_path / f"run-{lr}", seed=seed, lr=lr, metrics={"test/recall@20": 0.1})
+    _, captured = _report([str(tmp_path), "--splits", "test", "--metrics", "recall"], capsys)
+    assert "| train.lr=0.00794 |" in captured.out and "| train.lr=0.01 |" in captured.out
+    _, captured = _report([str(tmp_path), "--splits", "test", "--metrics", "recall", "--format", "csv"], capsys)
+    assert "train.lr=0.007939548924554828" in captured.out
