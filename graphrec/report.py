@@ -191,12 +191,19 @@ def find_runs(paths: list[str]) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+# mappings whose keys are the user's (modality names): one setting each, so that a modality left out shows
+_LEAF_MAPPINGS = ("data.item_features",)
+
+
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{'train': {'lr': 0.1}} -> {'train.lr': 0.1} (lists as text, so that they compare and print)."""
+    """{'train': {'lr': 0.1}} -> {'train.lr': 0.1} (lists and the _LEAF_MAPPINGS as text, so that they compare and
+    print; a leaf mapping as its keys and file names)."""
     out: dict[str, Any] = {}
     for key, value in tree.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if path in _LEAF_MAPPINGS and isinstance(value, dict):  # modality:file name, e.g. genre:genre.npy,text:text.npy
+            out[path] = ",".join(f"{k}:{Path(str(v)).name}" for k, v in sorted(value.items()))
+        elif isinstance(value, dict):
             out.update(_flatten(value, f"{path}."))
         else:
             out[path] = json.dumps(value) if isinstance(value, list) else value

@@ -212,3 +212,15 @@ def test_report_tables_round_float_settings_and_csv_keeps_them_exact(tmp_path, c
     assert "| train.lr=0.00794 |" in captured.out and "| train.lr=0.01 |" in captured.out
     _, captured = _report([str(tmp_path), "--splits", "test", "--metrics", "recall", "--format", "csv"], capsys)
     assert "train.lr=0.007939548924554828" in captured.out
+
+
+def test_report_tells_runs_apart_by_the_modalities_they_use(tmp_path, capsys):
+    """data.item_features is one setting: a run with one modality of two is not shown as the same setting."""
+    for name, features in (("both", {"text": "/f/t.npy", "genre": "/f/g.npy"}), ("text", {"text": "/f/t.npy"})):
+        folder = make_run(tmp_path / name, metrics={"test/recall@20": 0.1})
+        config = yaml.safe_load((folder / "config.yaml").read_text())
+        config["data"]["item_features"] = features
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    code, captured = _report([str(tmp_path), "--format", "json", "--splits", "test"], capsys)
+    settings = sorted(r["settings"]["data.item_features"] for r in json.loads(captured.out))
+    assert code == 0 and settings == ["genre:g.npy,text:t.npy", "text:t.npy"]
