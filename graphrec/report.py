@@ -202,7 +202,7 @@ def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     for key, value in tree.items():
         path = f"{prefix}{key}"
         if path in _LEAF_MAPPINGS and isinstance(value, dict):  # modality:file name, e.g. genre:genre.npy,text:text.npy
-            out[path] = ",".join(f"{k}:{Path(str(v)).name}" for k, v in sorted(value.items()))
+            out[path] = ",".join(f"{k}:{Path(str(v)).name}" for k, v in sorted(value.items())) or "none"
         elif isinstance(value, dict):
             out.update(_flatten(value, f"{path}."))
         else:
