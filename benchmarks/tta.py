@@ -93,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
     print(PROTOCOL)
     model = session.model.cfg
     print(f"data: {ds.name}, {len(ds.train)} training events, {len(ds.tests['test'])} test events; model "
-          f"{args.model}, batch {args.batch_size}, lr {args.lr}, reg {args.reg}, {getattr(model, 'num_layers', 0)} layers, dim "
-          f"{model.embedding_dim}; budget {fmt_s(budget)} or {args.epochs} epochs; target {args.target}")
+          f"{args.model}, batch {args.batch_size}, lr {args.lr}, reg {args.reg}, "
+          f"{getattr(model, 'num_layers', 0)} layers, dim {model.embedding_dim}; budget {fmt_s(budget)} or "
+          f"{args.epochs} epochs; target {args.target}")
     curve: list[dict[str, Any]] = []
     reached = None
     train_s = eval_s = 0.0
@@ -139,9 +140,9 @@ def run(args: argparse.Namespace) -> int:
         writer.writerows(curve)
     best = max((c["recall@20"] for c in curve), default=0.0)
     schedule = describe(args)
-    table = Table(f"Time to test Recall@20 >= {args.target} ({ds.name}, {model_label(args)}, batch {args.batch_size}, "
-                  f"{schedule})", ["result", "wall time", "epochs", "training time", "evaluation time",
-                                     "best Recall@20"])
+    table = Table(f"Time to test Recall@20 >= {args.target} ({ds.name}, {model_label(args)}, batch "
+                  f"{args.batch_size}, {schedule})",
+                  ["result", "wall time", "epochs", "training time", "evaluation time", "best Recall@20"])
     if reached:
         table.add("reached", fmt_s(reached["wall_s"]), reached["epoch"], fmt_s(reached["train_s"]),
                   fmt_s(reached["eval_s"]), f"{best:.4f}")
@@ -159,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
                                                           f"protocol)", model_label(args)))
     results = {"reached_s": reached["wall_s"] if reached else None, "reached_epoch": reached["epoch"] if reached
                else None, "budget_s": budget, "best_recall": best, "target": args.target,
-               "batch_size": args.batch_size, "lr": args.lr, "settings": describe(args), "model": model_label(args), "demo": budget < 30 * 60}
+               "batch_size": args.batch_size, "lr": args.lr, "settings": describe(args), "model": model_label(args),
+               "demo": budget < 30 * 60}
     publish("tta", [table], environment(args.threads), results, write=write)
     session.close()
     return 0

@@ -52,7 +52,8 @@ def run_refit(args: argparse.Namespace, settings: dict[str, Any], schedule: str,
         shutil.rmtree(tmp, ignore_errors=True)
     recall = final["test/recall@20"]
     reached = recall >= args.target
-    table = Table(f"Refit time to test Recall@20 >= {args.target} ({name}, {(model or {}).get('name', 'lightgcn')}, batch {args.batch_size}, "
+    label = (model or {}).get("name", "lightgcn")
+    table = Table(f"Refit time to test Recall@20 >= {args.target} ({name}, {label}, batch {args.batch_size}, "
                   f"{schedule})", ["run", "result", "wall time", "epochs", "training time", "evaluation time",
                                     "test Recall@20", "valid Recall@20"])
     table.add("refit (train + valid)", "reached" if reached else "not reached", fmt_s(refit_s), final["epochs_run"],
