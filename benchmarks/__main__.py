@@ -102,7 +102,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.environ["GRAPHREC_BENCH_DEVICE"] = args.device  # graphrec_config reads it, in this process and in workers
     from graphrec.allocator import tune_allocator
     tune_allocator()  # what graphrec's Trainer does; applied before any reference runs in this process
-    return int(args.run(args) or 0)
+    from graphrec.errors import GraphrecError
+    try:
+        return int(args.run(args) or 0)
+    except GraphrecError as err:  # a bad --model, --model-set or data: graphrec's own one-line message
+        print(f"benchmarks: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

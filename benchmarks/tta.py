@@ -47,15 +47,9 @@ def train_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def model_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The model.* keys of --model and --model-set (values read as YAML), e.g. {"name": "xsimgcl", "num_layers": 2}."""
-    import yaml
-    out: dict[str, Any] = {"name": args.model}
-    for item in args.model_set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--model-set {item!r}: expected KEY=VALUE, e.g. --model-set num_layers=2")
-        out[key] = yaml.safe_load(value)
-    return out
+    """The model.* keys of --model and --model-set, parsed as `--set` is, e.g. {"name": "xsimgcl", "num_layers": 2}."""
+    from graphrec.config import apply_overrides
+    return apply_overrides({"name": args.model}, args.model_set)
 
 
 def model_label(args: argparse.Namespace) -> str:

@@ -59,3 +59,9 @@ def test_tta_trains_the_model_it_is_given(capsys, restore_threads):
     assert code == 0, out
     assert "model xsimgcl, batch 2048" in out and ", 2 layers," in out  # the run's own model config, not LightGCN's
     assert "(synthetic, xsimgcl, num_layers=2, batch 2048" in out
+
+
+def test_a_bad_model_key_is_one_line_and_exit_2(capsys, restore_threads):
+    code = main(["tta", "--quick", "--threads", "1", "--model", "xsimgc"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "benchmarks: unknown model 'xsimgc' (model.name), did you mean 'xsimgcl'?"
