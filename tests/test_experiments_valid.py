@@ -2,6 +2,7 @@
 spec and, for each parameter, the config of their base) without training, so none rots."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,44 @@ def test_yaml_validates(path):
         config_from_file(spec.base, set_args(proposal.params))
     else:
         config_from_file(path)
+
+
+@functools.lru_cache(maxsize=None)
+def _sweep_setup(path: Path) -> tuple[dict, list, object]:
+    """(raw parameters, their (key, spec) list, the base config with the sweep's fixed values applied)."""
+    params = yaml.safe_load(path.read_text())["parameters"]
+    fixed = {key: spec["value"] for key, spec in params.items() if "value" in spec}
+    return params, list(params.items()), config_from_file(load_sweep(path).base, set_args(fixed))
+
+
+def _dataset(cfg) -> tuple:
+    """The data a sweep reads: its data block (item features aside: a model's input, not the dataset) and split."""
+    return cfg.data.model_dump(exclude={"item_features", "item_features_missing"}), cfg.split.model_dump()
+
+
+def _budget(cfg) -> tuple:
+    """What protocols.md's equal tuning budget holds fixed across the models of one dataset."""
+    return cfg.train.epochs, cfg.train.eval_every, cfg.train.patience, cfg.train.select_metric, cfg.eval.topk
+
+
+REFERENCES = sorted(p for p in (EXPERIMENTS / "sweeps").glob("lightgcn-*.yaml") if not p.name.startswith("lightgcn-dro"))
+
+
+@pytest.mark.parametrize("reference", REFERENCES, ids=[p.stem for p in REFERENCES])
+def test_sweeps_on_one_dataset_share_the_budget(reference):
+    """Every sweep over the data of a LightGCN sweep has its epoch budget, early stopping, selection metric and
+    split; one that searches all of LightGCN's dimensions lists them first with the same ranges, so trial i draws
+    the same shared settings (protocols.md, equal tuning budget)."""
+    _, ref_dims, ref_cfg = _sweep_setup(reference)
+    peers = 0
+    for path in sorted((EXPERIMENTS / "sweeps").glob("*.yaml")):
+        if path == reference:
+            continue
+        params, dims, cfg = _sweep_setup(path)
+        if _dataset(cfg) != _dataset(ref_cfg):
+            continue
+        peers += 1
+        assert _budget(cfg) == _budget(ref_cfg), f"{path.name} differs from {reference.name} in its budget"
+        if all(key in params for key, _ in ref_dims):
+            assert dims[:len(ref_dims)] == ref_dims, f"{path.name}: list {reference.name}'s dimensions first, same ranges"
+    assert peers or reference.stem in {"lightgcn-quickstart", "lightgcn-baby", "lightgcn-gowalla-dns"}
