@@ -65,3 +65,14 @@ def test_a_bad_model_key_is_one_line_and_exit_2(capsys, restore_threads):
     code = main(["tta", "--quick", "--threads", "1", "--model", "xsimgc"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == "benchmarks: unknown model 'xsimgc' (model.name), did you mean 'xsimgcl'?"
+
+
+def test_neighbourhood_coverage_of_a_hand_made_graph():
+    """u0-i0, u1-i0, u1-i1 (nodes u0=0, u1=1, i0=2, i1=3; 6 adjacency entries) from the batch row u0: S_3 = {u0}
+    holds 1 entry, S_2 = {u0, i0} 1 + 2, S_1 = {u0, i0, u1} 1 + 2 + 2."""
+    import torch
+
+    from benchmarks.neighbourhood import coverage
+    from graphrec.graph.adjacency import NormalizedAdjacency
+    adj = NormalizedAdjacency(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), 2, 2)
+    assert coverage(adj.crow, adj.col, torch.tensor([0]), 3) == [(1 / 4, 1 / 6), (2 / 4, 3 / 6), (3 / 4, 5 / 6)]
