@@ -147,29 +147,3 @@ def test_most_popular_ranks_unseen_items_by_training_popularity_and_trains_nothi
     assert metrics["test/recall@20"] == pytest.approx(want, abs=1e-12) and want > 0.2
     assert metrics["epochs_run"] == 0 and metrics["best_epoch"] == -1
     assert {"best.pt", "last.pt", "metrics.json"} <= {p.name for p in trainer.run_dir.iterdir()}
-
-
-@pytest.mark.parametrize("negatives", [(1, 1), (3, 1), (2, 4)], ids=["one", "three", "dns-2-of-4"])
-def test_lightgcn_ego_rows_from_the_propagation_equal_the_gathered_ones(tmp_path, negatives):
-    """LightGCN hands its ego rows over from the fused pass (`propagate_rows`); loss and gradient equal the
-    Recommender path that gathers them from the table, with k negatives and with dynamic negatives."""
-    from graphrec.models.base import Recommender
-    k, candidates = negatives
-    dataset = planted_dataset()
-    trainer = Trainer(tiny_config(tmp_path, {"name": "lightgcn", "embedding_dim": 8, "num_layers": 3},
-                                  num_negatives=k, negative_candidates=candidates, reg=0.1), dataset=dataset)
-    model = trainer.model
-    batch = next(iter(trainer.batches()))
-    rows, _ = model.batch_rows(batch)
-    assert model.propagate_rows(rows)[1] is not None
-    results = []
-    for propagate_rows in (model.propagate_rows, lambda r: Recommender.propagate_rows(model, r)):
-        model.propagate_rows = propagate_rows
-        model.zero_grad(set_to_none=True)
-        losses = model.loss(batch)
-        losses["loss"].backward()
-        results.append((losses["loss"].detach(), losses["l2"].detach(), model.embedding.grad.clone()))
-    del model.propagate_rows
-    assert results[0][1] > 0
-    for fused, gathered in zip(*results):
-        torch.testing.assert_close(fused, gathered, rtol=1e-5, atol=1e-7)

@@ -227,46 +227,31 @@ class Recommender(Model):
         """Scalar from the batch's (b,) per-sample losses: the mean, or the DRO objective of the `dro:` section."""
         return self.reduction(per_sample, batch)
 
-    def pairwise_terms(self, batch: PairBatch, table: torch.Tensor, index: BatchIndex,
-                       ego: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def pairwise_terms(self, batch: PairBatch, table: torch.Tensor,
+                       index: BatchIndex) -> tuple[torch.Tensor, torch.Tensor]:
         """(b,) per-sample BPR and the scalar L2 of the batch's ego embeddings, from propagated rows `table`.
 
         neg: (b,) one negative each; (b, k): BPR averaged over a sample's pairs and each negative's L2 counted 1/k;
-        (b, k, c): dynamic negative sampling (see pair_embeddings). `ego`: the batch's sorted distinct (r,) rows and
-        their (r, dim) ego embeddings from `propagate_rows`, else they are gathered from the table (`ego_rows`).
+        (b, k, c): dynamic negative sampling (see pair_embeddings).
         """
         u, p, n, neg = self.pair_embeddings(batch, table, index)
         neg_scores = (u * n).sum(-1) if n.dim() == 2 else (u.unsqueeze(1) * n).sum(-1)
         b, k = len(batch.users), neg.shape[1] if neg.dim() == 2 else 1
-        nodes = torch.cat([batch.users, batch.pos + self.num_users, neg.reshape(-1) + self.num_users])
-        ego = self.ego_rows(nodes) if ego is None else ego[1][torch.searchsorted(ego[0], nodes)]
+        ego = self.ego_rows(torch.cat([batch.users, batch.pos + self.num_users, neg.reshape(-1) + self.num_users]))
         ego_users, ego_pos, ego_neg = ego.split([b, b, b * k])
         l2 = l2_reg(b, ego_users, ego_pos) + l2_reg(b, ego_neg) / k
         return bpr_per_sample((u * p).sum(1), neg_scores), l2
 
-    def pairwise_loss(self, batch: PairBatch, table: torch.Tensor, index: BatchIndex,
-                      ego: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> dict[str, torch.Tensor]:
-        """BPR (reduced by reduce_samples) + reg * L2 on the batch's ego embeddings, from propagated rows `table`
-        (`ego`: as in pairwise_terms)."""
-        per_sample, l2 = self.pairwise_terms(batch, table, index, ego)
+    def pairwise_loss(self, batch: PairBatch, table: torch.Tensor, index: BatchIndex) -> dict[str, torch.Tensor]:
+        """BPR (reduced by reduce_samples) + reg * L2 on the batch's ego embeddings, from propagated rows `table`."""
+        per_sample, l2 = self.pairwise_terms(batch, table, index)
         bpr = self.reduce_samples(per_sample, batch)
         return {"loss": bpr + self.reg * l2, "bpr": bpr, "l2": l2}
-
-    def propagate_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """(len(rows), dim) final embeddings of sorted distinct node `rows`, and their (len(rows), dim) ego
-        embeddings where the propagation yields them from the same pass (else None: gathered from the table).
-
-        Handing the ego rows over lets their L2 gradient join the propagation's backward at the rows, instead of a
-        (num_nodes, dim) gradient of its own added to the propagation's (one table-sized buffer less per step)."""
-        return self.propagate(rows), None
 
     def loss(self, batch: PairBatch) -> dict[str, torch.Tensor]:
         """BPR + reg * L2 with the batch's rows propagated once."""
         rows, index = self.batch_rows(batch)
-        table, ego = self.propagate_rows(rows)
-        if ego is None:
-            return self.pairwise_loss(batch, table, index)
-        return self.pairwise_loss(batch, table, index, (rows, ego))
+        return self.pairwise_loss(batch, self.propagate(rows), index)
 
     def train(self, mode: bool = True) -> "Recommender":
         """Switch mode and drop cached embeddings (fused optimizers update parameters without a version bump)."""

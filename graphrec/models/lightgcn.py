@@ -53,15 +53,6 @@ class LightGCN(Recommender):
             return self.partition.gather(local) if rows is None else self.partition.fetch(local, rows)
         return weighted_propagation(self.graph, self.embedding, self.layer_weights, rows, self.cfg.backend)
 
-    def propagate_rows(self, rows: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Final and ego (len(rows), dim) embeddings of the batch's rows from one fused pass (layer 0 at the rows is
-        an extra output, its gradient added inside the propagation's backward); under a partition: Recommender's."""
-        if self.partition is not None:
-            return super().propagate_rows(rows)
-        final, (ego,) = weighted_propagation(self.graph, self.embedding, self.layer_weights, rows, self.cfg.backend,
-                                             extra_layers=(0,))
-        return final, ego
-
     @torch.no_grad()
     def scorer(self):
         """Dot-product scores against every item; under a partition for the users this rank owns (the evaluation
