@@ -15,7 +15,7 @@ import argparse
 
 import torch
 
-from graphrec.graph.adjacency import csr_row_entries
+from graphrec.graph.adjacency import NormalizedAdjacency, csr_row_entries
 
 from .common import parse_count
 
@@ -52,7 +52,6 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=3)
     parser.add_argument("--batches", type=int, default=3)
     args = parser.parse_args()
-    from graphrec.graph.adjacency import NormalizedAdjacency
     print("| graph | nodes | adjacency entries | batch | " +
           " | ".join(f"S_{k}: nodes, entries" for k in range(args.layers, 0, -1)) + " |")
     print("|---|---|---|---|" + "---|" * args.layers)
