@@ -28,7 +28,8 @@ def _check_output_dir(output_dir: str) -> None:
 
 def refit_config(run_dir: Path, overrides: list[str]):
     """The config of the refit run of a validation-protocol run: its settings, trained on train + valid for the
-    epochs it selected (best_epoch + 1), named <name>-refit."""
+    epochs it selected (best_epoch + 1) with its learning rates (a cosine schedule keeps the run's length, so it
+    is cut at the selected epoch rather than squeezed into it), named <name>-refit."""
     import json
     from .config import config_from_file
     metrics_file = run_dir / "metrics.json"
@@ -42,8 +43,11 @@ def refit_config(run_dir: Path, overrides: list[str]):
     if metrics.get("protocol") != "validation" or int(metrics.get("best_epoch", -1)) < 0:
         raise GraphrecError(f"--refit '{run_dir}': the run was not selected on a validation split (protocol "
                             f"{metrics.get('protocol')!r}); refit needs a validation-protocol run")
+    selected = config_from_file(run_dir / "config.yaml", [], base_dir=str(run_dir)).train
+    length = selected.lr_schedule_epochs or selected.epochs
     cfg = config_from_file(run_dir / "config.yaml", ["protocol=refit", f"train.epochs={int(metrics['best_epoch']) + 1}",
-                                                     *overrides], base_dir=str(run_dir))
+                                                     f"train.lr_schedule_epochs={length}", *overrides],
+                           base_dir=str(run_dir))
     cfg.name = f"{cfg.name}-refit"
     return cfg
 

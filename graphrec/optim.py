@@ -46,7 +46,8 @@ def build_scheduler(train: TrainConfig, optimizer: torch.optim.Optimizer
     """The per-epoch learning-rate schedule of train.lr_schedule: None (constant), cosine to lr_min, step or
     exponential."""
     if train.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(train.epochs, 1), eta_min=train.lr_min)
+        length = train.lr_schedule_epochs or train.epochs
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(length, 1), eta_min=train.lr_min)
     if train.lr_schedule == "step":
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=train.lr_milestones, gamma=train.lr_gamma)
     if train.lr_schedule == "exponential":

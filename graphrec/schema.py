@@ -229,6 +229,9 @@ class TrainConfig(Section):
         "constant", description="per-epoch learning rate: constant, cosine (lr to lr_min over epochs), step, "
                                 "exponential (lr * lr_gamma^epoch; IDSF: lr_gamma 0.96^(1/50) = 0.999184)")
     lr_min: float = Field(0.0, ge=0, description="cosine schedule's final learning rate")
+    lr_schedule_epochs: Optional[int] = Field(None, ge=1, description="cosine schedule's length in epochs (none: "
+                                              "train.epochs); a refit run keeps its selection run's length, so "
+                                              "its rates are the selection run's up to the selected epoch")
     lr_milestones: list[int] = Field(default_factory=list, description="step schedule: epochs (0-based) from which "
                                                                        "the rate is multiplied by lr_gamma")
     lr_gamma: float = Field(0.1, gt=0, description="step schedule's factor at each milestone; exponential "

@@ -44,3 +44,33 @@ def test_refit_of_a_run_without_validation_is_one_line(tmp_path, capsys):
     assert main(["train", "--refit", str(run)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "refit needs a validation-protocol run" in err[0]
+
+
+def test_refit_keeps_the_selection_runs_cosine_rates(tmp_path):
+    """A cosine schedule over 6 epochs selected at epoch 2: the refit trains 3 epochs at the selection run's first
+    3 rates (the schedule cut at the selected epoch), not a cosine squeezed into 3 epochs."""
+    import torch
+    from graphrec.cli import refit_config
+    from graphrec.optim import build_scheduler
+
+    run = tmp_path / "run"
+    run.mkdir()
+    write_config(run, tmp_path / "runs", {"train": {"epochs": 6, "lr": 0.01, "lr_schedule": "cosine"}}).rename(
+        run / "config.yaml")
+    (run / "metrics.json").write_text(json.dumps({"protocol": "validation", "best_epoch": 2}))
+    cfg = refit_config(run, [])
+    assert cfg.train.epochs == 3 and cfg.train.lr_schedule_epochs == 6
+
+    def rates(train) -> list[float]:
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=train.lr)
+        scheduler, out = build_scheduler(train, optimizer), []
+        for _ in range(train.epochs):
+            out.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return out
+
+    selection = rates(build_config(merged(RESUME_CONFIG, {"train": {"epochs": 6, "lr": 0.01,
+                                                                     "lr_schedule": "cosine"}})).train)
+    assert rates(cfg.train) == selection[:3]  # 0.01, 0.0093, 0.0075
+    assert selection[2] > 0.007  # a 3-epoch cosine would be at 0.0025 by epoch 2
