@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{label}: {rows[-1]['error']}")
                 continue
         spec = {"size": size, "batches": 2 if args.quick else batches_for(size), "warmup": 1,
-                "eval_budget_s": 0 if args.quick else args.eval_budget}
+                "eval_budget_s": 0 if args.quick else args.eval_budget, "eval_probe_users": args.eval_probe}
         print(f"{label}: generating and timing in a fresh process ...", flush=True)
         result = run_worker("scale_one", spec, args.threads, timeout=args.timeout)
         result["label"] = label
@@ -79,18 +79,22 @@ def run(args: argparse.Namespace) -> int:
 
     table = Table("Scaling on synthetic graphs (graphrec LightGCN, dim 64, 3 layers, ~400 batches per epoch)",
                   ["target", "users", "items", "train events", "adjacency nnz", "batch size", "batch (mean)",
-                   "ns / nnz", "epoch (extrapolated)", "full-ranking eval", "peak RSS"])
+                   "ns / nnz", "epoch (extrapolated)", "full-ranking eval", "eval per user: graphrec / floor",
+                   "peak RSS"])
     for r in rows:
         if "error" in r:
-            table.add(r["label"], "", "", "", "", "", "", "", "", "", r["error"])
+            table.add(r["label"], "", "", "", "", "", "", "", "", "", "", r["error"])
             continue
-        ev = "not run"
+        ev, per_user = "not run", "not run"
         if "eval_s" in r:
             ev = (f"{fmt_s(r['eval_s'])} (all {fmt_count(r['eval_users'])} users)" if r["eval_measured"] else
-                  f"~{fmt_s(r['eval_s'])} (extrapolated from {r['eval_probe_users']} users)")
+                  f"~{fmt_s(r['eval_s'])} (extrapolated from {r['eval_probe_users']:,} users)")
+            ours, floor = r["eval_per_user_s"], r["eval_floor_per_user_s"]
+            per_user = (f"{ours * 1e3:.2f} / {floor * 1e3:.2f} ms ({ours / floor:.2f}x; {r['eval_probe_users']:,} "
+                        "users)")
         table.add(r["label"], f"{r['users']:,}", f"{r['items']:,}", f"{r['train']:,}", f"{r['nnz']:,}",
                   f"{r['batch_size']:,}", f"{fmt_s(r['batch_mean_s'])} ({len(r['batch_s'])} timed)",
-                  f"{r['ns_per_nnz']:.1f}", fmt_s(r["epoch_s"]), ev, fmt_mib(r["peak_rss_mib"]))
+                  f"{r['ns_per_nnz']:.1f}", fmt_s(r["epoch_s"]), ev, per_user, fmt_mib(r["peak_rss_mib"]))
     table.notes.append("Each size runs in its own process (peak RSS = ru_maxrss of that process: data generation, "
                        "adjacency, model, Adam state, training batches and evaluation). Epoch = mean batch x batches "
                        "per epoch + the per-epoch shuffle and negative sampling.")
@@ -99,12 +103,16 @@ def run(args: argparse.Namespace) -> int:
                        "dropped and 10% per user is held out as test, ~19 training events per user remain. The item degrees are far more skewed than Gowalla's (the top item reaches ~40% of users).")
     table.notes.append(f"Evaluation: all users when a timed probe predicts <= {args.eval_budget:.0f} s, otherwise the "
                        "probe's time per user times the number of users (the score chunk bounds memory, so the peak "
-                       "RSS of the probe is that of a full run).")
+                       "RSS of the probe is that of a full run). Eval per user: the probe's time per user against "
+                       "the floor's on the same users and chunks, timed right after it in the same process: torch.mm "
+                       "of each chunk's user rows with the item matrix, then topk(20); graphrec adds the masking of "
+                       "training items, the exact tie rule, the hit lookup and the metrics.")
     write = not (args.quick or args.no_write)
     target = PLOT if write else Path(tempfile.gettempdir()) / "graphrec-benchmarks-scale.png"
     table.notes.append(plot(rows, target))
     results = {"rows": [{k: r.get(k) for k in ("label", "target", "users", "items", "train", "nnz", "batch_size",
                                                "batch_mean_s", "ns_per_nnz", "epoch_s", "eval_s", "eval_measured",
+                                               "eval_per_user_s", "eval_floor_per_user_s", "eval_probe_users",
                                                "peak_rss_mib", "error")} for r in rows]}
     publish("scale", [table], environment(args.threads), results, write=write)
     return 0
@@ -114,4 +122,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default=None, help="training events per graph, e.g. 1M,3M,10M,30M (default)")
     parser.add_argument("--eval-budget", type=float, default=240.0,
                         help="run the full evaluation when predicted to take at most this many seconds")
+    parser.add_argument("--eval-probe", type=int, default=None,
+                        help="users in the timed evaluation probe (default: 4 score chunks, at least 512)")
     parser.add_argument("--timeout", type=float, default=3000.0, help="seconds per size")

@@ -41,6 +41,14 @@ def _csr_rows(crow: torch.Tensor, col: torch.Tensor, rows: torch.Tensor) -> tupl
     return torch.repeat_interleave(torch.arange(len(rows), device=rows.device), counts), col[take]
 
 
+def _held_out(top: torch.Tensor, row: torch.Tensor, col: torch.Tensor, num_items: int) -> torch.Tensor:
+    """(m, K) bool: whether each ranked item of (m, K) `top` is among its row's held-out (row, col) pairs, which
+    come in CSR order (rows ascending, columns sorted); no dense (m, num_items) mask is built."""
+    keys = row * num_items + col
+    ranked = torch.arange(len(top), device=top.device).unsqueeze(1) * num_items + top
+    return torch.isin(ranked, keys, assume_unique=True)  # both unique: CSR pairs, distinct items per row
+
+
 def _to_csr(interactions: Sequence[Interactions], num_users: int, num_items: int,
             device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """crow (num_users + 1,) and sorted unique col of the union of the given events."""
@@ -252,10 +260,8 @@ class Evaluator:
             scores[row, col] = -torch.inf
             top = rank_topk(scores, max_k)
             del scores
-            relevant = torch.zeros((len(chunk), self.num_items), dtype=torch.bool, device=self.device)
             row, col = _csr_rows(self.truth_crow, self.truth_col, chunk)
-            relevant[row, col] = True
-            hits = relevant.gather(1, top)
+            hits = _held_out(top, row, col, self.num_items)
             num_relevant = self.truth_crow[chunk + 1] - self.truth_crow[chunk]
             for key, values in ranking_metrics(hits, num_relevant, self.ks, self.plain).items():
                 _add(sums, squares, key, values)
