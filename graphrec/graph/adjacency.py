@@ -1,6 +1,7 @@
 """The symmetric-normalized bipartite adjacency D^-1/2 A D^-1/2 as a torch CSR tensor, built once, kept on device."""
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Optional
 
 import torch
@@ -16,7 +17,8 @@ def csr_row_entries(crow: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tenso
 class NormalizedAdjacency:
     """D^-1/2 A D^-1/2 of the user-item graph, (num_users + num_items)^2; users first, then items.
 
-    Holds the CSR tensor (for torch.sparse.mm) and its COO rows (for the edge-wise backends).
+    Holds the CSR tensor (for torch.sparse.mm); the int64 COO rows and columns the edge-wise backends read are
+    built on first use, so the default backend keeps 8 bytes an entry (int32 column, float32 value) instead of 24.
     The matrix is symmetric, which the propagation's backward pass relies on.
     """
 
@@ -34,18 +36,29 @@ class NormalizedAdjacency:
             rows = torch.cat([users, items + num_users])
             cols = torch.cat([items + num_users, users])
             entries = rows[order], cols[order]
-        self.row, self.col = entries
-        counts = torch.bincount(self.row, minlength=self.num_nodes)
+        row, col = entries
+        counts = torch.bincount(row, minlength=self.num_nodes)
         degree = counts.to(torch.float32)
         inv_sqrt = degree.pow(-0.5).masked_fill_(degree == 0, 0.0)
-        self.values = inv_sqrt[self.row] * inv_sqrt[self.col]
+        self.values = inv_sqrt[row] * inv_sqrt[col]
         crow = torch.zeros(self.num_nodes + 1, dtype=torch.int64, device=device)
         crow[1:] = torch.cumsum(counts, 0)
         self.crow = crow
-        self.index_dtype = torch.int32 if self.row.numel() < 2 ** 31 else torch.int64  # MKL's fast path is int32
-        self.csr = torch.sparse_csr_tensor(crow.to(self.index_dtype), self.col.to(self.index_dtype), self.values,
+        self.index_dtype = torch.int32 if row.numel() < 2 ** 31 else torch.int64  # MKL's fast path is int32
+        self.csr = torch.sparse_csr_tensor(crow.to(self.index_dtype), col.to(self.index_dtype), self.values,
                                            (self.num_nodes, self.num_nodes))
         self.degree = degree
+
+    @cached_property
+    def row(self) -> torch.Tensor:
+        """(nnz,) int64 row of every stored entry, in CSR order (built on first use)."""
+        return torch.repeat_interleave(torch.arange(self.num_nodes, device=self.crow.device), self.crow.diff(),
+                                       output_size=self.nnz)
+
+    @cached_property
+    def col(self) -> torch.Tensor:
+        """(nnz,) int64 column of every stored entry, in CSR order (built on first use)."""
+        return self.csr.col_indices().to(torch.int64)
 
     def _csr_order(self) -> torch.Tensor:
         """(2E,) order of the entries [user -> item edges, item -> user edges] by (row, col)."""
