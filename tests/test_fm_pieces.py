@@ -218,6 +218,39 @@ def test_gem_touches_only_the_sampled_subgraph_and_checks_its_keys():
         GraphSageMean(4, 1, "max")
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gem_evaluates_over_every_neighbour_whatever_the_draw(weighted):
+    table = torch.randn(5, 3, generator=generator(4))
+    mean_of_0 = (table[1] + 9 * table[2]) / 10 if weighted else (table[1] + table[2]) / 2  # star: 0 - 1 (1), 2 (9)
+    sage = GemEmbedding(star_graph(), 3, fanouts=[2], num_layers=1, weighted=weighted, eval_neighbors="all").eval()
+    layer = sage.encoder.layers[0]
+    out = sage(table, torch.tensor([[0, 4]]))[0]
+    torch.testing.assert_close(out[0], layer(torch.cat([table[0], mean_of_0])))
+    torch.testing.assert_close(out[1], layer(torch.cat([table[4], torch.zeros(3)])))  # isolated: no neighbour
+    sage.resample(generator(9))
+    torch.testing.assert_close(sage(table, torch.tensor([[0, 4]]))[0], out)  # the draw does not matter
+    mean = GemEmbedding(star_graph(), 3, fanouts=[1, 1], num_layers=2, aggregator="mean", weighted=weighted,
+                        eval_neighbors="all").eval()
+    hop1 = torch.stack([mean_of_0, (table[0] + table[3]) / 2, table[0], table[1], table[4]])
+    hop2_of_0 = (hop1[1] + 9 * hop1[2]) / 10 if weighted else (hop1[1] + hop1[2]) / 2
+    torch.testing.assert_close(mean(table, torch.tensor([[0]]))[0, 0], (table[0] + hop1[0] + hop2_of_0) / 3)
+
+
+def test_gem_full_table_is_recomputed_after_the_table_changes_and_unused_in_training():
+    table = torch.randn(5, 3, generator=generator(5))
+    gem = GemEmbedding(star_graph(), 3, fanouts=[2], num_layers=1, eval_neighbors="all").eval()
+    before = gem(table, torch.tensor([[0]])).clone()
+    with torch.no_grad():
+        table[2] += 1.0  # an optimizer step changes the table in place
+    assert not torch.allclose(gem(table, torch.tensor([[0]])), before)
+    gem.train()
+    gem.resample(generator(1))
+    draw = GemEmbedding(star_graph(), 3, fanouts=[2], num_layers=1)
+    draw.load_state_dict(gem.state_dict())
+    draw.resample(generator(1))
+    torch.testing.assert_close(gem(table, torch.tensor([[0]])), draw(table, torch.tensor([[0]])))  # trains on draws
+
+
 def test_gem_fm_fits_a_planted_fm_target():
     torch.manual_seed(0)
     num_features, rows = 12, 256

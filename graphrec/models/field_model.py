@@ -28,6 +28,9 @@ class GemConfig(Section):
                                                                     "mean: weightless mean (LightGCN-style ablation)")
     weighted_sampling: bool = Field(False, description="draw neighbours in proportion to co-occurrence counts "
                                                        "instead of uniformly (graph-construction ablation)")
+    eval_neighbors: Literal["draw", "all"] = Field("draw", description="what g(.) averages at evaluation: draw (the "
+                                                   "last epoch's sampled neighbours) or all (every neighbour, weighted "
+                                                   "like the sampling; predictions then do not depend on the draw)")
 
     @model_validator(mode="after")
     def _check(self) -> "GemConfig":
@@ -87,7 +90,7 @@ class FieldModel(PointwiseModel):
             graph = feature_cooccurrence_graph(data.rows["train"], data.space)  # training positives only
             gem = cfg.gem
             self.gem = GemEmbedding(graph, cfg.embedding_dim, gem.hop_fanouts(), gem.layers, gem.aggregator,
-                                    gem.weighted_sampling)
+                                    gem.weighted_sampling, gem.eval_neighbors)
 
     def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
         """Redraw GEM's sampled neighbours for the epoch."""

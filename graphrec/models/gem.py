@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Optional
 
 import numpy as np
 import scipy.sparse as sp
@@ -125,36 +125,80 @@ class GraphSageMean(nn.Module):
         for depth, block in enumerate(blocks):
             mask = block.mask.unsqueeze(-1).to(h.dtype)
             neighbor_mean = (h[block.neighbors] * mask).sum(1) / mask.sum(1).clamp(min=1)
-            own = h[:block.num_dst]
-            if self.aggregator == "sage":
-                h = self.layers[depth](torch.cat([own, neighbor_mean], dim=1))
-                h = torch.relu(h) if depth < len(blocks) - 1 else h
-            else:
-                h = torch.where(block.mask[:, :1], neighbor_mean, own)
+            h = self._layer(depth, h[:block.num_dst], neighbor_mean, block.mask[:, 0])
             per_layer.append(h[:len(seeds)])
-        return h if self.aggregator == "sage" else torch.stack(per_layer).mean(0)
+        return self._output(h, per_layer)
+
+    def full(self, table: torch.Tensor, mean_adjacency: torch.Tensor, has_neighbors: torch.Tensor) -> torch.Tensor:
+        """(n, d) g(.) of every node over all its neighbours: (n, n) sparse row-normalized adjacency, (n,) bool."""
+        h, per_layer = table, [table]
+        for depth in range(self.num_layers):
+            h = self._layer(depth, h, torch.sparse.mm(mean_adjacency, h), has_neighbors)
+            per_layer.append(h)
+        return self._output(h, per_layer)
+
+    def _layer(self, depth: int, own: torch.Tensor, neighbor_mean: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+        """(m, d) layer `depth` of m nodes from their (m, d) own and neighbour-mean rows; (m,) bool has neighbours."""
+        if self.aggregator == "mean":
+            return torch.where(has.unsqueeze(1), neighbor_mean, own)
+        h = self.layers[depth](torch.cat([own, neighbor_mean], dim=1))
+        return torch.relu(h) if depth < self.num_layers - 1 else h
+
+    def _output(self, last: torch.Tensor, per_layer: list[torch.Tensor]) -> torch.Tensor:
+        """g(.): the last layer (sage) or the mean of layers 0..L (mean)."""
+        return last if self.aggregator == "sage" else torch.stack(per_layer).mean(0)
 
 
 class GemEmbedding(nn.Module):
     """GEM's embedding provider: (b, f, d) high-order g(i) for a batch's features, to pass as FieldEmbedding vectors.
 
-    Call `resample(generator)` at each epoch start to redraw the neighbours; forward reads that draw.
+    Call `resample(generator)` at each epoch start to redraw the neighbours; training reads that draw. Evaluation
+    (eval mode) reads the same draw (`eval_neighbors='draw'`) or every neighbour (`'all'`: the mean over the whole
+    neighbourhood, weighted like the sampling, so predictions do not depend on the last draw); the full g(.) table
+    is computed once per state of the base table.
     """
 
     def __init__(self, graph: sp.csr_matrix, dim: int, fanouts: list[int], num_layers: int,
-                 aggregator: Literal["sage", "mean"] = "sage", weighted: bool = False) -> None:
+                 aggregator: Literal["sage", "mean"] = "sage", weighted: bool = False,
+                 eval_neighbors: Literal["draw", "all"] = "draw") -> None:
         super().__init__()
         if len(fanouts) != num_layers:
             raise GraphrecError(f"gem.fanouts {list(fanouts)} has {len(fanouts)} entries but gem.layers is "
                                 f"{num_layers}; give one fanout per layer")
         self.sampler = NeighborSampler(graph, fanouts, weighted)
         self.encoder = GraphSageMean(dim, num_layers, aggregator)
+        self.eval_neighbors = eval_neighbors
+        if eval_neighbors == "all":
+            self.register_buffer("mean_adjacency", row_normalized(graph, weighted), persistent=False)
+        self._full_cache: Optional[tuple[tuple, torch.Tensor]] = None
 
     def resample(self, generator: torch.Generator) -> None:
         """Redraw the sampled neighbours of every feature (once per epoch, from the trainer's view generator)."""
         self.sampler.resample(generator)
 
     def forward(self, table: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """(b, f, d) g(.) of the (b, f) feature ids from the (n, d) table, over the current neighbour draw."""
+        """(b, f, d) g(.) of the (b, f) feature ids from the (n, d) table, over the draw (or every neighbour)."""
+        if not self.training and self.eval_neighbors == "all":
+            return self.full(table)[features]
         seeds, inverse = torch.unique(features, return_inverse=True)
         return self.encoder(table, seeds, self.sampler.sample(seeds))[inverse]
+
+    def full(self, table: torch.Tensor) -> torch.Tensor:
+        """(n, d) g(.) of every feature over all its neighbours, cached until the (n, d) table or a weight changes."""
+        key = tuple((id(t), t._version) for t in (table, *self.encoder.parameters()))
+        if self._full_cache is None or self._full_cache[0] != key:
+            self._full_cache = (key, self.encoder.full(table, self.mean_adjacency, self.sampler.has_neighbors))
+        return self._full_cache[1]
+
+
+def row_normalized(graph: sp.csr_matrix, weighted: bool) -> torch.Tensor:
+    """(n, n) sparse CSR whose row a averages a's neighbours: counts / row sum (weighted) or 1 / degree."""
+    graph = sp.csr_matrix(graph, dtype=np.float64)
+    if not weighted:
+        graph.data[:] = 1.0
+    sums = np.asarray(graph.sum(axis=1)).ravel()
+    scaled = sp.diags(1.0 / np.maximum(sums, 1e-300)) @ graph
+    scaled = sp.csr_matrix(scaled, dtype=np.float32)
+    return torch.sparse_csr_tensor(torch.from_numpy(scaled.indptr.astype(np.int64)),
+                                   torch.from_numpy(scaled.indices.astype(np.int64)),
+                                   torch.from_numpy(scaled.data), size=scaled.shape)
