@@ -142,6 +142,21 @@ def test_gem_neighbours_are_redrawn_each_epoch(tmp_path):
     assert "gem.sampler.draw0" in trainer.model.state_dict()
 
 
+@pytest.mark.parametrize("eval_neighbors", ["draw", "all"])
+def test_gem_evaluation_during_training_equals_the_best_checkpoints(eval_neighbors, tmp_path):
+    """Each epoch's validation is the model's own at that epoch: the best epoch's logged value equals the final
+    evaluation of best.pt, and with eval_neighbors all it is a fresh g(.) every epoch (fused Adam's in-place
+    steps do not bump tensor versions, so a cache must not outlive the epoch)."""
+    trainer = Trainer(config(tmp_path, "nfm", model={"embedding": "gem", "gem": {"eval_neighbors": eval_neighbors}},
+                             train={"epochs": 4, "optimizer": "adam"}))
+    final = trainer.fit()
+    records = history(trainer.run_dir)
+    best = min(records, key=lambda r: r["valid/rmse"])
+    assert final["valid/rmse"] == pytest.approx(best["valid/rmse"], rel=1e-6)
+    assert len({r["valid/rmse"] for r in records}) == len(records)
+
+
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 

@@ -236,13 +236,22 @@ def test_gem_evaluates_over_every_neighbour_whatever_the_draw(weighted):
     torch.testing.assert_close(mean(table, torch.tensor([[0]]))[0, 0], (table[0] + hop1[0] + hop2_of_0) / 3)
 
 
-def test_gem_full_table_is_recomputed_after_the_table_changes_and_unused_in_training():
-    table = torch.randn(5, 3, generator=generator(5))
+def test_gem_full_table_is_recomputed_on_each_switch_to_eval_mode_and_unused_in_training():
+    table = torch.nn.Parameter(torch.randn(5, 3, generator=generator(5)))
     gem = GemEmbedding(star_graph(), 3, fanouts=[2], num_layers=1, eval_neighbors="all").eval()
-    before = gem(table, torch.tensor([[0]])).clone()
     with torch.no_grad():
-        table[2] += 1.0  # an optimizer step changes the table in place
-    assert not torch.allclose(gem(table, torch.tensor([[0]])), before)
+        before = gem(table, torch.tensor([[0]])).clone()
+    gem.train()
+    table.grad = torch.ones_like(table)
+    torch.optim.Adam([table], lr=0.5, fused=True).step()  # in place, without bumping the table's version
+    gem.eval()
+    with torch.no_grad():
+        assert not torch.allclose(gem(table, torch.tensor([[0]])), before)
+        torch.testing.assert_close(gem(table, torch.tensor([[0]])), gem.encoder.full(
+            table, gem.mean_adjacency, gem.sampler.has_neighbors)[[0]].unsqueeze(0))
+    before = gem(table, torch.tensor([[0]]))  # with grad: computed afresh, differentiable
+    before.sum().backward()
+    assert table.grad is not None
     gem.train()
     gem.resample(generator(1))
     draw = GemEmbedding(star_graph(), 3, fanouts=[2], num_layers=1)
