@@ -236,7 +236,7 @@ def test_gem_evaluates_over_every_neighbour_whatever_the_draw(weighted):
     torch.testing.assert_close(mean(table, torch.tensor([[0]]))[0, 0], (table[0] + hop1[0] + hop2_of_0) / 3)
 
 
-def test_gem_full_table_is_recomputed_on_each_switch_to_eval_mode_and_unused_in_training():
+def test_gem_full_table_is_recomputed_after_a_fused_optimizer_step_and_unused_in_training():
     table = torch.nn.Parameter(torch.randn(5, 3, generator=generator(5)))
     gem = GemEmbedding(star_graph(), 3, fanouts=[2], num_layers=1, eval_neighbors="all").eval()
     with torch.no_grad():

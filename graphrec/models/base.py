@@ -31,6 +31,11 @@ def _count_optimizer_step(optimizer, args, kwargs) -> None:  # noqa: ARG001
 register_optimizer_step_post_hook(_count_optimizer_step)
 
 
+def tensors_state_key(tensors) -> tuple:
+    """A cache key that changes when any optimizer steps or any of the tensors is replaced or changed in place."""
+    return (_optimizer_steps,) + tuple((id(t), t._version, t.data_ptr()) for t in tensors)
+
+
 @dataclass
 class ModelContext:
     """What a model is built from: the dataset, the device, the training keys, the task, the dro section, and the
@@ -268,7 +273,7 @@ class Recommender(Model):
     @torch.no_grad()
     def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Final (num_users, dim) user and (num_items, dim) item embeddings, cached until parameters or graph change."""
-        key = (_optimizer_steps, id(self.graph)) + tuple((id(p), p._version, p.data_ptr()) for p in self.parameters())
+        key = (id(self.graph),) + tensors_state_key(self.parameters())
         if self._cache is None or self._cache[0] != key:
             final = self.propagate()
             self._cache = (key, (final[:self.num_users], final[self.num_users:]))

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..data.fields import FieldRows, FieldSpace
 from ..errors import GraphrecError
+from .base import tensors_state_key
 
 
 def feature_cooccurrence_graph(rows: FieldRows, space: FieldSpace) -> sp.csr_matrix:
@@ -155,7 +156,7 @@ class GemEmbedding(nn.Module):
     Call `resample(generator)` at each epoch start to redraw the neighbours; training reads that draw. Evaluation
     (eval mode) reads the same draw (`eval_neighbors='draw'`) or every neighbour (`'all'`: the mean over the whole
     neighbourhood, weighted like the sampling, so predictions do not depend on the last draw); the full g(.) table
-    is computed once per switch to eval mode or state load.
+    is computed once per state of the parameters.
     """
 
     def __init__(self, graph: sp.csr_matrix, dim: int, fanouts: list[int], num_layers: int,
@@ -170,7 +171,7 @@ class GemEmbedding(nn.Module):
         self.eval_neighbors = eval_neighbors
         if eval_neighbors == "all":
             self.register_buffer("mean_adjacency", row_normalized(graph, weighted), persistent=False)
-        self._full_cache: Optional[tuple[torch.Tensor, torch.Tensor]] = None
+        self._full_cache: Optional[tuple[tuple, torch.Tensor]] = None
 
     def resample(self, generator: torch.Generator) -> None:
         """Redraw the sampled neighbours of every feature (once per epoch, from the trainer's view generator)."""
@@ -184,24 +185,14 @@ class GemEmbedding(nn.Module):
         return self.encoder(table, seeds, self.sampler.sample(seeds))[inverse]
 
     def full(self, table: torch.Tensor) -> torch.Tensor:
-        """(n, d) g(.) of every feature over all its neighbours from the (n, d) table. Under no_grad it is computed
-        once per switch to eval mode or state load (optimizer kernels need not bump tensor versions, so the cache
-        is dropped by those, not by a version check)."""
+        """(n, d) g(.) of every feature over all its neighbours from the (n, d) table; under no_grad cached until
+        the table or a weight of g(.) changes."""
         if torch.is_grad_enabled():
             return self.encoder.full(table, self.mean_adjacency, self.sampler.has_neighbors)
-        if self._full_cache is None or self._full_cache[0] is not table:
-            self._full_cache = (table, self.encoder.full(table, self.mean_adjacency, self.sampler.has_neighbors))
+        key = tensors_state_key([table, *self.encoder.parameters()])
+        if self._full_cache is None or self._full_cache[0] != key:
+            self._full_cache = (key, self.encoder.full(table, self.mean_adjacency, self.sampler.has_neighbors))
         return self._full_cache[1]
-
-    def train(self, mode: bool = True) -> "GemEmbedding":
-        """Set the mode and drop the evaluation table (the parameters may change before the next evaluation)."""
-        self._full_cache = None
-        return super().train(mode)
-
-    def _load_from_state_dict(self, *args, **kwargs) -> None:
-        """Load the draw and drop the evaluation table."""
-        self._full_cache = None
-        super()._load_from_state_dict(*args, **kwargs)
 
 
 def row_normalized(graph: sp.csr_matrix, weighted: bool) -> torch.Tensor:
