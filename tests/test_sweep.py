@@ -197,6 +197,33 @@ def test_a_run_left_running_is_run_again_with_its_params(tmp_path, fake_train):
     assert (folder / "runs.jsonl").read_text().count('"id": "r001", "log"') == 1  # after the cut line, whole
 
 
+def test_a_run_interrupted_after_its_first_checkpoint_is_continued_from_last_pt(tmp_path):
+    """A sweep killed while r001 trained (its last.pt saved mid-run, its record left `running`) resumes r001 in
+    its own folder from last.pt, and it ends with the metrics of r000, the same settings run without a stop."""
+    from graphrec.config import config_from_file as load
+    from graphrec.trainer import Trainer, TrainingStopped
+    from train_helpers import results, stop_at_step
+    sweep_file = write_sweep(tmp_path, {"train.lr": {"values": [0.01]}})
+    folder = agent.run_offline(sweep_file, count=1, sweep_dir=tmp_path / "sw")
+    whole = read_runs(folder / "runs.jsonl")["r000"]
+    extra = [f"output_dir={folder / 'runs'}", "name=tiny-r001", "train.threads=1", "train.progress=false",
+             "train.select_metric=recall@10", "train.lr=0.01"]
+    trainer = Trainer(load(folder / "base.yaml", extra))
+    with pytest.raises(TrainingStopped):
+        trainer.fit(stop_at_step(trainer, trainer._epoch_batches() + 1))  # inside epoch 1: last.pt holds epoch 0
+    append_record(folder / "runs.jsonl", {"id": "r001", "status": "running", "params": {"train.lr": 0.01},
+                                          "draw": {"train.lr": 0}})
+    agent.run_offline(None, count=2, sweep_dir=folder, resume=True)
+    runs = read_runs(folder / "runs.jsonl")
+    assert runs["r001"]["status"] == "finished"
+    assert runs["r001"]["resumed_from"] == runs["r001"]["run_dir"] == str(trainer.run_dir.relative_to(folder))
+    assert len(list((folder / "runs").iterdir())) == 2  # no third folder: r001 was not started again
+    assert runs["r001"]["metric"] == whole["metric"]
+    metrics = [results(json.loads((folder / r["run_dir"] / "metrics.json").read_text())) for r in (whole, runs["r001"])]
+    assert metrics[0] == metrics[1]
+    assert "resuming" in (folder / runs["r001"]["log"]).read_text()
+
+
 def test_a_crashed_run_is_marked_failed_with_its_stderr_tail(tmp_path, fake_train, monkeypatch):
     monkeypatch.setenv("FAKE_FAIL_LR", "0.01")
     folder = agent.run_offline(write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01, 0.1]}}), workers=2)

@@ -112,6 +112,12 @@ def run_command(base: Path, params: dict[str, Any], extra: list[str]) -> list[st
     return args
 
 
+def resume_command(run_dir: Path, threads: int) -> list[str]:
+    """`python -m graphrec.cli train --resume RUN_DIR`, with this agent's thread share (a key resume may change)."""
+    return [sys.executable, "-m", "graphrec.cli", "train", "--resume", str(run_dir),
+            "--set", f"train.threads={threads}", "--set", "train.progress=false"]
+
+
 @dataclass
 class LiveRun:
     """A run whose process is alive."""
@@ -159,21 +165,32 @@ class Sweep:
         return target is not None and any(v == target or self.spec.better(v, target) for v in values)
 
     # ---- processes -----------------------------------------------------------------------------------
-    def _launch(self, run_id: str, params: dict[str, Any], draw: dict[str, Any]) -> None:
+    def _launch(self, run_id: str, params: dict[str, Any], draw: dict[str, Any],
+                resume_dir: Optional[Path] = None) -> None:
+        """Start run `run_id` (or continue it from resume_dir's last.pt) as a graphrec process."""
         runs_dir = self.folder / "runs"
         name = f"{self.base_name}-{run_id}"
         extra = [f"output_dir={runs_dir}", f"name={name}", f"train.threads={self.threads}", "train.progress=false",
                  f"train.select_metric={self.spec.select_metric()}", *self.overrides]
         log_path = self.folder / "logs" / f"{run_id}.log"
         known = {p.name for p in runs_dir.glob(f"{name}-*")}
+        command = (resume_command(resume_dir, self.threads) if resume_dir is not None
+                   else run_command(self.folder / "base.yaml", params, extra))
         with open(log_path, "ab") as log:
-            process = subprocess.Popen(run_command(self.folder / "base.yaml", params, extra), stdout=log,
-                                       stderr=subprocess.STDOUT, env=child_env(self.threads))
-        self.live[run_id] = LiveRun(run_id, params, draw, process, log_path, known)
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env(self.threads))
+        self.live[run_id] = LiveRun(run_id, params, draw, process, log_path, known, run_dir=resume_dir)
+        resumed = {"resumed_from": str(resume_dir.relative_to(self.folder))} if resume_dir is not None else {}
         self._record(run_id, status="running", params=params, draw=draw, log=str(log_path.relative_to(self.folder)),
-                     threads=self.threads)
+                     threads=self.threads, **resumed)
         shown = ", ".join(f"{k}={v}" for k, v in params.items())
-        print(f"sweep: {run_id} started ({shown})", file=sys.stderr)
+        how = f"resumed from {resume_dir.name}/last.pt" if resume_dir is not None else "started"
+        print(f"sweep: {run_id} {how} ({shown})", file=sys.stderr)
+
+    def _unfinished_run_dir(self, run_id: str) -> Optional[Path]:
+        """The newest published run folder of run_id with a last.pt (a run the kill interrupted), if any."""
+        folders = sorted(p for p in (self.folder / "runs").glob(f"{self.base_name}-{run_id}-*")
+                         if (p / "last.pt").is_file())
+        return folders[-1] if folders else None
 
     def _find_run_dir(self, run: LiveRun) -> Optional[Path]:
         if run.run_dir is None:
@@ -232,16 +249,17 @@ class Sweep:
                 run.process.kill()
 
     # ---- the loop ------------------------------------------------------------------------------------
-    def _pending(self) -> list[tuple[str, dict, dict]]:
-        """Runs left `running` by a killed sweep: run again with the same parameters."""
-        return [(run_id, r["params"], r["draw"]) for run_id, r in self.records.items()
-                if r["status"] == "running" and run_id not in self.live]
+    def _pending(self) -> list[tuple[str, dict, dict, Optional[Path]]]:
+        """Runs left `running` by a killed sweep: continued from their last.pt where they saved one (an exact
+        resume), else run again with the same parameters."""
+        return [(run_id, r["params"], r["draw"], self._unfinished_run_dir(run_id))
+                for run_id, r in self.records.items() if r["status"] == "running" and run_id not in self.live]
 
     def run(self) -> None:
         """Launch until `count` runs are done (at most `workers` at once), watching for hyperband stops."""
         queue = self._pending()
         if queue:
-            print(f"sweep: running again {len(queue)} run(s) left unfinished: {', '.join(q[0] for q in queue)}",
+            print(f"sweep: continuing {len(queue)} run(s) left unfinished: {', '.join(q[0] for q in queue)}",
                   file=sys.stderr)
         try:  # SIGTERM of the agent stops its runs as Ctrl-C does (main thread only)
             previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
