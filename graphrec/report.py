@@ -26,7 +26,8 @@ POINTWISE_METRICS = REGRESSION_METRICS + CLASSIFICATION_METRICS
 KNOWN_METRICS = RANKING_METRICS + POINTWISE_METRICS
 # config keys that say how a run was executed, not what it computes: never tell two settings apart
 _NOT_SETTINGS = ("name", "seed", "output_dir", "device", "tracking.", "train.progress", "train.threads")
-_TRAINING_KEYS = ("train.", "dro.")  # left out of the settings of runs that trained nothing (epochs_run 0)
+_TRAINING_KEYS = ("train.", "dro.")
+_ABSENT = "<absent>"  # a settings key a run's config does not have  # left out of the settings of runs that trained nothing (epochs_run 0)
 
 
 def _split_metric_key(key: str) -> Optional[tuple[str, str]]:
@@ -259,10 +260,19 @@ def _group(runs: list[dict]) -> list[dict]:
 
 def _varying(groups: list[dict]) -> list[str]:
     """The settings keys with different values in the groups that have them (model and dataset have their own
-    columns; a key absent from some runs, an older config or another model's key, tells nothing apart)."""
-    keys = dict.fromkeys(k for g in groups for k in g["settings"])
-    return [k for k in keys if k not in ("model.name", "split.method")
-            and len({json.dumps(g["settings"][k], default=str) for g in groups if k in g["settings"]}) > 1]
+    columns; a key absent from some runs, an older config or another model's key, tells nothing apart), plus, for
+    groups that would still read the same, the keys only some of them have (then the only difference)."""
+    keys = [k for k in dict.fromkeys(k for g in groups for k in g["settings"]) if k not in ("model.name", "split.method")]
+    varying = [k for k in keys if len({json.dumps(g["settings"][k], default=str)
+                                       for g in groups if k in g["settings"]}) > 1]
+    alike: dict[tuple, list[dict]] = {}
+    for group in groups:
+        shown = json.dumps({k: group["settings"].get(k) for k in varying}, sort_keys=True, default=str)
+        alike.setdefault((group["model"], group["dataset"], group["protocol"], shown), []).append(group)
+    for same in (g for g in alike.values() if len(g) > 1):
+        varying += [k for k in keys if k not in varying
+                    and len({json.dumps(g["settings"].get(k, _ABSENT), default=str) for g in same}) > 1]
+    return varying
 
 
 def report_rows(runs: list[dict], splits: Optional[list[str]] = None,

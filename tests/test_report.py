@@ -156,6 +156,21 @@ def test_report_settings_ignore_keys_only_some_runs_have(tmp_path, capsys):
     assert code == 0 and settings == {"lightgcn": {"train.lr": 0.001}, "mf": {"train.lr": 0.01}}
 
 
+def test_report_names_a_key_only_some_runs_have_when_it_alone_tells_groups_apart(tmp_path, capsys):
+    """Runs of one model whose configs differ only in a key the older ones lack are two rows, and the key says
+    which is which (otherwise the two rows would read the same)."""
+    root = tmp_path / "runs"
+    make_run(root / "old", metrics={"test/recall@20": 0.1})
+    newer = make_run(root / "new", seed=2, metrics={"test/recall@20": 0.2})
+    config = yaml.safe_load((newer / "config.yaml").read_text())
+    config["model"]["eval_mode"] = "all"
+    (newer / "config.yaml").write_text(yaml.safe_dump(config))
+    code, captured = _report([str(root), "--format", "json"], capsys)
+    rows = json.loads(captured.out)
+    assert code == 0 and len(rows) == 2
+    assert sorted(json.dumps(r["settings"]) for r in rows) == ['{"model.eval_mode": "all"}', "{}"]
+
+
 def test_report_names_gem_models_apart_from_their_base(tmp_path, capsys):
     root = tmp_path / "runs"
     make_run(root / "fm", model="fm", metrics={"test/rmse": 0.4})
