@@ -14,6 +14,7 @@ from typing import NamedTuple, Optional, Sequence
 import torch
 from torch import nn
 
+from .draws import dropout
 from .errors import GraphrecError
 
 SCHEDULES = ("linear", "linear-var", "cosine")
@@ -131,17 +132,6 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     args = t.float().unsqueeze(1) * freqs.unsqueeze(0)
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
     return torch.nn.functional.pad(emb, (0, dim % 2))
-
-
-def dropout(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
-    """Inverted dropout of x (n, d): each entry zeroed with probability `rate`, the rest scaled by 1 / (1 - rate).
-
-    The mask is a threshold of uniform draws from the global generator (checkpointed like nn.Dropout's): torch's CPU
-    bernoulli_, which nn.Dropout uses, is ~3x slower per entry than torch.rand.
-    """
-    if not training or rate == 0:
-        return x
-    return x * ((torch.rand(x.shape, device=x.device, dtype=x.dtype) >= rate) * (1.0 / (1.0 - rate)))
 
 
 class Denoiser(nn.Module):

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from graphrec.diffusion import (Denoiser, diffusion_loss, dropout, make_schedule, posterior, q_sample,
+from graphrec.diffusion import (Denoiser, diffusion_loss, make_schedule, posterior, q_sample,
                                 reverse_sample, timestep_embedding, x0_from_eps)
 from graphrec.errors import GraphrecError
 
@@ -126,16 +126,6 @@ def test_scaled_parameters_rescale_input_and_output(normalize):
     out = torch.func.functional_call(denoiser, params, (x, t, cond))
     torch.testing.assert_close(out, denoiser(x * s_in, t, cond) * s_out)
     assert not any(p.requires_grad for p in params.values())
-
-
-def test_dropout_zeroes_at_its_rate_and_keeps_the_mean():
-    torch.manual_seed(0)
-    x = torch.ones(400, 50)
-    out = dropout(x, 0.3, training=True)
-    torch.testing.assert_close(out.unique(), torch.tensor([0.0, 1 / 0.7]))
-    assert float((out == 0).float().mean()) == pytest.approx(0.3, abs=0.01)
-    assert float(out.mean()) == pytest.approx(1.0, abs=0.02)
-    assert dropout(x, 0.3, training=False) is x and dropout(x, 0.0, training=True) is x
 
 
 def test_diffusion_loss_hand_values_and_reweighting():

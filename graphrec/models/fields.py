@@ -6,6 +6,8 @@ from typing import Optional
 import torch
 from torch import nn
 
+from ..draws import Dropout
+
 
 class FieldEmbedding(nn.Module):
     """Per-feature linear weights (num_features,) with a global bias, and (num_features, dim) embeddings.
@@ -46,7 +48,7 @@ class AttentionInteraction(nn.Module):
         super().__init__()
         self.attention = nn.Sequential(nn.Linear(dim, attn_dim), nn.ReLU(), nn.Linear(attn_dim, 1, bias=False))
         self.projection = nn.Linear(dim, 1, bias=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def pair_products(self, emb: torch.Tensor) -> torch.Tensor:
         """(b, f (f - 1) / 2, d) products e_i * e_j of the field pairs i < j."""
@@ -73,7 +75,7 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         for width in hidden:
             norm = [nn.BatchNorm1d(width)] if batch_norm else []
-            layers += [nn.Linear(in_dim, width), *norm, nn.ReLU(), nn.Dropout(dropout)]
+            layers += [nn.Linear(in_dim, width), *norm, nn.ReLU(), Dropout(dropout)]
             in_dim = width
         layers.append(nn.Linear(in_dim, 1))
         self.layers = nn.Sequential(*layers)

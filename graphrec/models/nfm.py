@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 from pydantic import Field
-from torch import nn
 
+from ..draws import Dropout
 from . import register
 from .base import ModelContext
 from .field_model import DeepConfig, FieldModel
@@ -26,7 +26,7 @@ class NFM(FieldModel):
 
     def __init__(self, cfg: NFMConfig, ctx: ModelContext):
         super().__init__(cfg, ctx)
-        self.bi_dropout = nn.Dropout(cfg.bi_dropout)
+        self.bi_dropout = Dropout(cfg.bi_dropout)
         self.tower = cfg.tower(cfg.embedding_dim)
 
     def interaction(self, emb: torch.Tensor) -> torch.Tensor:
