@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import glob
 import io
 import json
@@ -14,6 +15,7 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 import yaml
+from pydantic import BaseModel
 
 from .evaluation import RANKING_METRICS
 from .pointwise_eval import CLASSIFICATION_METRICS, REGRESSION_METRICS
@@ -26,8 +28,8 @@ POINTWISE_METRICS = REGRESSION_METRICS + CLASSIFICATION_METRICS
 KNOWN_METRICS = RANKING_METRICS + POINTWISE_METRICS
 # config keys that say how a run was executed, not what it computes: never tell two settings apart
 _NOT_SETTINGS = ("name", "seed", "output_dir", "device", "tracking.", "train.progress", "train.threads")
-_TRAINING_KEYS = ("train.", "dro.")
-_ABSENT = "<absent>"  # a settings key a run's config does not have  # left out of the settings of runs that trained nothing (epochs_run 0)
+_TRAINING_KEYS = ("train.", "dro.")  # left out of the settings of runs that trained nothing (epochs_run 0)
+_ABSENT = object()  # the schema has no such key for a run's model
 
 
 def _split_metric_key(key: str) -> Optional[tuple[str, str]]:
@@ -239,7 +241,7 @@ def read_run(folder: Path) -> Optional[dict]:
                                                 else "")
     model = f"gem-{model}" if flat.get("model.embedding") == "gem" else model  # GEM-FM, GEM-DeepFM, ...
     trained = metrics.get("epochs_run") != 0  # a model that trains nothing (pop): its training keys are no settings
-    return {"folder": folder, "model": model,
+    return {"folder": folder, "model": model, "trained": trained,
             "dataset": dataset if method in (None, "given") else f"{dataset}/{method}",
             "protocol": str(metrics.get("protocol", "validation")), "seed": seed,
             "settings": {k: v for k, v in flat.items() if not k.startswith(_NOT_SETTINGS) and k != "data.path"
@@ -247,8 +249,43 @@ def read_run(folder: Path) -> Optional[dict]:
             "metrics": metrics}
 
 
+@functools.lru_cache(maxsize=None)
+def _schema_default(key: str, model_name: Optional[str]) -> Any:
+    """The current schema's default of a flat settings key for a run of `model_name` (what a config written before
+    the key existed ran with), or _ABSENT when the schema has no such key for that model."""
+    from .models import MODELS
+    from .schema import Config
+    section, *parts = key.split(".")
+    holder = (MODELS[model_name].config_class if model_name in MODELS else None) if section == "model" else (
+        Config.model_fields[section].annotation if section in Config.model_fields else None)
+    for depth, part in enumerate(parts):
+        fields = getattr(holder, "model_fields", None)
+        if not isinstance(fields, dict) or part not in fields:
+            return _ABSENT
+        if depth < len(parts) - 1:
+            holder = fields[part].annotation
+            continue
+        default = fields[part].get_default(call_default_factory=True)
+        return default.model_dump() if isinstance(default, BaseModel) else default
+    return _ABSENT
+
+
+def _fill_defaults(runs: list[dict]) -> None:
+    """Give each run the schema default of every settings key another run has and its config lacks (older configs
+    predate newer keys), so that equal settings group together and a key set only by newer runs shows."""
+    keys = dict.fromkeys(k for run in runs for k in run["settings"])
+    for run in runs:
+        settings = run["settings"]
+        for key in keys:
+            if key not in settings and (run["trained"] or not key.startswith(_TRAINING_KEYS)):
+                default = _schema_default(key, settings.get("model.name"))
+                if default is not _ABSENT:
+                    settings[key] = default
+
+
 def _group(runs: list[dict]) -> list[dict]:
     """Runs with the same model, dataset, protocol and settings (all but the seed) as one group each."""
+    _fill_defaults(runs)
     groups: dict[tuple, dict] = {}
     for run in runs:
         key = (run["model"], run["dataset"], run["protocol"], json.dumps(run["settings"], sort_keys=True, default=str))
@@ -260,19 +297,10 @@ def _group(runs: list[dict]) -> list[dict]:
 
 def _varying(groups: list[dict]) -> list[str]:
     """The settings keys with different values in the groups that have them (model and dataset have their own
-    columns; a key absent from some runs, an older config or another model's key, tells nothing apart), plus, for
-    groups that would still read the same, the keys only some of them have (then the only difference)."""
-    keys = [k for k in dict.fromkeys(k for g in groups for k in g["settings"]) if k not in ("model.name", "split.method")]
-    varying = [k for k in keys if len({json.dumps(g["settings"][k], default=str)
-                                       for g in groups if k in g["settings"]}) > 1]
-    alike: dict[tuple, list[dict]] = {}
-    for group in groups:
-        shown = json.dumps({k: group["settings"].get(k) for k in varying}, sort_keys=True, default=str)
-        alike.setdefault((group["model"], group["dataset"], group["protocol"], shown), []).append(group)
-    for same in (g for g in alike.values() if len(g) > 1):
-        varying += [k for k in keys if k not in varying
-                    and len({json.dumps(g["settings"].get(k, _ABSENT), default=str) for g in same}) > 1]
-    return varying
+    columns; a key another model has, and this one's schema lacks, tells nothing apart)."""
+    keys = dict.fromkeys(k for g in groups for k in g["settings"])
+    return [k for k in keys if k not in ("model.name", "split.method")
+            and len({json.dumps(g["settings"][k], default=str) for g in groups if k in g["settings"]}) > 1]
 
 
 def report_rows(runs: list[dict], splits: Optional[list[str]] = None,

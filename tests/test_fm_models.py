@@ -121,10 +121,13 @@ def test_gem_graph_comes_from_training_positives_only(tmp_path):
     assert set(sampler.draw0[5].tolist()) == {2}
 
 
-def test_gem_fm_stopped_mid_epoch_resumes_exactly(tmp_path):
-    """GEM redraws its neighbours from the trainer's view generator at each epoch start, so a run stopped in the
-    middle of epoch 2 and resumed from last.pt ends with the same metrics and per-epoch records."""
-    overrides = {"model": {"embedding": "gem", "gem": {"layers": 2, "fanouts": [5, 3]}}, "train": {"epochs": 4}}
+@pytest.mark.parametrize("redraw", ["epoch", "batch"])
+def test_gem_fm_stopped_mid_epoch_resumes_exactly(redraw, tmp_path):
+    """GEM redraws its neighbours from the trainer's view generator at each epoch start (or from its own checkpointed
+    generator at every batch), so a run stopped in the middle of epoch 2 and resumed from last.pt ends with the same
+    metrics and per-epoch records."""
+    overrides = {"model": {"embedding": "gem", "gem": {"layers": 2, "fanouts": [5, 3], "redraw": redraw}},
+                 "train": {"epochs": 4}}
     whole = Trainer(config(tmp_path / "whole", "fm", **overrides))
     expected = results(whole.fit()), history(whole.run_dir)
     assert stopped_and_resumed(config(tmp_path / "parts", "fm", **overrides),

@@ -156,6 +156,23 @@ def test_sampler_is_uniform_or_follows_counts(weighted, share_of_2):
     assert abs((drawn == 2).float().mean().item() - share_of_2) < 0.02
 
 
+def test_sampler_draws_afresh_per_call_from_a_given_generator():
+    sampler = NeighborSampler(star_graph(), [6, 2])
+    neighbours = {a: set(np.flatnonzero(row)) for a, row in enumerate(star_graph().toarray())}
+    gen = generator(5)
+    first = sampler.sample(torch.tensor([0, 3, 4]), gen)
+    second = sampler.sample(torch.tensor([0, 3, 4]), gen)
+    again = sampler.sample(torch.tensor([0, 3, 4]), generator(5))
+    for blocks in (first, second):
+        for block in blocks:
+            for dst in range(block.num_dst):
+                node = int(block.src_nodes[dst])
+                picked = set(block.src_nodes[block.neighbors[dst][block.mask[dst]]].tolist())
+                assert picked <= neighbours[node] and block.mask[dst].all() == bool(neighbours[node])
+    drawn = [b[-1].src_nodes[b[-1].neighbors] for b in (first, second, again)]
+    assert not torch.equal(drawn[0], drawn[1]) and torch.equal(drawn[0], drawn[2])
+
+
 def test_sampler_refuses_empty_fanout():
     with pytest.raises(GraphrecError, match="gem.fanouts"):
         NeighborSampler(star_graph(), [0])

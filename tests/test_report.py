@@ -156,19 +156,20 @@ def test_report_settings_ignore_keys_only_some_runs_have(tmp_path, capsys):
     assert code == 0 and settings == {"lightgcn": {"train.lr": 0.001}, "mf": {"train.lr": 0.01}}
 
 
-def test_report_names_a_key_only_some_runs_have_when_it_alone_tells_groups_apart(tmp_path, capsys):
-    """Runs of one model whose configs differ only in a key the older ones lack are two rows, and the key says
-    which is which (otherwise the two rows would read the same)."""
+def test_report_reads_a_key_an_older_config_lacks_as_the_schemas_default(tmp_path, capsys):
+    """A config written before a key existed ran with its default: runs that set the key to the default group with
+    it (one row), and runs that set another value are told apart by it (the older row shows the default)."""
     root = tmp_path / "runs"
     make_run(root / "old", metrics={"test/recall@20": 0.1})
-    newer = make_run(root / "new", seed=2, metrics={"test/recall@20": 0.2})
-    config = yaml.safe_load((newer / "config.yaml").read_text())
-    config["model"]["eval_mode"] = "all"
-    (newer / "config.yaml").write_text(yaml.safe_dump(config))
+    for name, seed, value in (("same", 2, 3), ("other", 3, 2)):
+        run = make_run(root / name, seed=seed, metrics={"test/recall@20": 0.2})
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        config["model"]["num_layers"] = value
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
     code, captured = _report([str(root), "--format", "json"], capsys)
     rows = json.loads(captured.out)
-    assert code == 0 and len(rows) == 2
-    assert sorted(json.dumps(r["settings"]) for r in rows) == ['{"model.eval_mode": "all"}', "{}"]
+    assert code == 0 and sorted((r["seeds"], r["settings"]["model.num_layers"]) for r in rows) == [
+        ([1, 2], 3), ([3], 2)]
 
 
 def test_report_names_gem_models_apart_from_their_base(tmp_path, capsys):

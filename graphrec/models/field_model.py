@@ -28,6 +28,9 @@ class GemConfig(Section):
                                                                     "mean: weightless mean (LightGCN-style ablation)")
     weighted_sampling: bool = Field(False, description="draw neighbours in proportion to co-occurrence counts "
                                                        "instead of uniformly (graph-construction ablation)")
+    redraw: Literal["epoch", "batch"] = Field("epoch", description="when training redraws the sampled neighbours: "
+                                              "epoch (a fixed table per epoch, the spec) or batch (afresh for every "
+                                              "batch's features, GraphSAGE's usual form)")
     eval_neighbors: Literal["draw", "all"] = Field("draw", description="what g(.) averages at evaluation: draw (the "
                                                    "last epoch's sampled neighbours) or all (every neighbour, weighted "
                                                    "like the sampling; predictions then do not depend on the draw)")
@@ -90,7 +93,7 @@ class FieldModel(PointwiseModel):
             graph = feature_cooccurrence_graph(data.rows["train"], data.space)  # training positives only
             gem = cfg.gem
             self.gem = GemEmbedding(graph, cfg.embedding_dim, gem.hop_fanouts(), gem.layers, gem.aggregator,
-                                    gem.weighted_sampling, gem.eval_neighbors)
+                                    gem.weighted_sampling, gem.eval_neighbors, gem.redraw, ctx.device)
 
     def on_epoch_start(self, epoch: int, generator: torch.Generator) -> None:
         """Redraw GEM's sampled neighbours for the epoch."""

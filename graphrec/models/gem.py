@@ -87,13 +87,20 @@ class NeighborSampler(nn.Module):
             sampled, has = self.neighbors(nodes, fanout, generator)
             getattr(self, f"draw{hop}").copy_(torch.where(has, sampled, nodes.unsqueeze(1)))
 
-    def sample(self, seeds: torch.Tensor) -> list[Block]:
-        """Blocks from the outermost hop to the seeds (blocks[-1] has the seeds as dst); seeds must be unique."""
+    def sample(self, seeds: torch.Tensor, generator: Optional[torch.Generator] = None) -> list[Block]:
+        """Blocks from the outermost hop to the seeds (blocks[-1] has the seeds as dst); seeds must be unique.
+
+        Neighbours come from the epoch's draw, or, given a generator, are drawn afresh for this call's nodes.
+        """
         blocks = []
         frontier = seeds
-        for hop in range(len(self.fanouts)):
-            sampled = getattr(self, f"draw{hop}")[frontier]
-            has = self.has_neighbors[frontier].unsqueeze(1).expand_as(sampled)
+        for hop, fanout in enumerate(self.fanouts):
+            has = self.has_neighbors[frontier].unsqueeze(1).expand(-1, fanout)
+            if generator is None:
+                sampled = getattr(self, f"draw{hop}")[frontier]
+            else:
+                drawn, _ = self.neighbors(frontier, fanout, generator)
+                sampled = torch.where(has, drawn, frontier.unsqueeze(1))
             new = torch.unique(sampled)
             src = torch.cat([frontier, new[~torch.isin(new, frontier)]])
             ordered, order = torch.sort(src)
@@ -153,7 +160,8 @@ class GraphSageMean(nn.Module):
 class GemEmbedding(nn.Module):
     """GEM's embedding provider: (b, f, d) high-order g(i) for a batch's features, to pass as FieldEmbedding vectors.
 
-    Call `resample(generator)` at each epoch start to redraw the neighbours; training reads that draw. Evaluation
+    Call `resample(generator)` at each epoch start to redraw the neighbours; training reads that draw (or, with
+    `redraw='batch'`, draws a batch's neighbours afresh at every step, GraphSAGE's usual form). Evaluation
     (eval mode) reads the same draw (`eval_neighbors='draw'`) or every neighbour (`'all'`: the mean over the whole
     neighbourhood, weighted like the sampling, so predictions do not depend on the last draw); the full g(.) table
     is computed once per state of the parameters.
@@ -161,14 +169,17 @@ class GemEmbedding(nn.Module):
 
     def __init__(self, graph: sp.csr_matrix, dim: int, fanouts: list[int], num_layers: int,
                  aggregator: Literal["sage", "mean"] = "sage", weighted: bool = False,
-                 eval_neighbors: Literal["draw", "all"] = "draw") -> None:
+                 eval_neighbors: Literal["draw", "all"] = "draw", redraw: Literal["epoch", "batch"] = "epoch",
+                 device: torch.device | str = "cpu") -> None:
         super().__init__()
         if len(fanouts) != num_layers:
             raise GraphrecError(f"gem.fanouts {list(fanouts)} has {len(fanouts)} entries but gem.layers is "
                                 f"{num_layers}; give one fanout per layer")
         self.sampler = NeighborSampler(graph, fanouts, weighted)
         self.encoder = GraphSageMean(dim, num_layers, aggregator)
-        self.eval_neighbors = eval_neighbors
+        self.eval_neighbors, self.redraw = eval_neighbors, redraw
+        if redraw == "batch":  # seeded from the run's global generator; checkpointed with the model's generators
+            self.batch_gen = torch.Generator(device=device).manual_seed(int(torch.randint(2 ** 62, (1,))))
         if eval_neighbors == "all":
             self.register_buffer("mean_adjacency", row_normalized(graph, weighted), persistent=False)
         self._full_cache: Optional[tuple[tuple, torch.Tensor]] = None
@@ -182,7 +193,8 @@ class GemEmbedding(nn.Module):
         if not self.training and self.eval_neighbors == "all":
             return self.full(table)[features]
         seeds, inverse = torch.unique(features, return_inverse=True)
-        return self.encoder(table, seeds, self.sampler.sample(seeds))[inverse]
+        fresh = self.batch_gen if self.training and self.redraw == "batch" else None
+        return self.encoder(table, seeds, self.sampler.sample(seeds, fresh))[inverse]
 
     def full(self, table: torch.Tensor) -> torch.Tensor:
         """(n, d) g(.) of every feature over all its neighbours from the (n, d) table; under no_grad cached until
