@@ -198,18 +198,23 @@ def find_runs(paths: list[str]) -> list[Path]:
 _LEAF_MAPPINGS = ("data.item_features",)
 
 
+def _leaf(path: str, value: Any) -> Any:
+    """A settings value as report compares and prints it: lists as JSON text, a _LEAF_MAPPINGS mapping as its
+    keys and file names."""
+    if path in _LEAF_MAPPINGS and isinstance(value, dict):  # modality:file name, e.g. genre:genre.npy,text:text.npy
+        return ",".join(f"{k}:{Path(str(v)).name}" for k, v in sorted(value.items())) or "none"
+    return json.dumps(value) if isinstance(value, list) else value
+
+
 def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """{'train': {'lr': 0.1}} -> {'train.lr': 0.1} (lists and the _LEAF_MAPPINGS as text, so that they compare and
-    print; a leaf mapping as its keys and file names)."""
+    """{'train': {'lr': 0.1}} -> {'train.lr': 0.1}, each value through `_leaf`."""
     out: dict[str, Any] = {}
     for key, value in tree.items():
         path = f"{prefix}{key}"
-        if path in _LEAF_MAPPINGS and isinstance(value, dict):  # modality:file name, e.g. genre:genre.npy,text:text.npy
-            out[path] = ",".join(f"{k}:{Path(str(v)).name}" for k, v in sorted(value.items())) or "none"
-        elif isinstance(value, dict):
+        if isinstance(value, dict) and path not in _LEAF_MAPPINGS:
             out.update(_flatten(value, f"{path}."))
         else:
-            out[path] = json.dumps(value) if isinstance(value, list) else value
+            out[path] = _leaf(path, value)
     return out
 
 
@@ -266,7 +271,9 @@ def _schema_default(key: str, model_name: Optional[str]) -> Any:
             holder = fields[part].annotation
             continue
         default = fields[part].get_default(call_default_factory=True)
-        return default.model_dump() if isinstance(default, BaseModel) else default
+        if isinstance(default, (dict, BaseModel)) and key not in _LEAF_MAPPINGS:
+            return _ABSENT  # a whole section: its leaves are the keys
+        return _leaf(key, default)
     return _ABSENT
 
 
