@@ -13,13 +13,12 @@ import argparse
 import torch
 
 from graphrec.evaluation import evaluate_splits
-from graphrec.models.gem import feature_cooccurrence_graph, row_normalized
 from graphrec.trainer import load_run
 
 
 def draw_sensitivity(run_dir: str, fresh: int, split: str) -> dict[str, dict[str, float]]:
     """{'saved' | 'fresh k' | 'all': the split's metrics} of one GEM run folder's best.pt."""
-    cfg, dataset, model, evaluators = load_run(run_dir)
+    _, _, model, evaluators = load_run(run_dir)
     gem = model.gem
     if gem is None:
         raise SystemExit(f"{run_dir}: not a GEM run (model.embedding is not gem)")
@@ -27,8 +26,6 @@ def draw_sensitivity(run_dir: str, fresh: int, split: str) -> dict[str, dict[str
     for k in range(fresh):
         gem.resample(torch.Generator().manual_seed(100 + k))
         out[f"fresh {k}"] = evaluate_splits(model, evaluators, [split])
-    graph = feature_cooccurrence_graph(dataset.fields.rows["train"], dataset.fields.space)
-    gem.mean_adjacency = row_normalized(graph, cfg.model["gem"]["weighted_sampling"])
     gem.eval_neighbors = "all"
     out["all"] = evaluate_splits(model, evaluators, [split])
     return out

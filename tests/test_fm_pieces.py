@@ -265,7 +265,7 @@ def test_gem_full_table_is_recomputed_after_a_fused_optimizer_step_and_unused_in
     with torch.no_grad():
         assert not torch.allclose(gem(table, torch.tensor([[0]])), before)
         torch.testing.assert_close(gem(table, torch.tensor([[0]])), gem.encoder.full(
-            table, gem.mean_adjacency, gem.sampler.has_neighbors)[[0]].unsqueeze(0))
+            table, gem.sampler.mean_adjacency(), gem.sampler.has_neighbors)[[0]].unsqueeze(0))
     before = gem(table, torch.tensor([[0]]))  # with grad: computed afresh, differentiable
     before.sum().backward()
     assert table.grad is not None

@@ -69,7 +69,8 @@ class NeighborSampler(nn.Module):
 
     def neighbors(self, nodes: torch.Tensor, fanout: int, generator: torch.Generator
                   ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(len(nodes), fanout) freshly drawn neighbour ids and the bool mask of nodes that have neighbours."""
+        """(len(nodes), fanout) freshly drawn neighbour ids (a node without any gets itself) and the bool mask of
+        nodes that have neighbours."""
         start, end = self.indptr[nodes], self.indptr[nodes + 1]
         low, high = self.cumulative[start], self.cumulative[end]
         draw = torch.rand(len(nodes), fanout, generator=generator, dtype=torch.float64, device=nodes.device)
@@ -77,15 +78,23 @@ class NeighborSampler(nn.Module):
         pos = torch.searchsorted(self.cumulative[1:], target, right=True)
         pos = torch.minimum(torch.maximum(pos, start.unsqueeze(1)), (end - 1).clamp(min=start).unsqueeze(1))
         has = (end > start).unsqueeze(1).expand(-1, fanout)
-        return self.indices[pos], has
+        return torch.where(has, self.indices[pos], nodes.unsqueeze(1)), has
+
+    def mean_adjacency(self) -> torch.Tensor:
+        """(n, n) sparse CSR whose row a averages a's neighbours with the sampling's weights: counts / row sum
+        (weighted) or 1 / degree; a row without neighbours is empty."""
+        weights = self.cumulative.diff()
+        row_sums = self.cumulative[self.indptr[1:]] - self.cumulative[self.indptr[:-1]]
+        values = weights / row_sums.repeat_interleave(self.indptr.diff())
+        n = len(self.has_neighbors)
+        return torch.sparse_csr_tensor(self.indptr, self.indices[:-1], values.float(), size=(n, n))
 
     @torch.no_grad()
     def resample(self, generator: torch.Generator) -> None:
         """Redraw every node's neighbours for every hop (once per epoch); a node without any keeps itself."""
         nodes = torch.arange(len(self.has_neighbors), device=self.indptr.device)
         for hop, fanout in enumerate(self.fanouts):
-            sampled, has = self.neighbors(nodes, fanout, generator)
-            getattr(self, f"draw{hop}").copy_(torch.where(has, sampled, nodes.unsqueeze(1)))
+            getattr(self, f"draw{hop}").copy_(self.neighbors(nodes, fanout, generator)[0])
 
     def sample(self, seeds: torch.Tensor, generator: Optional[torch.Generator] = None) -> list[Block]:
         """Blocks from the outermost hop to the seeds (blocks[-1] has the seeds as dst); seeds must be unique.
@@ -96,11 +105,8 @@ class NeighborSampler(nn.Module):
         frontier = seeds
         for hop, fanout in enumerate(self.fanouts):
             has = self.has_neighbors[frontier].unsqueeze(1).expand(-1, fanout)
-            if generator is None:
-                sampled = getattr(self, f"draw{hop}")[frontier]
-            else:
-                drawn, _ = self.neighbors(frontier, fanout, generator)
-                sampled = torch.where(has, drawn, frontier.unsqueeze(1))
+            sampled = (getattr(self, f"draw{hop}")[frontier] if generator is None
+                       else self.neighbors(frontier, fanout, generator)[0])
             new = torch.unique(sampled)
             src = torch.cat([frontier, new[~torch.isin(new, frontier)]])
             ordered, order = torch.sort(src)
@@ -180,8 +186,6 @@ class GemEmbedding(nn.Module):
         self.eval_neighbors, self.redraw = eval_neighbors, redraw
         if redraw == "batch":  # seeded from the run's global generator; checkpointed with the model's generators
             self.batch_gen = torch.Generator(device=device).manual_seed(int(torch.randint(2 ** 62, (1,))))
-        if eval_neighbors == "all":
-            self.register_buffer("mean_adjacency", row_normalized(graph, weighted), persistent=False)
         self._full_cache: Optional[tuple[tuple, torch.Tensor]] = None
 
     def resample(self, generator: torch.Generator) -> None:
@@ -200,21 +204,13 @@ class GemEmbedding(nn.Module):
         """(n, d) g(.) of every feature over all its neighbours from the (n, d) table; under no_grad cached until
         the table or a weight of g(.) changes."""
         if torch.is_grad_enabled():
-            return self.encoder.full(table, self.mean_adjacency, self.sampler.has_neighbors)
+            return self._full(table)
         key = tensors_state_key([table, *self.encoder.parameters()])
         if self._full_cache is None or self._full_cache[0] != key:
-            self._full_cache = (key, self.encoder.full(table, self.mean_adjacency, self.sampler.has_neighbors))
+            self._full_cache = (key, self._full(table))
         return self._full_cache[1]
 
+    def _full(self, table: torch.Tensor) -> torch.Tensor:
+        """(n, d) g(.) of every feature over the sampler's mean adjacency."""
+        return self.encoder.full(table, self.sampler.mean_adjacency(), self.sampler.has_neighbors)
 
-def row_normalized(graph: sp.csr_matrix, weighted: bool) -> torch.Tensor:
-    """(n, n) sparse CSR whose row a averages a's neighbours: counts / row sum (weighted) or 1 / degree."""
-    graph = sp.csr_matrix(graph, dtype=np.float64)
-    if not weighted:
-        graph.data[:] = 1.0
-    sums = np.asarray(graph.sum(axis=1)).ravel()
-    scaled = sp.diags(1.0 / np.maximum(sums, 1e-300)) @ graph
-    scaled = sp.csr_matrix(scaled, dtype=np.float32)
-    return torch.sparse_csr_tensor(torch.from_numpy(scaled.indptr.astype(np.int64)),
-                                   torch.from_numpy(scaled.indices.astype(np.int64)),
-                                   torch.from_numpy(scaled.data), size=scaled.shape)
