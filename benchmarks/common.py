@@ -22,6 +22,7 @@ DOCS = REPO / "docs" / "benchmarks.md"
 RESULTS = Path(__file__).resolve().parent / "results.json"
 CACHE = Path(os.environ.get("GRAPHREC_BENCH_CACHE", Path.home() / ".cache" / "graphrec-bench"))
 PAPER_RECALL20_GOWALLA = 0.1830  # LightGCN paper, Table 3, Gowalla Recall@20
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}  # --clock: cpu counts this process's CPU only
 START_LOAD = [os.getloadavg()[0]]  # 1-minute load average when the command started (reset by __main__)
 
 

@@ -20,7 +20,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from .common import REPO, Timing, peak_rss_mib
+from .common import CLOCKS, REPO, Timing, peak_rss_mib
+from .dense_floor import contrastive_products, gflops, time_products
 from .workloads import interleaved
 
 MODELS = {  # label -> (model keys, train keys); 2 layers everywhere, as the contrastive models' defaults
@@ -51,9 +52,6 @@ def build_trainers(data: str, batch_size: int, threads: int, folder: Path, model
     return trainers
 
 
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
 def measure(trainers: dict, rounds: int, per_round: int, warmup: int, clock=time.perf_counter) -> dict:
     """Per model: step Timing, view-drawing seconds, batches per epoch and the estimated epoch seconds."""
     streams, draws = {}, {}
@@ -74,9 +72,13 @@ def measure(trainers: dict, rounds: int, per_round: int, warmup: int, clock=time
         out[label] = {"step_median_s": timing.median, "step_mean_s": timing.mean, "steps": timing.n,
                       "view_draw_s": draws[label], "batches_per_epoch": batches,
                       "epoch_estimate_s": timing.median * batches + draws[label]}
+        products = contrastive_products(trainer.model, next(streams[label])) if label != "lightgcn" else []
+        out[label].update(dense_gflop=gflops(products), dense_s=time_products(products, clock) if products else 0.0)
     reference = out["lightgcn"]["epoch_estimate_s"] if "lightgcn" in out else None
+    step = out["lightgcn"]["step_median_s"] if "lightgcn" in out else None
     for row in out.values():
         row["vs_lightgcn"] = row["epoch_estimate_s"] / reference if reference else None
+        row["dense_vs_lightgcn_step"] = row["dense_s"] / step if step else None
     return out
 
 
@@ -97,12 +99,15 @@ def profile(trainers: dict, steps: int, rows: int = 12) -> str:
 
 def table(results: dict) -> str:
     """A markdown table of the measurement."""
-    lines = ["| model | s / batch (median) | views s / epoch | batches / epoch | epoch s (est.) | x LightGCN |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| model | s / batch (median) | views s / epoch | batches / epoch | epoch s (est.) | x LightGCN "
+             "| loss's dense products: GFLOP / batch | their s alone | x LightGCN's step |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for label, row in results.items():
-        ratio = f"{row['vs_lightgcn']:.2f}" if row["vs_lightgcn"] is not None else "-"
+        ratio, floor = (f"{row[key]:.2f}" if row[key] is not None else "-"
+                        for key in ("vs_lightgcn", "dense_vs_lightgcn_step"))
         lines.append(f"| {label} | {row['step_median_s']:.3f} | {row['view_draw_s']:.2f} | {row['batches_per_epoch']} "
-                     f"| {row['epoch_estimate_s']:.1f} | {ratio} |")
+                     f"| {row['epoch_estimate_s']:.1f} | {ratio} | {row['dense_gflop']:.2f} | {row['dense_s']:.3f} "
+                     f"| {floor} |")
     return "\n".join(lines)
 
 

@@ -24,6 +24,9 @@ from graphrec.data.loader import load_dataset
 from graphrec.data.synthetic_features import synthetic_item_features
 from graphrec.trainer import Trainer
 
+from .common import CLOCKS
+from .dense_floor import gflops, projection_products, time_products
+
 MODELS = {
     "lightgcn": {"name": "lightgcn", "num_layers": 3},
     "vbpr": {"name": "vbpr"},
@@ -53,16 +56,16 @@ def build_trainer(model: dict, dataset, output_dir: str, batch_size: int, thread
     return Trainer(cfg, dataset=dataset)
 
 
-def time_batches(trainer: Trainer, count: int) -> list[float]:
-    """Seconds of each of `count` training steps (fresh batches of one epoch)."""
+def time_batches(trainer: Trainer, count: int, clock=time.perf_counter) -> list[float]:
+    """Seconds (of `clock`) of each of `count` training steps (fresh batches of one epoch)."""
     trainer.model.train()
     batches = trainer.batches()
     out = []
     for _ in range(count):
         batch = next(batches)
-        start = time.perf_counter()
+        start = clock()
         trainer.step(batch)
-        out.append(time.perf_counter() - start)
+        out.append(clock() - start)
     return out
 
 
@@ -77,6 +80,7 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated keys of MODELS")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="wall seconds or process CPU seconds")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     dataset = dataset_with_features(args.data, {"text": args.text_dim, "image": args.image_dim})
@@ -92,17 +96,25 @@ def main(argv=None) -> None:
         timings = {name: [] for name in names}
         for _ in range(args.rounds):
             for name in names:
-                timings[name] += time_batches(trainers[name], args.batches)
+                timings[name] += time_batches(trainers[name], args.batches, CLOCKS[args.clock])
+        dense = {name: projection_products(trainers[name].model, next(iter(trainers[name].batches())),
+                                           MODELS[name]["name"]) if name != "lightgcn" else [] for name in names}
+        dense_s = {name: time_products(products, CLOCKS[args.clock]) if products else 0.0
+                   for name, products in dense.items()}
     per_epoch = math.ceil(len(dataset.train) / args.batch_size)
     epoch = {name: statistics.median(t) * per_epoch + hooks[name] for name, t in timings.items()}
     reference = epoch.get("lightgcn")
     print(f"{dataset.name}: {dataset.num_users} users, {dataset.num_items} items, {len(dataset.train)} training "
           f"events, {per_epoch} batches of {args.batch_size}; features text {args.text_dim}-d, image "
           f"{args.image_dim}-d; {args.threads} thread(s); {args.rounds} x {args.batches} timed steps per model\n")
-    print("| model | s / batch (median) | epoch hook s | epoch s (estimate) | x LightGCN |\n|---|---|---|---|---|")
+    step = statistics.median(timings["lightgcn"]) if "lightgcn" in timings else None
+    print("| model | s / batch (median) | epoch hook s | epoch s (estimate) | x LightGCN | feature projections: "
+          "GFLOP / batch | their s alone | x LightGCN's step |\n|---|---|---|---|---|---|---|---|")
     for name in names:
         ratio = f"{epoch[name] / reference:.2f}" if reference else "-"
-        print(f"| {name} | {statistics.median(timings[name]):.3f} | {hooks[name]:.2f} | {epoch[name]:.1f} | {ratio} |")
+        floor = f"{dense_s[name] / step:.2f}" if step else "-"
+        print(f"| {name} | {statistics.median(timings[name]):.3f} | {hooks[name]:.2f} | {epoch[name]:.1f} | {ratio} "
+              f"| {gflops(dense[name]):.2f} | {dense_s[name]:.3f} | {floor} |")
 
 
 if __name__ == "__main__":

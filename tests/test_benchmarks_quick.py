@@ -76,3 +76,32 @@ def test_neighbourhood_coverage_of_a_hand_made_graph():
     from graphrec.graph.adjacency import NormalizedAdjacency
     adj = NormalizedAdjacency(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), 2, 2)
     assert coverage(adj.crow, adj.col, torch.tensor([0]), 3) == [(1 / 4, 1 / 6), (2 / 4, 3 / 6), (3 / 4, 5 / 6)]
+
+
+def test_dense_floor_lists_the_contrastive_and_projection_products_of_a_hand_made_batch():
+    """Batch users (0, 0, 1), positives (0, 2, 2): 2 distinct users and 2 distinct items. Joint contrast (SGCL): one
+    group of 4 nodes, its logits (4, d) x (d, 4) and the backward's two (4, 4) x (4, d); apart (SGL): two groups of
+    2. VBPR projects the 3 distinct items of the batch's rows (positives 0, 2 and negative 5), FREEDOM the 3
+    positives and 3 negatives, IDSF every item; each as a forward and a weight-gradient product per modality."""
+    from types import SimpleNamespace
+
+    from benchmarks.dense_floor import contrastive_products, gflops, projection_products, time_products
+    from graphrec.models.base import Recommender
+    batch = SimpleNamespace(users=torch.tensor([0, 0, 1]), pos=torch.tensor([0, 2, 2]),
+                            neg=torch.tensor([[5], [5], [2]]))
+    d = 8
+
+    def model(**cfg):
+        return SimpleNamespace(cfg=SimpleNamespace(embedding_dim=d, **cfg), num_users=2, num_items=9,
+                               modalities=["text"], raw_features={"text": torch.zeros(9, 16)},
+                               batch_rows=lambda b: Recommender.batch_rows(SimpleNamespace(num_users=2), b))
+    joint = contrastive_products(model(ssl_joint=True, ssl_bidirectional=False), batch)
+    assert joint == [(4, d, 4), (4, 4, d), (4, 4, d)]
+    assert contrastive_products(model(ssl_joint=False, ssl_bidirectional=True), batch) == [(2, d, 2), (2, 2, d),
+                                                                                           (2, 2, d)] * 4
+    assert gflops(joint) == 3 * 2 * 4 * 4 * d / 1e9
+    mm = model()
+    assert projection_products(mm, batch, "vbpr") == [(3, 16, d), (d, 3, 16)]
+    assert projection_products(mm, batch, "freedom") == [(6, 16, d), (d, 6, 16)]
+    assert projection_products(mm, batch, "idsf") == [(9, 16, d), (d, 9, 16)]
+    assert time_products(joint, repeats=2) > 0
