@@ -1,8 +1,9 @@
 """A stand-in for `graphrec train` in sweep-agent tests: same command line and run folder files, no torch, ~50 ms.
 
 valid/recall@10 at evaluation e is (e + 1) / epochs * score(lr) with score(lr) = 1 / (1 + (log10(lr) + 2)^2), so
-lr = 0.01 is best. Environment: FAKE_SLEEP seconds per epoch; FAKE_FAIL_LR an lr for which the run crashes.
-SIGTERM exits 143 as graphrec does.
+lr = 0.01 is best. Environment: FAKE_SLEEP seconds per epoch; FAKE_FAIL_LR an lr for which the run crashes at
+once; FAKE_DIVERGE_LR one for which it logs every epoch, then exits 2 without metrics.json (as graphrec does when
+the loss becomes nan). SIGTERM exits 143 as graphrec does.
 """
 import json
 import math
@@ -48,6 +49,9 @@ def main() -> int:
         best = max(best, value)
         with open(run_dir / "log.jsonl", "a") as log:
             log.write(json.dumps({"epoch": epoch, "valid/recall@10": value}) + "\n")
+    if os.environ.get("FAKE_DIVERGE_LR") and math.isclose(lr, float(os.environ["FAKE_DIVERGE_LR"])):
+        print(f"graphrec: error: loss became nan at epoch {epochs}", file=sys.stderr)
+        return 2
     (run_dir / "metrics.json").write_text(json.dumps({"valid/recall@10": best, "test/recall@10": best / 2}))
     return 0
 

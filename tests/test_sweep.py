@@ -233,6 +233,25 @@ def test_a_crashed_run_is_marked_failed_with_its_stderr_tail(tmp_path, fake_trai
     assert [r["id"] for r in sweep_rows(folder, METRIC)][-1] == "r001"  # no value: ranked last, still listed
 
 
+def test_a_run_that_fails_after_logging_its_best_value_is_never_the_sweeps_best(tmp_path, fake_train, monkeypatch):
+    """lr 0.01 scores highest at every epoch but diverges after logging them: it ranks after the finished runs
+    (its logged value still shown) and the best config is a finished run's."""
+    monkeypatch.setenv("FAKE_DIVERGE_LR", "0.01")
+    folder = agent.run_offline(write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01, 0.1]}}), workers=2)
+    assert statuses(folder) == {"r000": "finished", "r001": "failed", "r002": "finished"}
+    rows = sweep_rows(folder, METRIC)
+    assert [r["id"] for r in rows][-1] == "r001" and rows[-1]["value"] > max(r["value"] for r in rows[:-1])
+    assert config_from_file(write_best_config(folder, METRIC)).train.lr in (0.001, 0.1)
+
+
+def test_a_sweep_whose_only_valued_run_failed_has_no_best_config(tmp_path, fake_train, monkeypatch):
+    monkeypatch.setenv("FAKE_DIVERGE_LR", "0.01")
+    folder = agent.run_offline(write_sweep(tmp_path, {"train.lr": {"values": [0.01]}}))
+    with pytest.raises(GraphrecError, match="has no finished run with a value of 'valid/recall@10'"):
+        write_best_config(folder, METRIC)
+    assert not list(folder.glob("best-*.yaml"))
+
+
 def test_plot_of_metric_against_each_parameter(tmp_path, fake_train):
     pytest.importorskip("matplotlib")
     folder = agent.run_offline(write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01]},

@@ -14,6 +14,8 @@ from .agent import open_sweep_folder
 from .runlog import metric_history, read_runs
 from .spec import Dimension, parse_dimensions, set_args
 
+SELECTABLE = ("finished", "stopped")  # a failed or unfinished run's last value is never the sweep's best
+
 
 def _sweep_file(sweep_dir: Path) -> dict:
     """The sweep folder's sweep.yaml (a one-line error when the folder is not a sweep)."""
@@ -44,7 +46,8 @@ def _run_value(sweep_dir: Path, record: dict, metric: str, goal: str) -> tuple[O
 
 
 def sweep_rows(sweep_dir: str | Path, metric: str) -> list[dict[str, Any]]:
-    """The sweep's runs ranked by `metric`, best first (runs without a value last, in run order).
+    """The sweep's runs ranked by `metric`, best first: finished and early-stopped runs, then failed and unfinished
+    ones (by their last logged value), then runs without a value, in run order.
 
     Each row: rank, id, status, value (of `metric`), params (config key -> value), run_dir (absolute or None),
     metrics (the run's metrics.json, empty for a run without one).
@@ -60,7 +63,8 @@ def sweep_rows(sweep_dir: str | Path, metric: str) -> list[dict[str, Any]]:
                      "run_dir": str(sweep_dir / record["run_dir"]) if record.get("run_dir") else None,
                      "metrics": metrics})
     sign = -1.0 if goal == "maximize" else 1.0
-    rows.sort(key=lambda r: (r["value"] is None, sign * r["value"] if r["value"] is not None else 0.0))
+    rows.sort(key=lambda r: (r["value"] is None, r["status"] not in SELECTABLE,
+                             sign * r["value"] if r["value"] is not None else 0.0))
     for rank, row in enumerate(rows, 1):
         row["rank"] = rank
     return rows
@@ -68,9 +72,9 @@ def sweep_rows(sweep_dir: str | Path, metric: str) -> list[dict[str, Any]]:
 
 def _best(sweep_dir: Path, metric: str) -> dict[str, Any]:
     rows = sweep_rows(sweep_dir, metric)
-    if not rows or rows[0]["value"] is None:
-        raise GraphrecError(f"sweep '{sweep_dir}' has no run with a value of '{metric}' yet; finish some runs "
-                            f"(graphrec sweep --resume {sweep_dir}) or choose a metric its runs log")
+    if not rows or rows[0]["value"] is None or rows[0]["status"] not in SELECTABLE:
+        raise GraphrecError(f"sweep '{sweep_dir}' has no finished run with a value of '{metric}' yet; finish some "
+                            f"runs (graphrec sweep --resume {sweep_dir}) or choose a metric its runs log")
     return rows[0]
 
 
