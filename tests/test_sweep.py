@@ -233,6 +233,16 @@ def test_a_crashed_run_is_marked_failed_with_its_stderr_tail(tmp_path, fake_trai
     assert [r["id"] for r in sweep_rows(folder, METRIC)][-1] == "r001"  # no value: ranked last, still listed
 
 
+def test_threads_per_run_can_be_set_apart_from_the_workers(tmp_path, fake_train):
+    """--threads 1 with one worker (a machine other jobs keep busy): each run is launched and recorded with 1
+    thread instead of all of this process's cores."""
+    folder = agent.run_offline(write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01]}}), workers=1, threads=1)
+    lines = [json.loads(line) for line in (folder / "runs.jsonl").read_text().splitlines()]
+    assert {line["threads"] for line in lines if line["status"] == "running"} == {1}
+    configs = [yaml.safe_load((d / "config.yaml").read_text()) for d in (folder / "runs").iterdir()]
+    assert [c["train.threads"] for c in configs] == [1, 1]
+
+
 def test_a_run_that_fails_after_logging_its_best_value_is_never_the_sweeps_best(tmp_path, fake_train, monkeypatch):
     """lr 0.01 scores highest at every epoch but diverges after logging them: it ranks after the finished runs
     (its logged value still shown) and the best config is a finished run's."""

@@ -136,14 +136,15 @@ class LiveRun:
 class Sweep:
     """One sweep folder being worked on: proposes, launches, watches and records runs."""
 
-    def __init__(self, folder: Path, spec: SweepSpec, count: Optional[int], workers: int, overrides: list[str]):
+    def __init__(self, folder: Path, spec: SweepSpec, count: Optional[int], workers: int, overrides: list[str],
+                 threads: Optional[int] = None):
         self.folder, self.spec, self.workers, self.overrides = folder, spec, workers, overrides
         self.engine = Engine(spec)
         size = self.engine.size()
         self.count = size if count is None else (min(count, size) if size is not None else count)
         if self.count is None:
             raise GraphrecError(f"method {spec.method} proposes without end; pass --count N")
-        self.threads = max(1, usable_cores() // workers)
+        self.threads = threads or max(1, usable_cores() // workers)
         self.runs_file = folder / "runs.jsonl"
         end_cut_line(self.runs_file)
         self.records = read_runs(self.runs_file)
@@ -298,11 +299,14 @@ class Sweep:
 
 def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, workers: int = 1,
                 overrides: Optional[list[str]] = None, sweep_dir: Optional[str | Path] = None,
-                resume: bool = False) -> Path:
+                resume: bool = False, threads: Optional[int] = None) -> Path:
     """Run a sweep without W&B: a new sweep folder from `sweep_file`, or with resume=True the folder
-    `sweep_dir` continued (finished runs kept, runs left running run again). Returns the sweep folder."""
+    `sweep_dir` continued (finished runs kept, runs left running run again). Each run gets `threads` threads
+    (default: this process's cores split between the workers). Returns the sweep folder."""
     if workers < 1:
         raise GraphrecError(f"--workers {workers}: give 1 or more")
+    if threads is not None and threads < 1:
+        raise GraphrecError(f"--threads {threads}: give 1 or more (threads per run; default: cores // workers)")
     if count is not None and count < 1:
         raise GraphrecError(f"--count {count}: give 1 or more")
     if resume:
@@ -329,5 +333,5 @@ def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, w
         folder = create_sweep_folder(spec, count, overrides, Path(sweep_dir) if sweep_dir else None)
         spec = load_sweep(folder / "sweep.yaml", overrides)
         print(f"sweep folder: {folder}", file=sys.stderr)
-    Sweep(folder, spec, count, workers, overrides).run()
+    Sweep(folder, spec, count, workers, overrides, threads).run()
     return folder

@@ -1,4 +1,4 @@
-"""`graphrec sweep SWEEP.yaml --count N [--offline] [--workers N] [--set k=v]` and `graphrec sweep --resume DIR`."""
+"""`graphrec sweep SWEEP.yaml --count N [--offline] [--workers N] [--threads N] [--set k=v]`, `graphrec sweep --resume DIR`."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,8 @@ def add_parser(subparsers) -> None:
     sweep.add_argument("--count", type=int, help="runs in the sweep in all (default for grid: every combination)")
     sweep.add_argument("--offline", action="store_true", help="propose locally, no W&B login or network")
     sweep.add_argument("--workers", type=int, default=1, help="offline: runs at once, cores split between them")
+    sweep.add_argument("--threads", type=int, help="offline: threads per run (default: cores // workers; 1 on a "
+                       "machine other jobs already keep busy)")
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key in every run, e.g. --set train.epochs=5 (repeatable)")
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an offline sweep folder")
@@ -28,15 +30,16 @@ def run(args: argparse.Namespace) -> int:
     if args.offline or args.resume:
         from .agent import run_offline
         folder = run_offline(args.sweep_file, args.count, args.workers, args.set,
-                             sweep_dir=args.resume, resume=bool(args.resume))
+                             sweep_dir=args.resume, resume=bool(args.resume), threads=args.threads)
         print(f"sweep folder: {folder}")
         print(f"best runs: graphrec report {folder} --best <metric>", file=sys.stderr)
         return 0
     if args.sweep_file is None:
         raise GraphrecError("graphrec sweep needs a sweep file, e.g. graphrec sweep "
                             "experiments/sweeps/lightgcn-quickstart.yaml --count 12 --offline")
-    if args.workers != 1:
-        raise GraphrecError("--workers needs --offline; online, start one graphrec sweep per machine instead")
+    if args.workers != 1 or args.threads is not None:
+        raise GraphrecError("--workers and --threads need --offline; online, start one graphrec sweep per machine "
+                            "instead and set train.threads with --set")
     from .online import run_online
     print(f"W&B sweep: {run_online(args.sweep_file, args.count, args.set)}")
     return 0
