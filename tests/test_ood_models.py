@@ -2,6 +2,8 @@
 mechanisms hold on hand-built cases (docs/ood-models.md)."""
 from __future__ import annotations
 
+import math
+
 import networkx as nx
 import numpy as np
 import pytest
@@ -218,6 +220,34 @@ def test_environment_vae_loss_over_rows_is_the_loss_of_those_nodes():
     assert env.shape == (30, 8)
     torch.testing.assert_close(env[rows], env_rows)
     torch.testing.assert_close(loss, expected)
+
+
+def test_environment_vae_stays_finite_on_latents_in_the_hundreds():
+    """A CausalDiffRec sweep trial diverged to nan with latents up to 638: exp of the unclamped log-std overflowed.
+    With the log-stds clamped (MAX_LOGSTD) the sample and the loss stay finite, and below the bound the loss is
+    the Gaussian KL formula with the learned prior."""
+    from graphrec.models.latent import MAX_LOGSTD
+    vae = EnvironmentVAE(8)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        vae.logstd.weight.fill_(0.5)
+    z, noise = torch.randn(30, 8, generator=gen) * 600, torch.randn(30, 8, generator=gen)
+    env, loss = vae(z, noise)
+    assert torch.isfinite(env).all() and torch.isfinite(loss)
+    with torch.no_grad():
+        gap = float((env - vae.mean(z.relu())).abs().max())
+    assert gap <= float(noise.abs().max()) * math.exp(MAX_LOGSTD) * 1.001
+    small = torch.randn(30, 8, generator=gen) * 0.1
+    with torch.no_grad():
+        vae.prior_mean.fill_(0.2)
+        vae.prior_logstd.fill_(-0.3)
+    _, loss = vae(small, None)
+    hidden = small.relu()
+    mean, logstd = vae.mean(hidden), vae.logstd(hidden)
+    recon = (vae.decoder(mean.relu()) - small).pow(2).sum(1)
+    var_q, var_p = (2 * logstd).exp(), math.exp(-0.6)
+    kl = 0.5 * (torch.log(var_p / var_q) + (var_q + (mean - 0.2).pow(2)) / var_p - 1).sum(1)
+    torch.testing.assert_close(loss, (recon + kl).mean())
 
 
 def test_encoder_kl_is_the_vgae_formula(tmp_path):

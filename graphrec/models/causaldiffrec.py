@@ -13,7 +13,7 @@ from ..graph.adjacency import NormalizedAdjacency
 from . import register
 from .base import ModelContext
 from ..schema import with_defaults
-from .latent import DiffusionConfig, LatentDiffusionConfig, LatentDiffusionRecommender
+from .latent import MAX_LOGSTD, DiffusionConfig, LatentDiffusionConfig, LatentDiffusionRecommender
 
 
 CausalDiffRecDiffusion = with_defaults(DiffusionConfig, "CausalDiffRecDiffusion", noise_min=0.01, noise_max=0.09,
@@ -36,7 +36,10 @@ class CausalDiffRecConfig(LatentDiffusionConfig):
 
 
 class EnvironmentVAE(nn.Module):
-    """q(e | z) = N(W_mu relu(z), exp(W_sigma relu(z))^2), decoder W_d relu(e) -> z, learnable diagonal prior."""
+    """q(e | z) = N(W_mu relu(z), exp(W_sigma relu(z))^2), decoder W_d relu(e) -> z, learnable diagonal prior.
+
+    Both log-stds are clamped to at most MAX_LOGSTD in magnitude (the VGAE's bound): with large latents (|z| in the
+    hundreds at a high lr) the unclamped exp overflowed to inf and the loss to nan."""
 
     def __init__(self, dim: int):
         super().__init__()
@@ -48,15 +51,16 @@ class EnvironmentVAE(nn.Module):
         """(n, d) environment e (posterior sample, or its mean when noise is None) and the scalar VAE loss:
         mean over nodes (the node `rows`; None: all n) of ||W_d relu(e) - z||^2 + KL(q || prior)."""
         hidden = F.relu(z)
-        mean, logstd = self.mean(hidden), self.logstd(hidden)
+        mean, logstd = self.mean(hidden), self.logstd(hidden).clamp(max=MAX_LOGSTD)
         env = mean if noise is None else mean + noise * logstd.exp()
         if rows is not None:  # the loss at the sampled nodes only
             z, env_at, mean, logstd = z[rows], env[rows], mean[rows], logstd[rows]
         else:
             env_at = env
         recon = (self.decoder(F.relu(env_at)) - z).pow(2).sum(1)
-        kl = 0.5 * (2 * (self.prior_logstd - logstd) + ((2 * logstd).exp() + (mean - self.prior_mean).pow(2))
-                    / (2 * self.prior_logstd).exp() - 1).sum(1)
+        prior_logstd = self.prior_logstd.clamp(-MAX_LOGSTD, MAX_LOGSTD)
+        kl = 0.5 * (2 * (prior_logstd - logstd) + ((2 * logstd).exp() + (mean - self.prior_mean).pow(2))
+                    / (2 * prior_logstd).exp() - 1).sum(1)
         return env, (recon + kl).mean()
 
 
