@@ -254,6 +254,24 @@ def test_a_run_that_fails_after_logging_its_best_value_is_never_the_sweeps_best(
     assert config_from_file(write_best_config(folder, METRIC)).train.lr in (0.001, 0.1)
 
 
+def test_resume_with_retry_failed_runs_a_failed_run_again_from_scratch(tmp_path, fake_train, monkeypatch):
+    """lr 0.01 diverges; after the 'fix' (the variable unset) --resume --retry-failed runs it again with its params
+    in a new folder, it finishes, and as the best lr it becomes the sweep's best; the finished runs are not rerun."""
+    monkeypatch.setenv("FAKE_DIVERGE_LR", "0.01")
+    sweep_file = write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01, 0.1]}})
+    folder = agent.run_offline(sweep_file, workers=2)
+    failed_dir = read_runs(folder / "runs.jsonl")["r001"]["run_dir"]
+    monkeypatch.delenv("FAKE_DIVERGE_LR")
+    with pytest.raises(GraphrecError, match="--retry-failed continues a sweep folder"):
+        agent.run_offline(sweep_file, retry_failed=True)
+    agent.run_offline(None, workers=2, sweep_dir=folder, resume=True, retry_failed=True)
+    runs = read_runs(folder / "runs.jsonl")
+    assert statuses(folder) == {"r000": "finished", "r001": "finished", "r002": "finished"}
+    assert runs["r001"]["failed_before"] == failed_dir != runs["r001"]["run_dir"] and runs["r001"]["error"] is None
+    assert len(list((folder / "runs").iterdir())) == 4  # the failed folder stays beside the new one
+    assert config_from_file(write_best_config(folder, METRIC)).train.lr == 0.01
+
+
 def test_a_sweep_whose_only_valued_run_failed_has_no_best_config(tmp_path, fake_train, monkeypatch):
     monkeypatch.setenv("FAKE_DIVERGE_LR", "0.01")
     folder = agent.run_offline(write_sweep(tmp_path, {"train.lr": {"values": [0.01]}}))

@@ -137,8 +137,9 @@ class Sweep:
     """One sweep folder being worked on: proposes, launches, watches and records runs."""
 
     def __init__(self, folder: Path, spec: SweepSpec, count: Optional[int], workers: int, overrides: list[str],
-                 threads: Optional[int] = None):
+                 threads: Optional[int] = None, retry_failed: bool = False):
         self.folder, self.spec, self.workers, self.overrides = folder, spec, workers, overrides
+        self.retry_failed = retry_failed
         self.engine = Engine(spec)
         size = self.engine.size()
         self.count = size if count is None else (min(count, size) if size is not None else count)
@@ -181,6 +182,9 @@ class Sweep:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env(self.threads))
         self.live[run_id] = LiveRun(run_id, params, draw, process, log_path, known, run_dir=resume_dir)
         resumed = {"resumed_from": str(resume_dir.relative_to(self.folder))} if resume_dir is not None else {}
+        earlier = self.records.get(run_id, {})
+        if earlier.get("status") == "failed":  # run again from scratch (--retry-failed): the failure is history
+            resumed = {"failed_before": earlier.get("run_dir"), "error": None, "exit_code": None}
         self._record(run_id, status="running", params=params, draw=draw, log=str(log_path.relative_to(self.folder)),
                      threads=self.threads, **resumed)
         shown = ", ".join(f"{k}={v}" for k, v in params.items())
@@ -256,12 +260,23 @@ class Sweep:
         return [(run_id, r["params"], r["draw"], self._unfinished_run_dir(run_id))
                 for run_id, r in self.records.items() if r["status"] == "running" and run_id not in self.live]
 
+    def _failed(self) -> list[tuple[str, dict, dict, None]]:
+        """With retry_failed: the failed runs, run again from scratch with their parameters (a new run folder)."""
+        if not self.retry_failed:
+            return []
+        return [(run_id, r["params"], r["draw"], None) for run_id, r in self.records.items()
+                if r["status"] == "failed" and run_id not in self.live]
+
     def run(self) -> None:
         """Launch until `count` runs are done (at most `workers` at once), watching for hyperband stops."""
-        queue = self._pending()
+        queue, failed = self._pending(), self._failed()
         if queue:
             print(f"sweep: continuing {len(queue)} run(s) left unfinished: {', '.join(q[0] for q in queue)}",
                   file=sys.stderr)
+        if failed:
+            print(f"sweep: running {len(failed)} failed run(s) again from scratch: {', '.join(q[0] for q in failed)}",
+                  file=sys.stderr)
+            queue += failed
         try:  # SIGTERM of the agent stops its runs as Ctrl-C does (main thread only)
             previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
         except ValueError:
@@ -299,10 +314,14 @@ class Sweep:
 
 def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, workers: int = 1,
                 overrides: Optional[list[str]] = None, sweep_dir: Optional[str | Path] = None,
-                resume: bool = False, threads: Optional[int] = None) -> Path:
+                resume: bool = False, threads: Optional[int] = None, retry_failed: bool = False) -> Path:
     """Run a sweep without W&B: a new sweep folder from `sweep_file`, or with resume=True the folder
-    `sweep_dir` continued (finished runs kept, runs left running run again). Each run gets `threads` threads
-    (default: this process's cores split between the workers). Returns the sweep folder."""
+    `sweep_dir` continued (finished runs kept, runs left running run again; with retry_failed also the failed
+    runs, from scratch). Each run gets `threads` threads (default: this process's cores split between the
+    workers). Returns the sweep folder."""
+    if retry_failed and not resume:
+        raise GraphrecError("--retry-failed continues a sweep folder: graphrec sweep --resume sweeps/<name>-<time>/ "
+                            "--retry-failed")
     if workers < 1:
         raise GraphrecError(f"--workers {workers}: give 1 or more")
     if threads is not None and threads < 1:
@@ -333,5 +352,5 @@ def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, w
         folder = create_sweep_folder(spec, count, overrides, Path(sweep_dir) if sweep_dir else None)
         spec = load_sweep(folder / "sweep.yaml", overrides)
         print(f"sweep folder: {folder}", file=sys.stderr)
-    Sweep(folder, spec, count, workers, overrides, threads).run()
+    Sweep(folder, spec, count, workers, overrides, threads, retry_failed).run()
     return folder

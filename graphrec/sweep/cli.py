@@ -19,6 +19,8 @@ def add_parser(subparsers) -> None:
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key in every run, e.g. --set train.epochs=5 (repeatable)")
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an offline sweep folder")
+    sweep.add_argument("--retry-failed", action="store_true", help="with --resume: run the failed runs again from "
+                       "scratch with their parameters (after a fix; their old run folders stay, marked failed)")
     sweep.set_defaults(func=run)
 
 
@@ -30,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     if args.offline or args.resume:
         from .agent import run_offline
         folder = run_offline(args.sweep_file, args.count, args.workers, args.set,
-                             sweep_dir=args.resume, resume=bool(args.resume), threads=args.threads)
+                             sweep_dir=args.resume, resume=bool(args.resume), threads=args.threads,
+                             retry_failed=args.retry_failed)
         print(f"sweep folder: {folder}")
         print(f"best runs: graphrec report {folder} --best <metric>", file=sys.stderr)
         return 0
