@@ -270,6 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail again on the closed pipe."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout without a file descriptor (captured): nothing to flush to a pipe
+        pass
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point; user mistakes print one line and return 2."""
     try:
@@ -281,6 +289,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except GraphrecError as err:
         print(f"graphrec: error: {one_line(str(err))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of stdout stopped early (`graphrec report ... | head`): end quietly, as
+        _silence_stdout()  # a tool killed by SIGPIPE does
+        return 141
     except OSError as err:  # a file the user pointed at cannot be read or written
         where = f"'{err.filename}'" if err.filename else "a file"
         print(one_line(f"graphrec: error: cannot access {where}: {err.strerror or err}; check the path and its "

@@ -124,3 +124,14 @@ def test_train_with_resume_continues_the_run(tmp_path, capsys):
     assert main(["train", "--resume", str(run), "--set", "train.epochs=2"]) == 0
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 2
     assert len(list((tmp_path / "runs").iterdir())) == 1
+
+
+def test_a_reader_that_closes_stdout_early_ends_the_command_quietly(monkeypatch, capsys):
+    """`graphrec report ... | head -4` once printed 'cannot access a file: Broken pipe'; now nothing, exit 141."""
+    import graphrec.cli as cli
+
+    def closed_pipe(args):
+        raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr(cli, "cmd_models", closed_pipe)
+    assert cli.main(["models"]) == 141
+    assert capsys.readouterr().err == ""
