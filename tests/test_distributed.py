@@ -104,7 +104,7 @@ def test_ddp_sigterm_then_resume_is_bitwise_identical(ddp, tmp_path):
     proc = _torchrun([str(cfg)], tmp_path)
     run_dir = wait_for_epochs(tmp_path / "runs", 2, proc, timeout=120)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=600)
     assert proc.returncode != 0
     assert "--resume" in err and "torchrun --nproc_per_node=2" in err
     assert not (run_dir / "metrics.json").exists()
@@ -125,7 +125,7 @@ def test_ctrl_c_under_torchrun_stops_cleanly(tmp_path):
     proc = _torchrun([str(cfg)], tmp_path, new_session=True)
     run_dir = wait_for_epochs(tmp_path / "runs", 2, proc, timeout=120)
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=600)
     assert proc.returncode != 0
     assert "second interrupt" not in err
     assert "last.pt saved; resume with: torchrun --nproc_per_node=2" in err

@@ -63,12 +63,12 @@ def test_sigkill_then_resume_is_bitwise_identical(reference, tmp_path):
     proc = start_train([str(cfg)], tmp_path)
     run_dir = wait_for_epochs(tmp_path / "runs", 3, proc)
     proc.send_signal(signal.SIGKILL)
-    proc.communicate(timeout=30)
+    proc.communicate(timeout=300)
     assert not (run_dir / "metrics.json").exists(), "killed too late: the run had already finished"
     assert load_checkpoint(run_dir / "last.pt")["state"]["epoch"] >= 3
 
     proc = start_train(["--resume", str(run_dir)], tmp_path)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
     assert "resuming" in err
     assert _final(run_dir) == reference[0]
@@ -81,7 +81,7 @@ def test_sigterm_saves_last_and_resume_matches(reference, tmp_path, capsys):
     proc = start_train([str(cfg)], tmp_path)
     run_dir = wait_for_epochs(tmp_path / "runs", 2, proc)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=600)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "--resume" in err and str(run_dir) in err
     state = load_checkpoint(run_dir / "last.pt")["state"]  # loads: complete, not half-written

@@ -80,8 +80,9 @@ def start_train(args: list[str], cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_epochs(output_dir: Path, epochs: int, proc: subprocess.Popen, timeout: float = 60.0) -> Path:
-    """Poll output_dir/<run>/log.jsonl until it holds `epochs` records; returns the run folder.
+def wait_for_epochs(output_dir: Path, epochs: int, proc: subprocess.Popen, timeout: float = 300.0) -> Path:
+    """Poll output_dir/<run>/log.jsonl until it holds `epochs` records; returns the run folder (the timeout is
+    generous for a loaded machine: the poll returns as soon as the epochs are there).
 
     The trainer writes last.pt before it logs an epoch, so by then last.pt holds at least that many epochs.
     """
