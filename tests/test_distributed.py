@@ -102,7 +102,7 @@ def test_ddp_sigterm_then_resume_is_bitwise_identical(ddp, tmp_path):
     torchrun --resume with the same world size ends with the same metrics (==) as the uninterrupted DDP run."""
     cfg = write_config(tmp_path, tmp_path / "runs", DDP_OVERRIDES)
     proc = _torchrun([str(cfg)], tmp_path)
-    run_dir = wait_for_epochs(tmp_path / "runs", 2, proc, timeout=120)
+    run_dir = wait_for_epochs(tmp_path / "runs", 2, proc, timeout=300)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode != 0
@@ -123,7 +123,7 @@ def test_ctrl_c_under_torchrun_stops_cleanly(tmp_path):
     each rank must take the pair as one interrupt (stop after the batch and save), not as a second Ctrl-C."""
     cfg = write_config(tmp_path, tmp_path / "runs", DDP_OVERRIDES)
     proc = _torchrun([str(cfg)], tmp_path, new_session=True)
-    run_dir = wait_for_epochs(tmp_path / "runs", 2, proc, timeout=120)
+    run_dir = wait_for_epochs(tmp_path / "runs", 2, proc, timeout=300)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=600)
     assert proc.returncode != 0
