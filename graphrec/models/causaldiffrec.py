@@ -38,8 +38,9 @@ class CausalDiffRecConfig(LatentDiffusionConfig):
 class EnvironmentVAE(nn.Module):
     """q(e | z) = N(W_mu relu(z), exp(W_sigma relu(z))^2), decoder W_d relu(e) -> z, learnable diagonal prior.
 
-    Both log-stds are clamped to at most MAX_LOGSTD in magnitude (the VGAE's bound): with large latents (|z| in the
-    hundreds at a high lr) the unclamped exp overflowed to inf and the loss to nan."""
+    The posterior's log-std is clamped to at most MAX_LOGSTD (the VGAE's bound) and the learned prior's, which
+    divides, to within +-MAX_LOGSTD: with large latents (|z| in the hundreds at a high lr) the unclamped exp
+    overflowed to inf and the loss to nan."""
 
     def __init__(self, dim: int):
         super().__init__()

@@ -181,12 +181,12 @@ class Sweep:
         with open(log_path, "ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env(self.threads))
         self.live[run_id] = LiveRun(run_id, params, draw, process, log_path, known, run_dir=resume_dir)
-        resumed = {"resumed_from": str(resume_dir.relative_to(self.folder))} if resume_dir is not None else {}
+        origin = {"resumed_from": str(resume_dir.relative_to(self.folder))} if resume_dir is not None else {}
         earlier = self.records.get(run_id, {})
         if earlier.get("status") == "failed":  # run again from scratch (--retry-failed): the failure is history
-            resumed = {"failed_before": earlier.get("run_dir"), "error": None, "exit_code": None}
+            origin = {"failed_before": earlier.get("run_dir"), "error": None, "exit_code": None}
         self._record(run_id, status="running", params=params, draw=draw, log=str(log_path.relative_to(self.folder)),
-                     threads=self.threads, **resumed)
+                     threads=self.threads, **origin)
         shown = ", ".join(f"{k}={v}" for k, v in params.items())
         how = f"resumed from {resume_dir.name}/last.pt" if resume_dir is not None else "started"
         print(f"sweep: {run_id} {how} ({shown})", file=sys.stderr)
