@@ -60,9 +60,12 @@ class NeighborSampler(nn.Module):
         self.register_buffer("indptr", torch.from_numpy(graph.indptr.astype(np.int64)), persistent=False)
         self.register_buffer("indices", torch.from_numpy(np.append(graph.indices, 0).astype(np.int64)),
                              persistent=False)  # one pad entry: a node without neighbours reads it, masked
-        self.register_buffer("cumulative", torch.from_numpy(np.concatenate([[0.0], np.cumsum(weights)])),
-                             persistent=False)
         self.register_buffer("has_neighbors", torch.from_numpy(np.diff(graph.indptr) > 0), persistent=False)
+        cumulative = np.concatenate([[0.0], np.cumsum(weights)])
+        row_sums = np.repeat(cumulative[graph.indptr[1:]] - cumulative[graph.indptr[:-1]], np.diff(graph.indptr))
+        self.register_buffer("cumulative", torch.from_numpy(cumulative), persistent=False)
+        self.register_buffer("mean_weights", torch.from_numpy((weights / row_sums).astype(np.float32)),
+                             persistent=False)  # an entry's weight in its row's neighbour mean
         for hop, fanout in enumerate(self.fanouts):
             self.register_buffer(f"draw{hop}", torch.zeros(graph.shape[0], fanout, dtype=torch.int64))
         self.resample(torch.Generator().manual_seed(0))
@@ -82,12 +85,9 @@ class NeighborSampler(nn.Module):
 
     def mean_adjacency(self) -> torch.Tensor:
         """(n, n) sparse CSR whose row a averages a's neighbours with the sampling's weights: counts / row sum
-        (weighted) or 1 / degree; a row without neighbours is empty."""
-        weights = self.cumulative.diff()
-        row_sums = self.cumulative[self.indptr[1:]] - self.cumulative[self.indptr[:-1]]
-        values = weights / row_sums.repeat_interleave(self.indptr.diff())
+        (weighted) or 1 / degree; a row without neighbours is empty. Wraps the buffers, computes nothing."""
         n = len(self.has_neighbors)
-        return torch.sparse_csr_tensor(self.indptr, self.indices[:-1], values.float(), size=(n, n))
+        return torch.sparse_csr_tensor(self.indptr, self.indices[:-1], self.mean_weights, size=(n, n))
 
     @torch.no_grad()
     def resample(self, generator: torch.Generator) -> None:
