@@ -303,11 +303,21 @@ def _group(runs: list[dict]) -> list[dict]:
 
 
 def _varying(groups: list[dict]) -> list[str]:
-    """The settings keys with different values in the groups that have them (model and dataset have their own
-    columns; a key another model has, and this one's schema lacks, tells nothing apart)."""
+    """The settings keys that tell groups apart: different values in the groups that have them, or a key only some
+    models have (their own keys, another model's schema lacks them) set away from its model's default, so that each
+    model's tuned keys are named even when no other row shares them."""
+    def text(value: Any) -> str:
+        return json.dumps(value, default=str)
+
+    def shown(key: str) -> bool:
+        having = [g["settings"] for g in groups if key in g["settings"]]
+        if len({text(s[key]) for s in having}) > 1:
+            return True
+        return len(having) < len(groups) and any(
+            text(s[key]) != text(_schema_default(key, s.get("model.name"))) for s in having)
+
     keys = dict.fromkeys(k for g in groups for k in g["settings"])
-    return [k for k in keys if k not in ("model.name", "split.method")
-            and len({json.dumps(g["settings"][k], default=str) for g in groups if k in g["settings"]}) > 1]
+    return [k for k in keys if k not in ("model.name", "split.method") and shown(k)]
 
 
 def report_rows(runs: list[dict], splits: Optional[list[str]] = None,

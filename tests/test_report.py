@@ -156,6 +156,22 @@ def test_report_settings_ignore_keys_only_some_runs_have(tmp_path, capsys):
     assert code == 0 and settings == {"lightgcn": {"train.lr": 0.001}, "mf": {"train.lr": 0.01}}
 
 
+@pytest.mark.parametrize("layers,shown", [(2, True), (3, False)])
+def test_report_names_a_models_own_key_when_it_is_set_away_from_its_default(layers, shown, tmp_path, capsys):
+    """LightGCN's depth (a key MF's schema lacks) is named beside LightGCN's row when the run set it away from the
+    default (3), as a tuned key would be, though no other row has it; at the default it stays out."""
+    root = tmp_path / "runs"
+    run = make_run(root / "lightgcn", metrics={"test/recall@20": 0.1})
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["model"]["num_layers"] = layers
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    make_run(root / "mf", model="mf", lr=0.01, metrics={"test/recall@20": 0.2})
+    code, captured = _report([str(root), "--format", "json"], capsys)
+    settings = {r["model"]: r["settings"] for r in json.loads(captured.out)}
+    assert code == 0 and settings["mf"] == {"train.lr": 0.01}
+    assert settings["lightgcn"] == ({"model.num_layers": 2, "train.lr": 0.001} if shown else {"train.lr": 0.001})
+
+
 def test_report_reads_a_key_an_older_config_lacks_as_the_schemas_default(tmp_path, capsys):
     """A config written before a key existed ran with its default: runs that set the key to the default group with
     it (one row), and runs that set another value are told apart by it (the older row shows the default)."""
