@@ -7,7 +7,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -109,6 +109,35 @@ def load_checkpoint(path: Path) -> dict:
     if not isinstance(state, dict) or "model" not in state:
         raise GraphrecError(f"'{path}' is not a graphrec checkpoint (no model state)")
     return state
+
+
+EVAL_OVERRIDABLE = ("model.", "eval.")  # what `graphrec eval --set` may change: how a trained model evaluates
+
+
+def check_eval_overrides(overrides: Sequence[str]) -> None:
+    """One line for an eval `--set` outside model.* / eval.* (they change the data or the training, not the
+    evaluation of the trained parameters) or one that renames the model."""
+    for text in overrides:
+        key = text.split("=", 1)[0].strip()
+        if not key.startswith(EVAL_OVERRIDABLE) or key == "model.name":
+            raise GraphrecError(f"eval --set {text}: only model.* and eval.* keys (not model.name) change how a "
+                                "trained run evaluates, e.g. --set eval.topk=[10,50]; retrain for any other key")
+
+
+def check_state_fits(model: torch.nn.Module, state: dict, overrides: Sequence[str]) -> None:
+    """One line when eval `--set` overrides built a model whose parameters differ in shape from the checkpoint's."""
+    own = model.state_dict()
+    changed = sorted(set(own) ^ set(state))
+    if changed:
+        name = changed[0]
+        which = "lacks the trained" if name in state else "gains a"
+        raise GraphrecError(f"eval --set {' '.join(overrides)}: the model then {which} parameter '{name}'; --set "
+                            "may change only what evaluation reads, not which parameters the model has")
+    for key, saved in state.items():
+        if tuple(own[key].shape) != tuple(saved.shape):
+            raise GraphrecError(f"eval --set {' '.join(overrides)}: '{key}' becomes {tuple(own[key].shape)} but the "
+                                f"checkpoint holds {tuple(saved.shape)}; --set may change only what evaluation "
+                                "reads, not the shape of a trained parameter")
 
 
 def load_model_state(model: torch.nn.Module, state: dict, checkpoint: Path, dataset: Any) -> None:

@@ -124,13 +124,15 @@ def _check_run_folder(run_dir: Path, checkpoint: str) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from .trainer import evaluate_run
+    from .checkpoint import check_eval_overrides
     run_dir = Path(args.run)
+    check_eval_overrides(args.set)
     _check_run_folder(run_dir, args.checkpoint)
     from .report import eval_table, plot_eval, pyplot
     splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None
     if args.plot:
         pyplot()  # a missing extra is reported before any work
-    metrics = evaluate_run(run_dir, splits, args.checkpoint)
+    metrics = evaluate_run(run_dir, splits, args.checkpoint, args.set)
     print(eval_table(metrics, splits, args.format))
     if args.plot:
         plot_eval(metrics, args.plot, splits)
@@ -242,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--format", default="table", choices=["table", "markdown", "csv", "json"],
                     help="output format of the split x metric table (default: table)")
     ev.add_argument("--plot", metavar="PNG", help="also write grouped bars per metric and split (graphrec[plot])")
+    ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="evaluate with a model.* or eval.* key changed, e.g. --set eval.topk=[10,50] or --set "
+                    "model.diffusion.sampling_steps=0 (repeatable; the parameters stay the checkpoint's)")
     ev.set_defaults(func=cmd_eval)
     split_cmd.add_parser(sub)
     report.add_parser(sub)

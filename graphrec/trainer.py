@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import torch
 import yaml
@@ -17,7 +17,7 @@ from tqdm import tqdm
 from . import distributed as dist_utils
 from .allocator import tune_allocator
 from .batches import BATCH_KINDS, GraphStep, PointBatch
-from .checkpoint import (atomic_write_json, atomic_write_text, convert_sharded, load_checkpoint, load_model_state,
+from .checkpoint import (atomic_write_json, check_state_fits, atomic_write_text, convert_sharded, load_checkpoint, load_model_state,
                          module_generator_states, remove_stale_temps, rng_state, save_checkpoint, seed_everything,
                          set_module_generator_states, set_rng_state)
 from .config import Config, config_from_file, config_to_dict
@@ -592,26 +592,31 @@ def _describe(state: TrainState) -> str:
     return f"end of epoch {state.epoch - 1}" if state.epoch else "before training"
 
 
-def load_run(run_dir: Path, checkpoint: str = "best.pt"):
-    """(config, dataset, model with the checkpoint's parameters in eval mode, evaluators) of a run folder."""
+def load_run(run_dir: Path, checkpoint: str = "best.pt", overrides: Sequence[str] = ()):
+    """(config, dataset, model with the checkpoint's parameters in eval mode, evaluators) of a run folder, its config
+    with `overrides` (model.* and eval.* keys that change how the trained model evaluates, never its parameters)."""
     tune_allocator()
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise GraphrecError(f"'{run_dir}' is not a run folder (no config.yaml); pass runs/<name>-<time>/")
     saved = load_checkpoint(run_dir / checkpoint)
-    cfg = config_from_file(run_dir / "config.yaml", base_dir=str(run_dir))
+    cfg = config_from_file(run_dir / "config.yaml", list(overrides), base_dir=str(run_dir))
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
     dataset = apply_protocol(cfg, load_dataset(cfg))
     model = build_model(cfg, dataset, device)
+    if overrides:
+        check_state_fits(model, saved["model"], overrides)
     load_model_state(model, saved["model"], run_dir / checkpoint, dataset)
     model.eval()
     return cfg, dataset, model, build_evaluators(dataset, cfg, device)
 
 
-def evaluate_run(run_dir: Path, splits: Optional[list[str]] = None, checkpoint: str = "best.pt") -> dict[str, float]:
-    """Re-evaluate a run folder's checkpoint on its splits (all by default); returns the metrics."""
-    _, _, model, evaluators = load_run(run_dir, checkpoint)
+def evaluate_run(run_dir: Path, splits: Optional[list[str]] = None, checkpoint: str = "best.pt",
+                 overrides: Sequence[str] = ()) -> dict[str, float]:
+    """Re-evaluate a run folder's checkpoint on its splits (all by default), its config with `overrides`; returns
+    the metrics."""
+    _, _, model, evaluators = load_run(run_dir, checkpoint, overrides)
     names = splits or list(evaluators)
     unknown = [s for s in names if s not in evaluators]
     if unknown:

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from graphrec.cli import main
@@ -87,6 +88,20 @@ def test_eval_one_split_and_last_checkpoint(trained, capsys):
     assert main(["eval", str(trained), "--splits", "test", "--checkpoint", "last.pt"]) == 0
     table = _parse_table(capsys.readouterr().out)
     assert table and all(key.startswith("test/") for key in table)
+
+
+def test_eval_set_changes_how_the_checkpoint_evaluates_not_its_parameters(trained, capsys):
+    """`eval --set` applies model.* / eval.* keys to the loaded run: LightGCN with 0 layers ranks with the trained
+    table itself, and eval.topk picks the cut-offs printed."""
+    from graphrec.trainer import load_run
+    cfg, _, model, _ = load_run(trained, overrides=["model.num_layers=0"])
+    saved = torch.load(trained / "best.pt", weights_only=False)["model"]
+    assert cfg.model["num_layers"] == 0
+    torch.testing.assert_close(model.propagate(), saved["embedding"])
+    capsys.readouterr()
+    assert main(["eval", str(trained), "--splits", "test", "--set", "eval.topk=[3,20]", "--format", "json"]) == 0
+    keys = set(json.loads(capsys.readouterr().out)["splits"]["test"])
+    assert {"recall@3", "recall@20"} <= keys and not any(key.endswith("@5") for key in keys)
 
 
 def test_models_lists_mf_and_lightgcn(capsys):
