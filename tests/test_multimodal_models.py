@@ -12,6 +12,7 @@ from graphrec.batches import PairBatch
 from graphrec.config import build_config
 from graphrec.data.loader import load_dataset
 from graphrec.errors import GraphrecError
+from graphrec.graph.item_graph import edge_matmul, normalized_edge_values
 from graphrec.graph.propagate import injected_mean_propagation
 from graphrec.losses import info_nce_intra
 from graphrec.models import build_model
@@ -216,6 +217,41 @@ def test_freedom_keeps_the_share_of_edges_and_favours_low_degree_ones(dataset):
         kept += torch.isin(model.graph.users * model.num_items + model.graph.items, keys).float()
     low, high = weight > weight.median(), weight <= weight.median()
     assert kept[low].mean() > 1.2 * kept[high].mean()
+
+
+def test_edge_matmul_and_normalized_values_equal_the_dense_graph_with_gradients():
+    generator = torch.Generator().manual_seed(0)
+    n, d = 7, 3
+    keys = torch.unique(torch.randint(0, n * n, (20,), generator=generator))
+    row, col = keys // n, keys % n
+    weight = torch.rand(len(row), generator=generator).requires_grad_()
+    x = torch.randn(n, d, generator=generator).requires_grad_()
+    out = edge_matmul(row, col, normalized_edge_values(row, col, weight, n), x)
+    dense_weight = weight.detach().clone().requires_grad_()
+    dense_x = x.detach().clone().requires_grad_()
+    graph = torch.zeros(n, n).index_put((row, col), dense_weight)
+    inv_sqrt = graph.sum(1).pow(-0.5).nan_to_num(posinf=0.0)
+    expected = (inv_sqrt[:, None] * graph * inv_sqrt[None, :]) @ dense_x
+    torch.testing.assert_close(out, expected)
+    upstream = torch.randn(n, d, generator=generator)
+    (out * upstream).sum().backward()
+    (expected * upstream).sum().backward()
+    torch.testing.assert_close(weight.grad, dense_weight.grad)
+    torch.testing.assert_close(x.grad, dense_x.grad)
+
+
+def test_lattice_convolves_over_the_neighbours_it_holds_now(dataset):
+    """The symmetrized edges are kept between steps, but relearned or loaded neighbours take effect at once."""
+    cfg = build_config({**MULTIMODAL, "model": {"name": "lattice", "embedding_dim": 8}})
+    model = build_model(cfg, dataset, torch.device("cpu"))
+    items = model.embedding[model.num_users:].detach()
+    before = model.item_convolution(items)
+    model.load_state_dict({**model.state_dict(), "neighbours": model.neighbours.roll(1, dims=1).flip(1)})
+    fresh = build_model(cfg, dataset, torch.device("cpu"))
+    fresh.load_state_dict(model.state_dict())
+    after = model.item_convolution(items)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, fresh.item_convolution(items))
 
 
 @pytest.mark.parametrize("model", [{"name": "vbpr"}, {"name": "lattice"}, {"name": "freedom"},

@@ -41,6 +41,7 @@ class LATTICE(MultimodalRecommender):
         self.register_buffer("neighbours", torch.zeros(len(self.modalities), self.num_items,
                                                        min(cfg.knn_k, self.num_items - 1), dtype=torch.int64))
         self.register_buffer("neighbours_epoch", torch.tensor(-1))
+        self._edges: tuple[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = ((), [])
         self.learn_neighbours()
 
     @torch.no_grad()
@@ -55,14 +56,21 @@ class LATTICE(MultimodalRecommender):
             self.learn_neighbours()
             self.neighbours_epoch.fill_(epoch)
 
+    def learned_edges(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per modality, the (e,) rows and cols of the symmetrized learned kNN graph, rebuilt only when `neighbours`
+        changes (relearned, loaded from a checkpoint or moved), not at every step."""
+        key = (self.neighbours._version, self.neighbours.data_ptr())
+        if self._edges[0] != key:
+            self._edges = (key, [symmetric_edges(neighbours) for neighbours in self.neighbours])
+        return self._edges[1]
+
     def item_convolution(self, items: torch.Tensor) -> torch.Tensor:
         """(num_items, dim) item_layers convolutions of `items` over the mixed item graph."""
         cfg, mix = self.cfg, torch.softmax(self.modality_logits, 0)
         learned = []
-        for j, m in enumerate(self.modalities):
-            row, col = symmetric_edges(self.neighbours[j])
+        for (row, col), m in zip(self.learned_edges(), self.modalities):
             proj = F.normalize(self.projected(m), dim=1)
-            cosine = (proj[row] * proj[col]).sum(1).clamp_min(0.0)
+            cosine = (proj.index_select(0, row) * proj.index_select(0, col)).sum(1).clamp_min(0.0)
             learned.append((row, col, normalized_edge_values(row, col, cosine, self.num_items)))
         for _ in range(cfg.item_layers):
             items = sum(mix[j] * ((1 - cfg.lambda_coeff) * edge_matmul(*learned[j], items)
