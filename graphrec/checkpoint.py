@@ -125,7 +125,8 @@ def check_eval_overrides(overrides: Sequence[str]) -> None:
 
 
 def check_state_fits(model: torch.nn.Module, state: dict, overrides: Sequence[str]) -> None:
-    """One line when eval `--set` overrides built a model whose parameters differ in shape from the checkpoint's."""
+    """One line when eval `--set` overrides built a model whose parameters (names or shapes) differ from the
+    checkpoint's."""
     own = model.state_dict()
     changed = sorted(set(own) ^ set(state))
     if changed:
