@@ -111,46 +111,28 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
-EVAL_OVERRIDABLE = ("model.", "eval.")  # what `graphrec eval --set` may change: how a trained model evaluates
-
-
-def check_eval_overrides(overrides: Sequence[str]) -> None:
-    """One line for an eval `--set` outside model.* / eval.* (they change the data or the training, not the
-    evaluation of the trained parameters) or one that renames the model."""
-    for text in overrides:
-        key = text.split("=", 1)[0].strip()
-        if not key.startswith(EVAL_OVERRIDABLE) or key == "model.name":
-            raise GraphrecError(f"eval --set {text}: only model.* and eval.* keys (not model.name) change how a "
-                                "trained run evaluates, e.g. --set eval.topk=[10,50]; retrain for any other key")
-
-
-def check_state_fits(model: torch.nn.Module, state: dict, overrides: Sequence[str]) -> None:
-    """One line when eval `--set` overrides built a model whose parameters (names or shapes) differ from the
-    checkpoint's."""
+def load_model_state(model: torch.nn.Module, state: dict, checkpoint: Path, dataset: Any,
+                     overrides: Sequence[str] = ()) -> None:
+    """Load a checkpoint's parameters into a model built from the run's (already compared) config, with eval `--set`
+    `overrides` if any, and the data as it is now; a parameter that differs therefore means the overrides changed
+    it, or else the data changed, said in one line."""
     own = model.state_dict()
-    changed = sorted(set(own) ^ set(state))
+    changed = sorted(set(own) ^ set(state)) if overrides else []
     if changed:
-        name = changed[0]
-        which = "lacks the trained" if name in state else "gains a"
-        raise GraphrecError(f"eval --set {' '.join(overrides)}: the model then {which} parameter '{name}'; --set "
-                            "may change only what evaluation reads, not which parameters the model has")
+        which = "lacks the trained" if changed[0] in state else "gains a"
+        raise GraphrecError(f"eval --set {' '.join(overrides)}: the model then {which} parameter '{changed[0]}'; "
+                            "--set may change only what evaluation reads, not which parameters the model has")
     for key, saved in state.items():
-        if tuple(own[key].shape) != tuple(saved.shape):
+        if key not in own or tuple(own[key].shape) == tuple(saved.shape):
+            continue
+        if overrides:
             raise GraphrecError(f"eval --set {' '.join(overrides)}: '{key}' becomes {tuple(own[key].shape)} but the "
                                 f"checkpoint holds {tuple(saved.shape)}; --set may change only what evaluation "
                                 "reads, not the shape of a trained parameter")
-
-
-def load_model_state(model: torch.nn.Module, state: dict, checkpoint: Path, dataset: Any) -> None:
-    """Load a checkpoint's parameters into a model built from the run's (already compared) config and the data
-    as it is now; a shape that differs therefore means the data changed, said in one line."""
-    own = model.state_dict()
-    for key, saved in state.items():
-        if key in own and tuple(own[key].shape) != tuple(saved.shape):
-            raise GraphrecError(f"{checkpoint} does not fit the data as it is now: '{key}' is {tuple(saved.shape)} in "
-                                f"the checkpoint but {tuple(own[key].shape)} for {dataset.num_users} users and "
-                                f"{dataset.num_items} items at {dataset.source or 'the configured data'}; the data "
-                                "files changed since the run: restore them, or train a new run")
+        raise GraphrecError(f"{checkpoint} does not fit the data as it is now: '{key}' is {tuple(saved.shape)} in "
+                            f"the checkpoint but {tuple(own[key].shape)} for {dataset.num_users} users and "
+                            f"{dataset.num_items} items at {dataset.source or 'the configured data'}; the data "
+                            "files changed since the run: restore them, or train a new run")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -122,11 +122,21 @@ def _check_run_folder(run_dir: Path, checkpoint: str) -> None:
                                 "back the run's own files")
 
 
+def _check_eval_overrides(overrides: list[str]) -> None:
+    """One line for an eval `--set` outside model.* / eval.* (they change the data or the training, not how the
+    trained parameters evaluate) or one that renames the model."""
+    from .config import parse_override
+    for text in overrides:
+        path, _ = parse_override(text)
+        if path[0] not in ("model", "eval") or path == ["model", "name"]:
+            raise GraphrecError(f"eval --set {text}: only model.* and eval.* keys (not model.name) change how a "
+                                "trained run evaluates, e.g. --set eval.topk=[10,50]; retrain for any other key")
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from .trainer import evaluate_run
-    from .checkpoint import check_eval_overrides
     run_dir = Path(args.run)
-    check_eval_overrides(args.set)
+    _check_eval_overrides(args.set)
     _check_run_folder(run_dir, args.checkpoint)
     from .report import eval_table, plot_eval, pyplot
     splits = [s.strip() for s in args.splits.split(",") if s.strip()] if args.splits else None

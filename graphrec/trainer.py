@@ -17,8 +17,8 @@ from tqdm import tqdm
 from . import distributed as dist_utils
 from .allocator import tune_allocator
 from .batches import BATCH_KINDS, GraphStep, PointBatch
-from .checkpoint import (atomic_write_json, atomic_write_text, check_state_fits, convert_sharded, load_checkpoint,
-                         load_model_state, module_generator_states, remove_stale_temps, rng_state, save_checkpoint,
+from .checkpoint import (atomic_write_json, atomic_write_text, convert_sharded, load_checkpoint, load_model_state,
+                         module_generator_states, remove_stale_temps, rng_state, save_checkpoint,
                          seed_everything, set_module_generator_states, set_rng_state)
 from .config import Config, config_from_file, config_to_dict
 from .data.dataset import Dataset
@@ -605,9 +605,7 @@ def load_run(run_dir: Path, checkpoint: str = "best.pt", overrides: Sequence[str
     seed_everything(cfg.seed)
     dataset = apply_protocol(cfg, load_dataset(cfg))
     model = build_model(cfg, dataset, device)
-    if overrides:
-        check_state_fits(model, saved["model"], overrides)
-    load_model_state(model, saved["model"], run_dir / checkpoint, dataset)
+    load_model_state(model, saved["model"], run_dir / checkpoint, dataset, overrides)
     model.eval()
     return cfg, dataset, model, build_evaluators(dataset, cfg, device)
 
