@@ -234,7 +234,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    from . import analyze, features_cmd, report, split_cmd
+    from . import analyze, archive, features_cmd, report, split_cmd
     from .data import catalog, prepare
     from .sweep import cli as sweep_cli
     parser = OneLineParser(prog="graphrec", description="Graph-based recommendation from YAML experiments.")
@@ -260,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
     split_cmd.add_parser(sub)
     report.add_parser(sub)
+    archive.add_parser(sub)
     sweep_cli.add_parser(sub)
     features_cmd.add_parser(sub)
     models = sub.add_parser("models", help="list the registered models")

@@ -183,6 +183,21 @@ def test_killed_sweep_resumes_without_repeating_finished_runs(tmp_path, fake_tra
     assert json.loads((folder / "sweep.json").read_text())["count"] == 4
 
 
+def test_an_archived_sweep_resumes_elsewhere_without_repeating_its_finished_runs(tmp_path, fake_train):
+    """`graphrec archive` of a stopped sweep (no checkpoints) is continued on 'another machine': the finished runs
+    stand, the remaining proposals run, and the archive's best config is the same as a whole sweep's."""
+    from graphrec.archive import archive
+    sweep_file = write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01, 0.1, 1.0]}})
+    folder = agent.run_offline(sweep_file, count=2, sweep_dir=tmp_path / "sw")
+    archive([str(folder)], str(tmp_path / "kept"))
+    copy = tmp_path / "kept" / "sw"
+    assert statuses(copy) == {"r000": "finished", "r001": "finished"}
+    agent.run_offline(None, count=4, sweep_dir=copy, resume=True)
+    assert statuses(copy) == {f"r00{i}": "finished" for i in range(4)}
+    assert len(list((copy / "runs").iterdir())) == 4  # r000 and r001 were not run again
+    assert config_from_file(write_best_config(copy, METRIC)).train.lr == 0.01
+
+
 def test_a_run_left_running_is_run_again_with_its_params(tmp_path, fake_train):
     sweep_file = write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01, 0.1]}})
     folder = agent.run_offline(sweep_file, count=1, sweep_dir=tmp_path / "sw")
