@@ -2,8 +2,9 @@
 
 The copies keep what `graphrec report` reads (config.yaml, metrics.json, run.json, log.jsonl, shift.json) and what
 `graphrec sweep --resume` reads (sweep.json, sweep.yaml, base.yaml, runs.jsonl), so results can be kept in git,
-shared, tabulated again and continued on another machine. Each run folder lands whole or not at all; archiving
-again replaces a run folder already there and keeps the ones its source no longer holds.
+shared, tabulated again and continued on another machine. Finished and failed run folders are copied; one still
+training (no metrics.json yet) is skipped. Each run folder lands whole or not at all; archiving again replaces a run
+folder already there and keeps the ones its source no longer holds.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from .checkpoint import atomic_write_bytes
 from .errors import GraphrecError
-from .runs import PARTIAL_SUFFIX
+from .runs import PARTIAL_SUFFIX, is_failed
 
 LEFT_OUT_SUFFIXES = (".pt",)  # checkpoints: graphrec eval needs them, a table does not
 RUN_MARKER = "config.yaml"
@@ -26,8 +27,9 @@ SWEEP_MARKER = "runs.jsonl"
 
 @dataclass
 class ArchiveTotals:
-    """What one archive call copied: run folders, bytes kept and checkpoint bytes left out."""
+    """What one archive call copied: run folders, unfinished ones skipped, bytes kept and checkpoint bytes left out."""
     runs: int = 0
+    unfinished: int = 0
     kept_bytes: int = 0
     left_out_bytes: int = 0
 
@@ -104,7 +106,10 @@ def _copy_run(source: Path, dest: Path, totals: ArchiveTotals) -> None:
 def _copy_tree(source: Path, dest: Path, totals: ArchiveTotals) -> None:
     """Merge source into dest: run folders whole (_copy_run), other files each written atomically."""
     if (source / RUN_MARKER).is_file():
-        _copy_run(source, dest, totals)
+        if (source / "metrics.json").is_file() or is_failed(source):
+            _copy_run(source, dest, totals)
+        else:  # still training, or killed: without its last.pt a copy could be neither reported nor resumed
+            totals.unfinished += 1
         return
     dest.mkdir(parents=True, exist_ok=True)
     for path in sorted(source.iterdir()):
@@ -128,8 +133,9 @@ def archive(sources: list[str], out: str) -> ArchiveTotals:
 
 def cmd_archive(args: argparse.Namespace) -> int:
     totals = archive(args.sources, args.out)
+    skipped = f"; {totals.unfinished} unfinished run folder(s) skipped" if totals.unfinished else ""
     print(f"archived {totals.runs} run folder(s) to {args.out}: {totals.kept_bytes / 2**20:.2f} MiB kept, "
-          f"{totals.left_out_bytes / 2**20:.1f} MiB of checkpoints left out", file=sys.stderr)
+          f"{totals.left_out_bytes / 2**20:.1f} MiB of checkpoints left out{skipped}", file=sys.stderr)
     return 0
 
 

@@ -77,6 +77,16 @@ def test_archiving_again_merges_keeps_earlier_runs_and_replaces_a_run_whole():
     assert not [p for p in Path("kept/a").iterdir() if p.name.startswith(".")]  # no staging folder left
 
 
+def test_a_run_still_training_is_skipped_and_a_failed_run_is_kept():
+    finished, unfinished, failed = train(1), train(2), train(3)
+    (unfinished / "metrics.json").unlink()  # as a run in progress (or killed) looks
+    (failed / "metrics.json").unlink()
+    (failed / "FAILED.json").write_text(json.dumps({"reason": "loss is nan"}))
+    totals = archive(["runs/a"], "kept")
+    assert (totals.runs, totals.unfinished) == (2, 1)
+    assert sorted(p.name for p in Path("kept/a").iterdir()) == sorted([finished.name, failed.name])
+
+
 @pytest.mark.parametrize("sources, out, message", [
     (["missing"], "kept", "'missing' is not a folder"),
     (["empty"], "kept", "holds no run folder"),
