@@ -80,6 +80,8 @@ def _copy_run(source: Path, dest: Path, totals: ArchiveTotals) -> None:
     """Copy one run folder (checkpoints left out) to a hidden sibling, then swap it in for dest."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=PARTIAL_SUFFIX))
+    staging.chmod(source.stat().st_mode & 0o777)  # mkdtemp's 0700 would otherwise become the copy's
+    old = None
     try:
         for path in sorted(source.rglob("*")):
             relative = path.relative_to(source)
@@ -90,13 +92,14 @@ def _copy_run(source: Path, dest: Path, totals: ArchiveTotals) -> None:
             elif path.is_file():
                 shutil.copy2(path, staging / relative)
                 totals.kept_bytes += path.stat().st_size
-        old = None
         if dest.exists():
-            old = dest.with_name(f".{dest.name}.old{PARTIAL_SUFFIX}")
-            os.rename(dest, old)
+            old = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old.", suffix=PARTIAL_SUFFIX))
+            os.rename(dest, old)  # onto the empty folder: replaces it
         os.rename(staging, dest)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if old is not None and not dest.exists():
+            os.rename(old, dest)  # put the earlier copy back
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

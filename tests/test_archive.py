@@ -3,6 +3,7 @@ refused in one line before anything is written."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,26 @@ def test_a_run_still_training_is_skipped_and_a_failed_run_is_kept():
     totals = archive(["runs/a"], "kept")
     assert (totals.runs, totals.unfinished) == (2, 1)
     assert sorted(p.name for p in Path("kept/a").iterdir()) == sorted([finished.name, failed.name])
+
+
+def test_a_copy_that_fails_midway_leaves_the_earlier_copy_whole(monkeypatch):
+    run = train(1)
+    archive(["runs/a"], "kept")
+    before = {p.name: p.read_bytes() for p in (Path("kept/a") / run.name).iterdir()}
+    (run / "metrics.json").write_text("{}")
+    calls, real_copy = [], shutil.copy2
+
+    def failing_copy(src, dst, **kwargs):
+        calls.append(src)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real_copy(src, dst)
+
+    monkeypatch.setattr("graphrec.archive.shutil.copy2", failing_copy)
+    with pytest.raises(OSError):
+        archive(["runs/a"], "kept")
+    assert {p.name: p.read_bytes() for p in (Path("kept/a") / run.name).iterdir()} == before
+    assert [p.name for p in Path("kept/a").iterdir()] == [run.name]  # no staging folder left
 
 
 @pytest.mark.parametrize("sources, out, message", [
