@@ -1,5 +1,7 @@
 """Every table in docs/ under a `graphrec report` of archived run folders (docs/runs/, written by `graphrec
-archive`) is exactly what that command prints from them today: no such table is typed by hand or left stale."""
+archive`) is exactly what that command prints from them today: no such table is typed by hand or left stale.
+`python tests/test_docs_tables.py` rewrites those tables (after adding runs to docs/runs, or a `| model |` line as
+the placeholder of a new table)."""
 from __future__ import annotations
 
 import shlex
@@ -46,3 +48,21 @@ def test_a_docs_table_is_what_graphrec_report_prints(doc, command, table, monkey
     monkeypatch.chdir(ROOT)
     assert main(shlex.split(command)) == 0
     assert capsys.readouterr().out.strip() == table, f"{doc}: regenerate the table under `graphrec {command}`"
+
+
+def rewrite_tables() -> None:
+    """Replace each table under a report of docs/runs/ in docs/*.md with what the command prints now."""
+    import subprocess
+    import sys
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        text = doc.read_text()
+        for _, command, table in archived_tables():
+            printed = subprocess.run([sys.executable, "-m", "graphrec.cli", *shlex.split(command)], cwd=ROOT,
+                                     check=True, capture_output=True, text=True).stdout.strip()
+            marker = f"    graphrec {command}\n\n"
+            text = text.replace(marker + table + "\n", marker + printed + "\n")
+        doc.write_text(text)
+
+
+if __name__ == "__main__":
+    rewrite_tables()
