@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import atomic_write_bytes
+from .checkpoint import TEMP_SUFFIX, atomic_write_bytes
 from .errors import GraphrecError
 from .runs import PARTIAL_SUFFIX, is_failed
 
@@ -35,8 +35,10 @@ class ArchiveTotals:
 
 
 def _left_out(path: Path) -> bool:
-    """A checkpoint, or a hidden unpublished `.<run>.partial` folder / temp file (never a finished result)."""
-    return path.name.endswith(LEFT_OUT_SUFFIXES) or (path.name.startswith(".") and path.name.endswith(PARTIAL_SUFFIX))
+    """A checkpoint, a hidden unpublished `.<run>.partial` folder or a hidden atomic write's temp file (never a
+    finished result)."""
+    hidden_temp = path.name.startswith(".") and path.name.endswith((PARTIAL_SUFFIX, TEMP_SUFFIX))
+    return path.name.endswith(LEFT_OUT_SUFFIXES) or hidden_temp
 
 
 def _holds_results(folder: Path) -> bool:
@@ -121,8 +123,9 @@ def _copy_tree(source: Path, dest: Path, totals: ArchiveTotals) -> None:
         elif path.is_dir():
             _copy_tree(path, dest / path.name, totals)
         elif path.is_file():
-            atomic_write_bytes(dest / path.name, path.read_bytes())
-            totals.kept_bytes += path.stat().st_size
+            payload = path.read_bytes()
+            atomic_write_bytes(dest / path.name, payload)
+            totals.kept_bytes += len(payload)
 
 
 def archive(sources: list[str], out: str) -> ArchiveTotals:

@@ -48,13 +48,15 @@ def report(path: str, capsys) -> str:
 def test_an_archive_leaves_out_checkpoints_and_reports_as_the_runs_do(capsys):
     runs = [train(1), train(2)]
     assert all((run / "best.pt").is_file() for run in runs)
+    (runs[0] / ".metrics.json.x1y2.tmp").write_text("{")  # an atomic write in flight
     totals = archive(["runs/a"], "kept")
     assert totals.runs == 2 and totals.left_out_bytes > 0 and totals.kept_bytes > 0
     copied = sorted(Path("kept/a").iterdir())
     assert [c.name for c in copied] == sorted(r.name for r in runs)
     assert not list(Path("kept").rglob("*.pt"))
     for run, copy in zip(sorted(runs), copied):
-        assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in run.iterdir() if p.suffix != ".pt")
+        assert sorted(p.name for p in copy.iterdir()) == sorted(p.name for p in run.iterdir()
+                                                                 if p.suffix not in (".pt", ".tmp"))
         assert (copy / "metrics.json").read_bytes() == (run / "metrics.json").read_bytes()
     assert report("kept/a", capsys) == report("runs/a", capsys)
     assert ',"1,2",' in report("kept/a", capsys)  # both seeds in one row
