@@ -253,7 +253,9 @@ class TrainConfig(Section):
                                          "equal edge counts) or label_propagation (from those ranges, nodes move to "
                                          "the rank holding most of their neighbours while every rank stays within "
                                          "5% of equal edges: fewer boundary rows on graphs with locality)")
-    progress: bool = Field(True, description="show a tqdm progress bar")
+    progress: Literal[True, False, "auto"] = Field(
+        "auto", description="tqdm progress bar per epoch: auto (only while stderr is a terminal, so never in a log "
+                            "file), true (always, e.g. in a notebook), false")
 
 
 class EvalConfig(Section):

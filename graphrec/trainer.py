@@ -38,6 +38,7 @@ from .tasks import TASKS, build_evaluators, lower_is_better, point_labels
 from .tracking import Tracker
 
 # Keys a resumed run may change: they do not alter what is trained.
+TQDM_DISABLE = {True: False, False: True, "auto": None}  # train.progress -> tqdm's disable (None: only off a terminal)
 RESUME_MAY_CHANGE = {"train.epochs", "train.progress", "train.threads", "tracking", "output_dir"}
 
 
@@ -382,8 +383,8 @@ class Trainer:
         distributed = self.dist.distributed
         sums = self._resumed_sums()
         self.ddp_model.train()
-        bar = tqdm(total=total, desc=f"epoch {epoch}", leave=False, disable=not (cfg.progress and self.is_writer),
-                   initial=min(self.state.batch_in_epoch, total))
+        bar = tqdm(total=total, desc=f"epoch {epoch}", leave=False, initial=min(self.state.batch_in_epoch, total),
+                   disable=TQDM_DISABLE[cfg.progress] if self.is_writer else True)
         started = time.perf_counter()
         try:
             for index, batch in enumerate(batches):

@@ -1,6 +1,7 @@
 """End-to-end, in-process: graphrec train | eval | models | data info on tiny synthetic or hand-made data."""
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -150,3 +151,22 @@ def test_a_reader_that_closes_stdout_early_ends_the_command_quietly(monkeypatch,
     monkeypatch.setattr(cli, "cmd_models", closed_pipe)
     assert cli.main(["models"]) == 141
     assert capsys.readouterr().err == ""
+
+
+class _Terminal(io.StringIO):
+    """A stderr that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("progress, terminal, drawn", [("auto", False, False), ("auto", True, True),
+                                                       ("true", False, True), ("false", True, False)])
+def test_progress_bar_by_default_only_on_a_terminal_so_never_in_a_log_file(tmp_path, monkeypatch, progress, terminal,
+                                                                           drawn):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "output_dir": str(tmp_path / "runs")}, sort_keys=False))
+    err = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    assert main(["train", str(config), "--set", "train.epochs=1", "--set", f"train.progress={progress}"]) == 0
+    assert ("it/s]" in err.getvalue()) == drawn
