@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import sys
 import types
 from pathlib import Path
@@ -408,3 +409,30 @@ def test_set_of_a_swept_key_and_resume_of_a_plain_folder_are_refused(tmp_path):
         agent.run_offline(sweep_file, overrides=["train.lr=0.5"])
     with pytest.raises(GraphrecError, match="is not a sweep folder"):
         agent.run_offline(None, sweep_dir=tmp_path, resume=True)
+
+
+def test_dry_run_prints_the_train_command_of_each_run_the_sweep_then_starts(tmp_path, fake_train, capsys):
+    params = {"train.lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1e-1},
+              "train.batch_size": {"values": [32, 64, 128]}}
+    sweep_file = write_sweep(tmp_path, params, "random", seed=5)
+    parser = argparse.ArgumentParser()
+    sweep_cli.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["sweep", str(sweep_file), "--count", "3", "--set", "train.epochs=3", "--dry-run"])
+    assert args.func(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert not (tmp_path / "sweeps").exists()  # nothing written
+    folder = agent.run_offline(sweep_file, count=3, overrides=["train.epochs=3"])
+    records = read_runs(folder / "runs.jsonl")
+    assert [line.split()[0] for line in lines] == sorted(records) == ["r000", "r001", "r002"]
+    for line in lines:
+        words = shlex.split(line.split(maxsplit=1)[1])
+        assert words[:3] == ["graphrec", "train", "base.yaml"]
+        sets = dict(text.split("=", 1) for text in words[4::2])
+        assert sets.pop("train.select_metric") == "recall@10" and sets.pop("train.epochs") == "3"
+        assert {key: yaml.safe_load(text) for key, text in sets.items()} == records[line.split()[0]]["params"]
+
+
+def test_dry_run_of_a_bayes_sweep_is_refused_in_one_line(tmp_path):
+    sweep_file = write_sweep(tmp_path, {"train.lr": {"min": 1e-4, "max": 1e-1}}, "bayes")
+    with pytest.raises(GraphrecError, match="bayes sweep's proposals depend on the results"):
+        agent.plan_offline(sweep_file, 3)

@@ -112,6 +112,38 @@ def run_command(base: Path, params: dict[str, Any], extra: list[str]) -> list[st
     return args
 
 
+def sweep_settings(spec: SweepSpec, overrides: list[str]) -> list[str]:
+    """The --set texts every run of the sweep shares: selection by the sweep's metric, then the sweep's --set."""
+    return [f"train.select_metric={spec.select_metric()}", *overrides]
+
+
+def plan_offline(sweep_file: str | Path, count: Optional[int] = None,
+                 overrides: Optional[list[str]] = None) -> list[tuple[str, list[str]]]:
+    """The runs an offline sweep would start, none started and nothing written: (run id, `graphrec train`
+    arguments) per run. Grid and random sweeps only: a bayes proposal depends on the results before it."""
+    if count is not None and count < 1:
+        raise GraphrecError(f"--count {count}: give 1 or more")
+    overrides = list(overrides or [])
+    spec = load_sweep(sweep_file, overrides)
+    if spec.method == "bayes":
+        raise GraphrecError(f"{sweep_file}: --dry-run lists grid and random sweeps; a bayes sweep's proposals "
+                            "depend on the results of the runs before them")
+    engine = Engine(spec)
+    if count is None and spec.method != "grid":
+        raise GraphrecError(f"method {spec.method} proposes without end; pass --count N")
+    planned = []
+    for index in range(count if count is not None else engine.size()):
+        proposal = engine.propose(index, [])
+        if proposal is None:  # a grid with fewer combinations than --count
+            break
+        base = Path(os.path.relpath(spec.base)) if spec.base.resolve().is_relative_to(Path.cwd()) else spec.base
+        args = ["train", str(base)]
+        for text in sweep_settings(spec, overrides) + set_args(proposal.params):
+            args += ["--set", text]
+        planned.append((f"r{index:03d}", args))
+    return planned
+
+
 def resume_command(run_dir: Path, threads: int) -> list[str]:
     """`python -m graphrec.cli train --resume RUN_DIR`, with this agent's thread share (a key resume may change)."""
     return [sys.executable, "-m", "graphrec.cli", "train", "--resume", str(run_dir),
@@ -173,7 +205,7 @@ class Sweep:
         runs_dir = self.folder / "runs"
         name = f"{self.base_name}-{run_id}"
         extra = [f"output_dir={runs_dir}", f"name={name}", f"train.threads={self.threads}", "train.progress=false",
-                 f"train.select_metric={self.spec.select_metric()}", *self.overrides]
+                 *sweep_settings(self.spec, self.overrides)]
         log_path = self.folder / "logs" / f"{run_id}.log"
         known = {p.name for p in runs_dir.glob(f"{name}-*")}
         command = (resume_command(resume_dir, self.threads) if resume_dir is not None

@@ -1,7 +1,8 @@
-"""`graphrec sweep SWEEP.yaml --count N [--offline] [--workers N] [--threads N] [--set k=v]`, `graphrec sweep --resume DIR`."""
+"""`graphrec sweep SWEEP.yaml --count N [--offline] [--workers N] [--threads N] [--set k=v] [--dry-run]`, `graphrec sweep --resume DIR`."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from ..errors import GraphrecError
@@ -21,6 +22,8 @@ def add_parser(subparsers) -> None:
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an offline sweep folder")
     sweep.add_argument("--retry-failed", action="store_true", help="with --resume: run the failed runs again from "
                        "scratch with their parameters (after a fix; their old run folders stay, marked failed)")
+    sweep.add_argument("--dry-run", action="store_true", help="print the `graphrec train` command of each run an "
+                       "offline grid or random sweep would start (exact values), start none, write nothing")
     sweep.set_defaults(func=run)
 
 
@@ -29,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.sweep_file:
         raise GraphrecError(f"pass either a sweep file or --resume {args.resume}, not both (a resumed sweep keeps "
                             "its own sweep.yaml)")
+    if args.dry_run:
+        return _dry_run(args)
     if args.offline or args.resume:
         from .agent import run_offline
         folder = run_offline(args.sweep_file, args.count, args.workers, args.set,
@@ -45,4 +50,15 @@ def run(args: argparse.Namespace) -> int:
                             "instead and set train.threads with --set")
     from .online import run_online
     print(f"W&B sweep: {run_online(args.sweep_file, args.count, args.set)}")
+    return 0
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    """Print each planned run as `rNNN  graphrec train ...`; 0."""
+    if args.resume or args.sweep_file is None:
+        raise GraphrecError("--dry-run lists the runs of a new sweep: graphrec sweep SWEEP.yaml --count N --dry-run "
+                            "(a sweep folder's runs are in its runs.jsonl)")
+    from .agent import plan_offline
+    for run_id, train_args in plan_offline(args.sweep_file, args.count, args.set):
+        print(f"{run_id}  graphrec {shlex.join(train_args)}")
     return 0
