@@ -12,7 +12,7 @@ from graphrec.batches import PairBatch
 from graphrec.config import build_config
 from graphrec.data.loader import load_dataset
 from graphrec.errors import GraphrecError
-from graphrec.graph.item_graph import edge_matmul, normalized_edge_values
+from graphrec.graph.item_graph import EdgeList, edge_dots, edge_matmul, normalized_edge_values
 from graphrec.graph.propagate import injected_mean_propagation
 from graphrec.losses import info_nce_intra
 from graphrec.models import build_model
@@ -219,14 +219,21 @@ def test_freedom_keeps_the_share_of_edges_and_favours_low_degree_ones(dataset):
     assert kept[low].mean() > 1.2 * kept[high].mean()
 
 
+def _random_edges(n: int, count: int, generator: torch.Generator) -> EdgeList:
+    """An n-node edge list built from `count` random (row, col) draws, given to EdgeList in shuffled order."""
+    keys = torch.unique(torch.randint(0, n * n, (count,), generator=generator))
+    keys = keys[torch.randperm(len(keys), generator=generator)]
+    return EdgeList.build(keys // n, keys % n, n)
+
+
 def test_edge_matmul_and_normalized_values_equal_the_dense_graph_with_gradients():
     generator = torch.Generator().manual_seed(0)
     n, d = 7, 3
-    keys = torch.unique(torch.randint(0, n * n, (20,), generator=generator))
-    row, col = keys // n, keys % n
+    edges = _random_edges(n, 20, generator)
+    row, col = edges.row, edges.col
     weight = torch.rand(len(row), generator=generator).requires_grad_()
     x = torch.randn(n, d, generator=generator).requires_grad_()
-    out = edge_matmul(row, col, normalized_edge_values(row, col, weight, n), x)
+    out = edge_matmul(edges, normalized_edge_values(row, col, weight, n), x)
     dense_weight = weight.detach().clone().requires_grad_()
     dense_x = x.detach().clone().requires_grad_()
     graph = torch.zeros(n, n).index_put((row, col), dense_weight)
@@ -238,6 +245,19 @@ def test_edge_matmul_and_normalized_values_equal_the_dense_graph_with_gradients(
     (expected * upstream).sum().backward()
     torch.testing.assert_close(weight.grad, dense_weight.grad)
     torch.testing.assert_close(x.grad, dense_x.grad)
+
+
+def test_edge_dots_equal_the_gathered_products_with_gradients():
+    generator = torch.Generator().manual_seed(1)
+    n, d = 9, 4
+    edges = _random_edges(n, 30, generator)
+    a = torch.randn(n, d, dtype=torch.float64, generator=generator).requires_grad_()
+    b = torch.randn(n, d, dtype=torch.float64, generator=generator).requires_grad_()
+    torch.testing.assert_close(edge_dots(edges, a, b), (a[edges.row] * b[edges.col]).sum(1))
+    torch.autograd.gradcheck(lambda a, b: edge_dots(edges, a, b), (a, b))
+    torch.autograd.gradcheck(lambda a: edge_dots(edges, a, a), (a,))  # one tensor on both sides, as LATTICE's cosine
+    values = torch.randn(len(edges.row), dtype=torch.float64, generator=generator).requires_grad_()
+    torch.autograd.gradcheck(lambda v, x: edge_matmul(edges, v, x), (values, a))
 
 
 def test_lattice_convolves_over_the_neighbours_it_holds_now(dataset):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ..graph.item_graph import edge_matmul, normalized_edge_values, symmetric_edges
+from ..graph.item_graph import EdgeList, edge_dots, edge_matmul, normalized_edge_values, symmetric_edges
 from ..graph.knn import topk_cosine_neighbours
 from ..graph.propagate import weighted_propagation
 from . import register
@@ -41,7 +41,7 @@ class LATTICE(MultimodalRecommender):
         self.register_buffer("neighbours", torch.zeros(len(self.modalities), self.num_items,
                                                        min(cfg.knn_k, self.num_items - 1), dtype=torch.int64))
         self.register_buffer("neighbours_epoch", torch.tensor(-1))
-        self._edges: tuple[tuple, list[tuple[torch.Tensor, torch.Tensor]]] = ((), [])
+        self._edges: tuple[tuple, list[EdgeList]] = ((), [])
         self.learn_neighbours()
 
     @torch.no_grad()
@@ -56,9 +56,9 @@ class LATTICE(MultimodalRecommender):
             self.learn_neighbours()
             self.neighbours_epoch.fill_(epoch)
 
-    def learned_edges(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per modality, the (e,) rows and cols of the symmetrized learned kNN graph, rebuilt only when `neighbours`
-        changes (relearned, loaded from a checkpoint or moved), not at every step."""
+    def learned_edges(self) -> list[EdgeList]:
+        """Per modality, the edges of the symmetrized learned kNN graph, rebuilt only when `neighbours` changes
+        (relearned, loaded from a checkpoint or moved), not at every step."""
         key = (self.neighbours._version, self.neighbours.data_ptr())
         if self._edges[0] != key:
             self._edges = (key, [symmetric_edges(neighbours) for neighbours in self.neighbours])
@@ -68,10 +68,10 @@ class LATTICE(MultimodalRecommender):
         """(num_items, dim) item_layers convolutions of `items` over the mixed item graph."""
         cfg, mix = self.cfg, torch.softmax(self.modality_logits, 0)
         learned = []
-        for (row, col), m in zip(self.learned_edges(), self.modalities):
+        for edges, m in zip(self.learned_edges(), self.modalities):
             proj = F.normalize(self.projected(m), dim=1)
-            cosine = (proj.index_select(0, row) * proj.index_select(0, col)).sum(1).clamp_min(0.0)
-            learned.append((row, col, normalized_edge_values(row, col, cosine, self.num_items)))
+            cosine = edge_dots(edges, proj, proj).clamp_min(0.0)
+            learned.append((edges, normalized_edge_values(edges.row, edges.col, cosine, self.num_items)))
         for _ in range(cfg.item_layers):
             items = sum(mix[j] * ((1 - cfg.lambda_coeff) * edge_matmul(*learned[j], items)
                                   + cfg.lambda_coeff * torch.sparse.mm(self.raw_graphs[m], items))
