@@ -533,6 +533,7 @@ class Trainer:
         return "validation" if "valid" in self.evaluators else "paper"
 
     def _stopped(self, stop: StopRequest, where: str) -> None:
+        self.dist.barrier()  # last.pt is on disk before any rank exits (a launcher may then end the others)
         if self.is_writer:
             print(f"graphrec: stopped {where}; last.pt saved; resume with: {self._resume_command()}",
                   file=sys.stderr)
