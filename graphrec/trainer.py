@@ -37,8 +37,8 @@ from .data.shift import write_shift
 from .tasks import TASKS, build_evaluators, lower_is_better, point_labels
 from .tracking import Tracker
 
-# Keys a resumed run may change: they do not alter what is trained.
 TQDM_DISABLE = {True: False, False: True, "auto": None}  # train.progress -> tqdm's disable (None: only off a terminal)
+# Keys a resumed run may change: they do not alter what is trained.
 RESUME_MAY_CHANGE = {"train.epochs", "train.progress", "train.threads", "tracking", "output_dir"}
 
 

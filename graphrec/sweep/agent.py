@@ -104,12 +104,26 @@ def child_env(threads: int) -> dict[str, str]:
     return env
 
 
-def run_command(base: Path, params: dict[str, Any], extra: list[str]) -> list[str]:
-    """`python -m graphrec.cli train BASE --set ...`: the sweep's settings, then --set, then the run's params."""
-    args = [sys.executable, "-m", "graphrec.cli", "train", str(base)]
+def train_args(base: Path, params: dict[str, Any], extra: list[str]) -> list[str]:
+    """`train BASE --set ...`: the sweep's settings, then --set, then the run's params."""
+    args = ["train", str(base)]
     for text in extra + set_args(params):
         args += ["--set", text]
     return args
+
+
+def run_command(base: Path, params: dict[str, Any], extra: list[str]) -> list[str]:
+    """`python -m graphrec.cli train BASE --set ...` (train_args as a process)."""
+    return [sys.executable, "-m", "graphrec.cli", *train_args(base, params, extra)]
+
+
+def runs_in_sweep(engine: Engine, count: Optional[int]) -> int:
+    """How many runs the sweep makes: --count, capped at a grid's combinations (all of them without --count)."""
+    size = engine.size()
+    total = size if count is None else (min(count, size) if size is not None else count)
+    if total is None:
+        raise GraphrecError(f"method {engine.spec.method} proposes without end; pass --count N")
+    return total
 
 
 def sweep_settings(spec: SweepSpec, overrides: list[str]) -> list[str]:
@@ -129,19 +143,9 @@ def plan_offline(sweep_file: str | Path, count: Optional[int] = None,
         raise GraphrecError(f"{sweep_file}: --dry-run lists grid and random sweeps; a bayes sweep's proposals "
                             "depend on the results of the runs before them")
     engine = Engine(spec)
-    if count is None and spec.method != "grid":
-        raise GraphrecError(f"method {spec.method} proposes without end; pass --count N")
-    planned = []
-    for index in range(count if count is not None else engine.size()):
-        proposal = engine.propose(index, [])
-        if proposal is None:  # a grid with fewer combinations than --count
-            break
-        base = Path(os.path.relpath(spec.base)) if spec.base.resolve().is_relative_to(Path.cwd()) else spec.base
-        args = ["train", str(base)]
-        for text in sweep_settings(spec, overrides) + set_args(proposal.params):
-            args += ["--set", text]
-        planned.append((f"r{index:03d}", args))
-    return planned
+    base = Path(os.path.relpath(spec.base)) if spec.base.resolve().is_relative_to(Path.cwd()) else spec.base
+    return [(f"r{index:03d}", train_args(base, engine.propose(index, []).params, sweep_settings(spec, overrides)))
+            for index in range(runs_in_sweep(engine, count))]
 
 
 def resume_command(run_dir: Path, threads: int) -> list[str]:
@@ -173,10 +177,7 @@ class Sweep:
         self.folder, self.spec, self.workers, self.overrides = folder, spec, workers, overrides
         self.retry_failed = retry_failed
         self.engine = Engine(spec)
-        size = self.engine.size()
-        self.count = size if count is None else (min(count, size) if size is not None else count)
-        if self.count is None:
-            raise GraphrecError(f"method {spec.method} proposes without end; pass --count N")
+        self.count = runs_in_sweep(self.engine, count)
         self.threads = threads or max(1, usable_cores() // workers)
         self.runs_file = folder / "runs.jsonl"
         end_cut_line(self.runs_file)
@@ -378,9 +379,7 @@ def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, w
                                 "or --resume SWEEP_DIR")
         overrides = list(overrides or [])
         spec = load_sweep(sweep_file, overrides)
-        Engine(spec)  # a missing engine is reported before the folder is made
-        if count is None and spec.method != "grid":
-            raise GraphrecError(f"method {spec.method} proposes without end; pass --count N")
+        runs_in_sweep(Engine(spec), count)  # a missing engine or an endless sweep is reported before the folder
         folder = create_sweep_folder(spec, count, overrides, Path(sweep_dir) if sweep_dir else None)
         spec = load_sweep(folder / "sweep.yaml", overrides)
         print(f"sweep folder: {folder}", file=sys.stderr)
