@@ -2,9 +2,11 @@
 
     python -m benchmarks.gem_draws RUN_DIR [RUN_DIR ...] [--fresh 3] [--split valid]
 
-For each GEM run folder: the split's metrics of best.pt with its saved draw (what the run reported), with
-`--fresh` new draws (seeded 100, 101, ...), and over every neighbour (`eval_neighbors: all`). If the saved draw
-is much better than fresh ones, the model fitted that particular draw rather than g(.) over the feature graph.
+For each GEM run folder: the split's metrics of best.pt with its saved draw (what a run with `eval_neighbors:
+draw` reported), with `--fresh` new draws (seeded 100, 101, ...), and over every neighbour (`eval_neighbors: all`,
+what a run with that key reported), whichever key the run itself used. If the saved draw is much better than fresh
+ones, the model fitted that particular draw rather than g(.) over the feature graph; if every draw is much better
+than the mean over all neighbours, the model depends on the noise of S sampled neighbours it was trained with.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ def draw_sensitivity(run_dir: str, fresh: int, split: str) -> dict[str, dict[str
     gem = model.gem
     if gem is None:
         raise SystemExit(f"{run_dir}: not a GEM run (model.embedding is not gem)")
+    gem.eval_neighbors = "draw"
     out = {"saved": evaluate_splits(model, evaluators, [split])}
     for k in range(fresh):
         gem.resample(torch.Generator().manual_seed(100 + k))
