@@ -3,8 +3,9 @@
     python -m benchmarks.sweep_workers [--epochs 10] [--rounds 2]
 
 Each round runs, in this order, one plain `graphrec train experiments/quickstart.yaml` with 2 threads and with 1,
-then the same offline grid (train.lr in {0.002, 0.005} x train.batch_size in {1024, 2048}) with `--workers 1
---threads 2` and with `--workers 2 --threads 1`, every process started fresh in a scratch folder. It prints the
+then the same offline grid (train.lr in {0.002, 0.005} x train.reg in {1e-4, 1e-3}: four runs of the plain run's
+cost, so a sweep run's time over the plain one is the sweep's overhead) with `--workers 1 --threads 2` and with
+`--workers 2 --threads 1`, every process started fresh in a scratch folder. It prints the
 wall times, the ratio of the two sweeps (issue target: at most 0.65x) and the overhead of a sweep run over a plain
 one (target: under 10% of a full quickstart run), and fails if a run's metric differs between the two sweeps.
 Run it on an otherwise idle machine: a foreign load takes cores from the sweep with more processes.
@@ -30,7 +31,7 @@ method: grid
 metric: {{name: valid/recall@20, goal: maximize}}
 parameters:
   train.lr: {{values: [0.002, 0.005]}}
-  train.batch_size: {{values: [1024, 2048]}}
+  train.reg: {{values: [1.0e-4, 1.0e-3]}}
 """
 
 
@@ -85,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="graphrec-workers-") as tmp:
             rounds.append(one_round(args.epochs, Path(tmp)))
     median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
-    print(json.dumps(environment(threads=2), sort_keys=True))
+    env = dict(environment(threads=2), command="python -m benchmarks.sweep_workers " + " ".join(argv or sys.argv[1:]))
+    print(json.dumps(env, sort_keys=True))
     print(f"load average before the last round: {os.getloadavg()[0]:.2f}; {args.rounds} round(s), median wall s")
     print("| what | wall s (median) | each round |\n|---|---|---|")
     for key, value in median.items():
