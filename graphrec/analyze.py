@@ -36,7 +36,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Compute, print and write the view statistics of one run; user mistakes raise GraphrecError before any write."""
     from . import report as report_module
-    from .checkpoint import atomic_write_json
+    from .atomic import atomic_write_json
     from .cli import _check_run_folder
     from .config import config_from_file
     from .models import get_model_class

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import TEMP_SUFFIX, atomic_write_bytes
+from .atomic import TEMP_SUFFIX, atomic_write_bytes
 from .errors import GraphrecError
 from .runs import PARTIAL_SUFFIX, is_failed
 

@@ -29,9 +29,6 @@ from .data.shift import popularity_groups
 from .graph.adjacency import NormalizedAdjacency, csr_row_entries
 
 
-RANKING_METRICS = ("recall", "ndcg", "precision", "hit", "mrr", "coverage", "arp", "recall_head", "recall_mid",
-                   "recall_tail", "ndcg_head", "ndcg_mid", "ndcg_tail")
-
 Scorer = Callable[[torch.Tensor], torch.Tensor]  # users (m,) -> scores (m, num_items)
 
 

@@ -8,7 +8,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .checkpoint import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from .data.item_features import column_index, ids_path, read_csv_rows
 from .errors import GraphrecError
 

@@ -10,9 +10,6 @@ from .batches import PointBatch
 from .data.fields import FieldRows
 from .evaluation import EvalResult
 
-REGRESSION_METRICS = ("rmse", "mae")
-CLASSIFICATION_METRICS = ("auc", "logloss")
-
 
 def regression_metrics(pred: np.ndarray, label: np.ndarray, low: float, high: float) -> dict[str, float]:
     """RMSE and MAE of (n,) predictions clipped to [low, high] (NFM clips to the label range) against (n,) labels."""

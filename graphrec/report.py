@@ -17,9 +17,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel
 
-from .evaluation import RANKING_METRICS
-from .pointwise_eval import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from .errors import GraphrecError
+from .metric_names import CLASSIFICATION_METRICS, RANKING_METRICS, REGRESSION_METRICS
 from .runs import read_run_metadata
 
 FORMATS = ("table", "markdown", "csv", "json")
@@ -500,7 +499,7 @@ def run(args: argparse.Namespace) -> int:
         compare_to_baseline(rows, args.baseline)
     text = format_report(columns, rows, args.format)
     if args.out:
-        from .checkpoint import atomic_write_text
+        from .atomic import atomic_write_text
         out = Path(args.out)
         if out.is_dir() or not out.parent.is_dir():
             raise GraphrecError(f"--out '{out}': {'is a folder' if out.is_dir() else 'its folder does not exist'}; "

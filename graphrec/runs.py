@@ -15,10 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-import torch
-
-from .checkpoint import atomic_write_json
+from .atomic import atomic_write_json
 from .errors import GraphrecError, one_line
 
 
@@ -187,6 +184,8 @@ def check_resumable(run_dir: Path) -> None:
 def run_metadata(seed: int) -> dict:
     """Seed, versions, thread count, git commit and the run's tracking id (its W&B run id, kept by --resume), saved
     beside every run as run.json."""
+    import numpy as np
+    import torch
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
                                 cwd=Path(__file__).parent).stdout.strip() or None

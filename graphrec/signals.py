@@ -6,7 +6,7 @@ import signal
 import time
 from typing import Optional
 
-from .checkpoint import discard_in_flight
+from .atomic import discard_in_flight
 
 
 class TrainingStopped(SystemExit):

@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .config import Config, SplitConfig, apply_overrides, build_config, parse_override, resolve_data_path
-from .data.dataset import Dataset
-from .data.loader import load_dataset, with_preset
-from .data.shift import format_shift, shift_summary
 from .errors import GraphrecError
+from .schema import SplitConfig
+
+if typing.TYPE_CHECKING:
+    from .config import Config
+    from .data.dataset import Dataset
 
 METHODS = [m for m in typing.get_args(SplitConfig.model_fields["method"].annotation) if m != "given"]
 
@@ -77,6 +78,7 @@ def add_parser(subparsers) -> None:
 
 def _config(args: argparse.Namespace) -> Config:
     """The data and split blocks of the command as a validated config."""
+    from .config import apply_overrides, build_config, parse_override
     for text in args.set:
         section = parse_override(text)[0][0]
         if section not in ("split", "data"):
@@ -99,6 +101,8 @@ def _check_out(out: Path) -> None:
 
 def _inputs(cfg: Config) -> list[dict]:
     """Each file the dataset is read from, with its size and sha256."""
+    from .config import resolve_data_path
+    from .data.loader import with_preset
     folder = resolve_data_path(cfg)
     if folder is None:
         return []
@@ -147,6 +151,8 @@ def write_split(dataset: Dataset, folder: Path, source: dict) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     """Split, write DIR atomically (temp folder + os.replace), print the shift summary and the data: block."""
+    from .data.loader import load_dataset
+    from .data.shift import format_shift, shift_summary
     cfg = _config(args)
     out = Path(args.out)
     _check_out(out)

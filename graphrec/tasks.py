@@ -10,8 +10,9 @@ from .data.dataset import Dataset
 from .data.fields import labels_for_task
 from .errors import GraphrecError
 from .hints import blame
-from .evaluation import RANKING_METRICS, Evaluator
-from .pointwise_eval import CLASSIFICATION_METRICS, REGRESSION_METRICS, PointwiseEvaluator
+from .evaluation import Evaluator
+from .metric_names import CLASSIFICATION_METRICS, RANKING_METRICS, REGRESSION_METRICS
+from .pointwise_eval import PointwiseEvaluator
 from .schema import Config
 
 

@@ -17,9 +17,9 @@ from tqdm import tqdm
 from . import distributed as dist_utils
 from .allocator import tune_allocator
 from .batches import BATCH_KINDS, GraphStep, PointBatch
-from .checkpoint import (atomic_write_json, atomic_write_text, convert_sharded, load_checkpoint, load_model_state,
-                         module_generator_states, remove_stale_temps, rng_state, save_checkpoint,
-                         seed_everything, set_module_generator_states, set_rng_state)
+from .atomic import atomic_write_json, atomic_write_text, remove_stale_temps
+from .checkpoint import (convert_sharded, load_checkpoint, load_model_state, module_generator_states, rng_state,
+                         save_checkpoint, seed_everything, set_module_generator_states, set_rng_state)
 from .config import Config, config_from_file, config_to_dict
 from .data.dataset import Dataset
 from .data.loader import apply_protocol, load_dataset

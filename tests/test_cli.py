@@ -170,3 +170,18 @@ def test_progress_bar_by_default_only_on_a_terminal_so_never_in_a_log_file(tmp_p
     monkeypatch.setattr("sys.stderr", err)
     assert main(["train", str(config), "--set", "train.epochs=1", "--set", f"train.progress={progress}"]) == 0
     assert ("it/s]" in err.getvalue()) == drawn
+
+
+def test_help_report_and_archive_run_without_torch(tmp_path):
+    """Parsing any command line, and the commands that only read and copy run folders, never import torch (its
+    import is most of a command's start); a fresh process, since this one has torch already."""
+    import subprocess
+    import sys
+    runs = Path(__file__).resolve().parents[1] / "docs" / "runs" / "ablations" / "nfm-60-epochs"
+    code = ("import sys; from graphrec.cli import build_parser, main; build_parser(); "
+            f"assert main(['report', {str(runs)!r}, '--splits', 'test']) == 0; "
+            f"assert main(['archive', {str(runs)!r}, '--out', {str(tmp_path)!r}]) == 0; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "| nfm | frappe-nfm |" in proc.stdout and (tmp_path / "nfm-60-epochs").is_dir()

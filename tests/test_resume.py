@@ -13,7 +13,7 @@ import signal
 import pytest
 import torch
 
-from graphrec import checkpoint as ckpt
+from graphrec import atomic
 from graphrec.checkpoint import load_checkpoint
 from graphrec.cli import main
 from graphrec.config import load_config
@@ -108,7 +108,7 @@ def test_second_interrupt_exits_at_once_without_partial_files(tmp_path, monkeypa
     monkeypatch.setattr(os, "_exit", lambda code: exits.append(code))
     partial = tmp_path / ".last.pt.abc.tmp"
     partial.write_bytes(b"half")
-    monkeypatch.setattr(ckpt, "_IN_FLIGHT", {str(partial)})
+    monkeypatch.setattr(atomic, "_IN_FLIGHT", {str(partial)})
     stop._handle(signal.SIGINT, None)
     assert stop.requested and not exits and partial.exists()
     stop._handle(signal.SIGINT, None)  # the same Ctrl-C delivered twice (terminal + torchrun): still one request

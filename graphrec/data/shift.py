@@ -122,7 +122,7 @@ def format_shift(summary: dict) -> str:
 
 def write_shift(dataset: Dataset, run_dir: str | os.PathLike, head_share: float = 0.2, tail_share: float = 0.5) -> dict:
     """Write the shift summary of a dataset's splits against its train as run_dir/shift.json (atomically)."""
-    from ..checkpoint import atomic_write_json
+    from ..atomic import atomic_write_json
     summary = shift_summary(dataset.train, dataset.eval_splits(), dataset.num_items, head_share, tail_share)
     atomic_write_json(Path(run_dir) / "shift.json", summary)
     return summary

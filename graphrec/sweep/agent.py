@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import yaml
 
-from ..checkpoint import atomic_write_json, atomic_write_text
+from ..atomic import atomic_write_json, atomic_write_text
 from ..config import read_yaml
 from ..errors import GraphrecError
 from .engine import Engine, Observation

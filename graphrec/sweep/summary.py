@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import yaml
 
-from ..checkpoint import atomic_write_text
+from ..atomic import atomic_write_text
 from ..config import apply_overrides, build_config, read_yaml
 from ..errors import GraphrecError
 from .agent import open_sweep_folder
