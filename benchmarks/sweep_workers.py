@@ -22,13 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from graphrec.sweep.summary import sweep_rows
+
 from .common import REPO, environment
 
 QUICKSTART = REPO / "experiments" / "quickstart.yaml"
+METRIC = "valid/recall@20"
 GRID = f"""name: workers-grid
 base: {QUICKSTART}
 method: grid
-metric: {{name: valid/recall@20, goal: maximize}}
+metric: {{name: {METRIC}, goal: maximize}}
 parameters:
   train.lr: {{values: [0.002, 0.005]}}
   train.reg: {{values: [1.0e-4, 1.0e-3]}}
@@ -44,15 +47,8 @@ def timed(cmd: list[str], cwd: Path) -> float:
 
 
 def sweep_metrics(folder: Path) -> dict[str, float]:
-    """{sorted params as JSON: the finished run's metric} from a sweep folder's runs.jsonl."""
-    params, metric = {}, {}
-    for line in (folder / "runs.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if "params" in row:
-            params[row["id"]] = json.dumps(row["params"], sort_keys=True)
-        if row.get("status") == "finished":
-            metric[row["id"]] = row["metric"]
-    return {params[i]: m for i, m in metric.items()}
+    """{sorted params as JSON: valid/recall@20} of a sweep folder's runs (graphrec's own sweep summary)."""
+    return {json.dumps(row["params"], sort_keys=True): row["value"] for row in sweep_rows(folder, METRIC)}
 
 
 def one_round(epochs: int, scratch: Path) -> dict[str, float]:
@@ -71,8 +67,8 @@ def one_round(epochs: int, scratch: Path) -> dict[str, float]:
             graphrec + ["sweep", "grid.yaml", "--offline", "--workers", str(workers), "--threads", str(threads),
                         "--set", f"train.epochs={epochs}"], cwd)
         metrics.append(sweep_metrics(next((cwd / "sweeps").iterdir())))
-    if metrics[0] != metrics[1] or len(metrics[0]) != 4:
-        raise SystemExit(f"the two sweeps' metrics differ: {metrics[0]} against {metrics[1]}")
+    if metrics[0] != metrics[1] or len(metrics[0]) != 4 or None in metrics[0].values():
+        raise SystemExit(f"a run failed or the two sweeps' metrics differ: {metrics[0]} against {metrics[1]}")
     return times
 
 
@@ -88,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     median = {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
     env = dict(environment(threads=2), command="python -m benchmarks.sweep_workers " + " ".join(argv or sys.argv[1:]))
     print(json.dumps(env, sort_keys=True))
-    print(f"load average before the last round: {os.getloadavg()[0]:.2f}; {args.rounds} round(s), median wall s")
+    print(f"{args.rounds} round(s), median wall s (load average at start and end: in the line above)")
     print("| what | wall s (median) | each round |\n|---|---|---|")
     for key, value in median.items():
         print(f"| {key} | {value:.1f} | {', '.join(f'{r[key]:.1f}' for r in rounds)} |")
