@@ -25,8 +25,9 @@ FORMATS = ("table", "markdown", "csv", "json")
 SPLIT_ORDER = ("valid", "test", "test_ood")
 POINTWISE_METRICS = REGRESSION_METRICS + CLASSIFICATION_METRICS
 KNOWN_METRICS = RANKING_METRICS + POINTWISE_METRICS
-# config keys that say how a run was executed, not what it computes: never tell two settings apart
-_NOT_SETTINGS = ("name", "seed", "output_dir", "device", "tracking.", "train.progress", "train.threads")
+# config keys that say how a run was executed (or have a column of their own), not what it computes: never tell two
+# settings apart
+_NOT_SETTINGS = ("name", "protocol", "seed", "output_dir", "device", "tracking.", "train.progress", "train.threads")
 _TRAINING_KEYS = ("train.", "dro.")  # left out of the settings of runs that trained nothing (epochs_run 0)
 _ABSENT = object()  # the schema has no such key for a run's model
 
@@ -245,12 +246,24 @@ def read_run(folder: Path) -> Optional[dict]:
                                                 else "")
     model = f"gem-{model}" if flat.get("model.embedding") == "gem" else model  # GEM-FM, GEM-DeepFM, ...
     trained = metrics.get("epochs_run") != 0  # a model that trains nothing (pop): its training keys are no settings
+    protocol = str(metrics.get("protocol", "validation"))
+    if protocol == "refit":
+        _as_selected(flat)
     return {"folder": folder, "model": model, "trained": trained,
             "dataset": dataset if method in (None, "given") else f"{dataset}/{method}",
-            "protocol": str(metrics.get("protocol", "validation")), "seed": seed,
+            "protocol": protocol, "seed": seed,
             "settings": {k: v for k, v in flat.items() if not k.startswith(_NOT_SETTINGS) and k != "data.path"
                          and (trained or not k.startswith(_TRAINING_KEYS))},
             "metrics": metrics}
+
+
+def _as_selected(flat: dict[str, Any]) -> None:
+    """A refit run's settings as its validation run had them: its train.epochs is the epoch count that run selected
+    for this seed (a result, like the seed; metrics.json keeps it as epochs_run) and its train.lr_schedule_epochs
+    the budget that run was given, so refit seeds of one setting group together, beside their validation rows."""
+    budget = flat.pop("train.lr_schedule_epochs", None)
+    if budget is not None:
+        flat["train.epochs"] = budget
 
 
 @functools.lru_cache(maxsize=None)

@@ -256,3 +256,22 @@ def test_report_tells_runs_apart_by_the_modalities_they_use(tmp_path, capsys):
     code, captured = _report([str(tmp_path), "--format", "json", "--splits", "test"], capsys)
     settings = sorted(r["settings"]["data.item_features"] for r in json.loads(captured.out))
     assert code == 0 and settings == ["genre:g.npy,text:t.npy", "text:t.npy"]
+
+
+def test_report_groups_refit_seeds_by_the_budget_they_were_selected_within(tmp_path, capsys):
+    """Refit seeds that selected different epoch counts are one setting, shown like their validation runs."""
+    root = tmp_path / "runs"
+    for seed, (epochs, test) in zip((1, 2, 3), ((18, 0.10), (18, 0.12), (16, 0.14))):
+        run = make_run(root / f"refit-{seed}", seed=seed, protocol="refit", metrics={"test/recall@20": test})
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        config["train"].update(epochs=epochs, lr_schedule_epochs=20)
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+    validation = make_run(root / "valid-1", metrics={"test/recall@20": 0.09})
+    config = yaml.safe_load((validation / "config.yaml").read_text())
+    config["train"].update(epochs=20)
+    (validation / "config.yaml").write_text(yaml.safe_dump(config))
+    code, captured = _report([str(root), "--format", "json", "--allow-mixed"], capsys)
+    rows = {r["protocol"]: r for r in json.loads(captured.out)}
+    assert code == 0 and rows["refit"]["seeds"] == [1, 2, 3] and rows["refit"]["settings"] == {}
+    assert rows["refit"]["metrics"]["recall@20"]["mean"] == pytest.approx(0.12)
+    assert rows["validation"]["settings"] == {}
