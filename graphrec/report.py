@@ -315,18 +315,18 @@ def _group(runs: list[dict]) -> list[dict]:
 
 
 def _varying(groups: list[dict]) -> list[str]:
-    """The settings keys that tell groups apart: different values in the groups that have them, or a key only some
-    models have (their own keys, another model's schema lacks them) set away from its model's default, so that each
-    model's tuned keys are named even when no other row shares them."""
+    """The settings keys that tell groups apart: some group set the key away from its model's default, and it has
+    different values in the groups that have it or only some models have it (their own keys, another model's schema
+    lacks them), so that each model's tuned keys are named even when no other row shares them. A key every group
+    leaves at its own model's default (DRGO's 2 layers beside CausalDiffRec's 3) is said by the model column."""
     def text(value: Any) -> str:
         return json.dumps(value, default=str)
 
     def shown(key: str) -> bool:
         having = [g["settings"] for g in groups if key in g["settings"]]
-        if len({text(s[key]) for s in having}) > 1:
-            return True
-        return len(having) < len(groups) and any(
-            text(s[key]) != text(_schema_default(key, s.get("model.name"))) for s in having)
+        if all(text(s[key]) == text(_schema_default(key, s.get("model.name"))) for s in having):
+            return False
+        return len({text(s[key]) for s in having}) > 1 or len(having) < len(groups)
 
     keys = dict.fromkeys(k for g in groups for k in g["settings"])
     return [k for k in keys if k not in ("model.name", "split.method") and shown(k)]

@@ -275,3 +275,20 @@ def test_report_groups_refit_seeds_by_the_budget_they_were_selected_within(tmp_p
     assert code == 0 and rows["refit"]["seeds"] == [1, 2, 3] and rows["refit"]["settings"] == {}
     assert rows["refit"]["metrics"]["recall@20"]["mean"] == pytest.approx(0.12)
     assert rows["validation"]["settings"] == {}
+
+
+def test_report_leaves_out_a_key_every_row_keeps_at_its_own_models_default(tmp_path, capsys):
+    """DRGO's and CausalDiffRec's read-out depths differ only by their defaults (2 and 3): the model column says it;
+    set away from its default in one row, the key is named in both."""
+    root = tmp_path / "runs"
+    make_run(root / "causaldiffrec", model="causaldiffrec", metrics={"test/recall@20": 0.1})
+    drgo = make_run(root / "drgo", model="drgo", metrics={"test/recall@20": 0.2})
+    config = yaml.safe_load((drgo / "config.yaml").read_text())
+    config["model"]["num_layers"] = 2
+    (drgo / "config.yaml").write_text(yaml.safe_dump(config))
+    _, captured = _report([str(root), "--format", "json"], capsys)
+    assert [r["settings"] for r in json.loads(captured.out)] == [{}, {}]
+    config["model"]["num_layers"] = 1
+    (drgo / "config.yaml").write_text(yaml.safe_dump(config))
+    _, captured = _report([str(root), "--format", "json"], capsys)
+    assert [r["settings"].get("model.num_layers") for r in json.loads(captured.out)] == [3, 1]
