@@ -270,11 +270,13 @@ def _as_selected(flat: dict[str, Any]) -> None:
 def _schema_default(key: str, model_name: Optional[str]) -> Any:
     """The current schema's default of a flat settings key for a run of `model_name` (what a config written before
     the key existed ran with), or _ABSENT when the schema has no such key for that model."""
-    from .models import MODELS
     from .schema import Config
     section, *parts = key.split(".")
-    holder = (MODELS[model_name].config_class if model_name in MODELS else None) if section == "model" else (
-        Config.model_fields[section].annotation if section in Config.model_fields else None)
+    if section == "model":
+        from .models import MODELS  # imports torch: only for model keys
+        holder = MODELS[model_name].config_class if model_name in MODELS else None
+    else:
+        holder = Config.model_fields[section].annotation if section in Config.model_fields else None
     for depth, part in enumerate(parts):
         fields = getattr(holder, "model_fields", None)
         if not isinstance(fields, dict) or part not in fields:
@@ -324,9 +326,14 @@ def _varying(groups: list[dict]) -> list[str]:
 
     def shown(key: str) -> bool:
         having = [g["settings"] for g in groups if key in g["settings"]]
-        if all(text(s[key]) == text(_schema_default(key, s.get("model.name"))) for s in having):
+        if len({text(s[key]) for s in having}) == 1 and len(having) == len(groups):
             return False
-        return len({text(s[key]) for s in having}) > 1 or len(having) < len(groups)
+        per_model: dict[Any, set[str]] = {}
+        for settings in having:
+            per_model.setdefault(settings.get("model.name"), set()).add(text(settings[key]))
+        if any(len(values) > 1 for values in per_model.values()):
+            return True  # rows of one model differ: at least one is off that model's default
+        return any(text(s[key]) != text(_schema_default(key, s.get("model.name"))) for s in having)
 
     keys = dict.fromkeys(k for g in groups for k in g["settings"])
     return [k for k in keys if k not in ("model.name", "split.method") and shown(k)]
