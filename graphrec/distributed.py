@@ -124,9 +124,12 @@ class DistContext:
         if self.distributed and dist.is_initialized():
             dist.barrier()
 
-    def close(self) -> None:
-        """Leave the process group."""
+    def close(self, together: bool = False) -> None:
+        """Leave the process group; `together` (every rank is closing here): first wait for all, since a gloo rank
+        that tears down its connections while a peer still uses them aborts that peer's process."""
         if self.distributed and dist.is_initialized():
+            if together:
+                dist.barrier()
             dist.destroy_process_group()
 
 

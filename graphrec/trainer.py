@@ -502,7 +502,7 @@ class Trainer:
             return self.finish()
         except BaseException as exc:
             self.tracker.close()
-            self.dist.close()
+            self.dist.close(together=isinstance(exc, TrainingStopped))  # every rank stops at the same epoch
             self._release(failure=None if isinstance(exc, (TrainingStopped, KeyboardInterrupt)) else exc,
                           discard=True)
             raise
@@ -575,7 +575,7 @@ class Trainer:
         self.tracker.log({"final": True, **metrics})
         self.tracker.summary(metrics)
         self.tracker.close()
-        self.dist.close()
+        self.dist.close(together=True)
         self._release()
         return metrics
 
