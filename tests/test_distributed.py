@@ -162,3 +162,18 @@ def test_last_global_batch_smaller_than_world_is_skipped(tmp_path):
     assert trainer._epoch_batches() == 1
     trainer.cfg.train.batch_size = events - 2  # the last batch holds 2 events: one per rank, kept
     assert trainer._epoch_batches() == 2
+
+
+def test_ranks_closing_together_wait_for_each_other_before_leaving(monkeypatch):
+    """A gloo rank that destroys its process group while a peer still talks to it aborts the peer ('terminate called
+    without an active exception', seen in these tests under load): closing together is a barrier, then the teardown;
+    a rank leaving alone (an error on one rank) does not wait for peers that may never come."""
+    calls = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append("destroy"))
+    DistContext(rank=1, world_size=2).close(together=True)
+    assert calls == ["barrier", "destroy"]
+    calls.clear()
+    DistContext(rank=1, world_size=2).close()
+    assert calls == ["destroy"]
