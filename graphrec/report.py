@@ -357,22 +357,27 @@ def report_rows(runs: list[dict], splits: Optional[list[str]] = None,
         for split in chosen_splits:
             if not any(split in t for t in tables):
                 continue
-            values = {}
+            values, by_seed = {}, {}
             for column in columns:
-                found = np.array([t[split][column] for t in tables if column in t.get(split, {})], dtype=np.float64)
+                pairs = [(run["seed"], t[split][column]) for run, t in zip(group["runs"], tables)
+                         if column in t.get(split, {})]
+                found = np.array([value for _, value in pairs], dtype=np.float64)
                 if len(found):
                     values[column] = (float(found.mean()), float(found.std(ddof=1)) if len(found) > 1 else None,
                                       len(found))
+                    by_seed[column] = pairs
             rows.append({"model": group["model"], "dataset": group["dataset"], "protocol": group["protocol"],
                          "split": split, "seeds": sorted(r["seed"] for r in group["runs"]),
-                         "settings": settings, "values": values})
+                         "settings": settings, "values": values, "by_seed": by_seed})
     return columns, rows
 
 
-def compare_to_baseline(rows: list[dict], baseline: str) -> None:
+def compare_to_baseline(rows: list[dict], baseline: str, paired: bool = False) -> None:
     """Give every row of another model `vs_baseline`: per metric, (relative change of the mean from the baseline's
     row of the same dataset, protocol and split, and +1 / -1 when the means differ by more than the larger of the
-    two sds, else 0). Refuses a baseline that is absent or has several setting groups."""
+    two sds, else 0). `paired`: over the seeds both rows have, the mean per-seed difference relative to the
+    baseline's mean on those seeds, +1 / -1 when a paired t-test finds it at p < 0.05, and `paired_test` per metric
+    (seeds, wins, mean difference, t, p). Refuses a baseline that is absent or has several setting groups."""
     models = list(dict.fromkeys(row["model"] for row in rows))
     if baseline not in models:
         raise GraphrecError(f"--baseline {baseline}: no run of that model among the runs (models: "
@@ -393,10 +398,55 @@ def compare_to_baseline(rows: list[dict], baseline: str) -> None:
         for column, (mean, sd, _) in row["values"].items():
             if column not in base["values"] or not base["values"][column][0]:
                 continue
+            if paired:
+                test = paired_test(row, base, column)
+                beyond = 0 if test["p"] >= PAIRED_ALPHA else (1 if test["mean_diff"] > 0 else -1)
+                row.setdefault("paired_test", {})[column] = test
+                row["vs_baseline"][column] = (test["relative"], beyond)
+                continue
             base_mean, base_sd = base["values"][column][:2]
             spread = max(sd or 0.0, base_sd or 0.0)
             beyond = 0 if abs(mean - base_mean) <= spread else (1 if mean > base_mean else -1)
             row["vs_baseline"][column] = ((mean - base_mean) / base_mean, beyond)
+
+
+PAIRED_ALPHA = 0.05  # two-sided level of the paired t-test behind --paired's ▲ / ▼
+
+
+def _per_seed(row: dict, column: str) -> dict:
+    """{seed: value} of a report row's metric, refusing a seed run twice with the same settings (ambiguous pairs)."""
+    values: dict = {}
+    for seed, value in row["by_seed"][column]:
+        if seed in values:
+            raise GraphrecError(f"--paired: {row['model']} on {row['dataset']} ({row['split']}) has two runs of seed "
+                                f"{seed} with the same settings; pass one run per seed")
+        values[seed] = value
+    return values
+
+
+def paired_test(row: dict, base: dict, column: str) -> dict:
+    """A row's metric against the baseline row's, paired by seed: {seeds, wins (row ahead), mean_diff, relative
+    (mean_diff over the baseline's mean on the shared seeds), t, p (two-sided paired t-test)}; refuses fewer than
+    two shared seeds."""
+    from scipy import stats  # ~1 s to import: only for --paired
+    mine, theirs = _per_seed(row, column), _per_seed(base, column)
+    shared = [seed for seed in theirs if seed in mine]
+    if len(shared) < 2:
+        raise GraphrecError(f"--paired: {row['model']} shares {len(shared)} seed(s) with {base['model']} on "
+                            f"{row['split']} {column} ({row['model']}: {sorted(mine)}; {base['model']}: "
+                            f"{sorted(theirs)}); run both with the same seeds (at least 2) or leave out --paired")
+    ours = np.array([mine[s] for s in shared], dtype=np.float64)
+    reference = np.array([theirs[s] for s in shared], dtype=np.float64)
+    diff = ours - reference
+    if np.allclose(diff, diff[0], rtol=1e-9, atol=1e-12):  # the same difference in every seed (up to float
+        # rounding; MostPop against a fixed split): no spread for a t-test, the sign is certain
+        t, p = (0.0, 1.0) if diff[0] == 0 else (float(np.sign(diff[0]) * np.inf), 0.0)
+    else:
+        result = stats.ttest_rel(ours, reference)
+        t, p = float(result.statistic), float(result.pvalue)
+    base_mean = float(reference.mean())
+    return {"seeds": len(shared), "wins": int((diff > 0).sum()), "mean_diff": float(diff.mean()),
+            "relative": float(diff.mean()) / base_mean if base_mean else float("nan"), "t": t, "p": p}
 
 
 def _change(row: dict, column: str) -> str:
@@ -404,7 +454,14 @@ def _change(row: dict, column: str) -> str:
     if column not in row.get("vs_baseline", {}):
         return ""
     relative, beyond = row["vs_baseline"][column]
-    return f" ({relative:+.1%}{' ▲' if beyond > 0 else ' ▼' if beyond < 0 else ''})"
+    test = row.get("paired_test", {}).get(column)
+    paired = f", {test['wins']}/{test['seeds']} seeds, {_p_value(test['p'])}" if test else ""
+    return f" ({relative:+.1%}{paired}{' ▲' if beyond > 0 else ' ▼' if beyond < 0 else ''})"
+
+
+def _p_value(p: float) -> str:
+    """'p=0.026', 'p<0.001'."""
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
 def _seeds(seeds: list) -> str:
@@ -418,17 +475,26 @@ def _setting(value, fmt: str) -> str:
     return f"{value:.4g}" if isinstance(value, float) and fmt != "csv" else str(value)
 
 
+def _json_change(row: dict, column: str) -> dict:
+    """A row's change from the baseline on one metric, for --format json."""
+    relative, beyond = row["vs_baseline"][column]
+    test = row.get("paired_test", {}).get(column)
+    if test is None:
+        return {"relative": relative, "beyond_sd": beyond}
+    return {"relative": relative, "significant": beyond, **{k: v for k, v in test.items() if k != "relative"}}
+
+
 def format_report(columns: list[str], rows: list[dict], fmt: str = "markdown") -> str:
     """Report rows as table / markdown / csv (mean and sd columns) / json."""
     if fmt == "json":
         return json.dumps([{**{k: row[k] for k in ("model", "dataset", "protocol", "split", "seeds", "settings")},
                             "metrics": {c: {"mean": m, "sd": sd, "n": n} for c, (m, sd, n) in row["values"].items()},
-                            **({"vs_baseline": {c: {"relative": r, "beyond_sd": b}
-                                                for c, (r, b) in row["vs_baseline"].items()}}
+                            **({"vs_baseline": {c: _json_change(row, c) for c in row["vs_baseline"]}}
                                if "vs_baseline" in row else {})}
                            for row in rows], indent=2, default=str)
     header = ["model", "dataset", "protocol", "split", "seeds", "settings"]
     compared = any("vs_baseline" in row for row in rows)
+    paired = any("paired_test" in row for row in rows)
     body = []
     for row in rows:
         cells = [row["model"], row["dataset"], row["protocol"], row["split"],
@@ -438,12 +504,15 @@ def format_report(columns: list[str], rows: list[dict], fmt: str = "markdown") -
             mean, sd, _ = row["values"].get(column, (None, None, 0))
             if fmt == "csv":
                 change = row.get("vs_baseline", {}).get(column)
+                test = row.get("paired_test", {}).get(column)
                 cells += [_number(mean), _number(sd)] + ([_number(change[0]) if change else ""] if compared else [])
+                cells += ([f"{test['wins']}/{test['seeds']}", f"{test['p']:.4g}"] if test else ["", ""]) \
+                    if paired else []
             else:
                 cells.append(_number(mean) + (f" ± {_number(sd)}" if sd is not None else "") + _change(row, column))
         body.append(cells)
     if fmt == "csv":
-        parts = ("_mean", "_sd", "_vs_baseline") if compared else ("_mean", "_sd")
+        parts = ("_mean", "_sd") + (("_vs_baseline",) if compared else ()) + (("_wins", "_p") if paired else ())
         header += [f"{c}{part}" for c in columns for part in parts]
     else:
         header += columns
@@ -463,6 +532,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", metavar="FILE", help="write the table to FILE (atomically) instead of printing it")
     parser.add_argument("--baseline", metavar="MODEL", help="beside each other model's mean: its change from MODEL's "
                         "mean on the same split, marked ▲ / ▼ when they differ by more than the larger sd")
+    parser.add_argument("--paired", action="store_true", help="with --baseline: compare by seed (the seeds both "
+                        "models ran): the mean per-seed change, the seeds it is ahead in, and a paired t-test's p, "
+                        "marked ▲ / ▼ at p < 0.05")
     parser.add_argument("--best", metavar="METRIC", help="sweep folders: rank their runs by METRIC (e.g. "
                         "valid/ndcg@20) and write the best config as <sweep>/best-<metric>.yaml")
     parser.add_argument("--plot", metavar="PNG", help="with --best: METRIC against each swept parameter "
@@ -515,8 +587,11 @@ def run(args: argparse.Namespace) -> int:
                 raise GraphrecError(f"report: the runs are of different {what}s ({', '.join(seen)}); pass "
                                     "--allow-mixed to tabulate them together, or fewer runs")
     columns, rows = report_rows(runs, _names(args.splits), _names(args.metrics))
+    if args.paired and not args.baseline:
+        raise GraphrecError("report --paired goes with --baseline MODEL (the model each other one is paired with "
+                            "by seed); add --baseline")
     if args.baseline:
-        compare_to_baseline(rows, args.baseline)
+        compare_to_baseline(rows, args.baseline, paired=args.paired)
     text = format_report(columns, rows, args.format)
     if args.out:
         from .atomic import atomic_write_text

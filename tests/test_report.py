@@ -5,6 +5,7 @@ import io
 import json
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -217,6 +218,61 @@ def test_report_baseline_gives_each_model_its_change_and_marks_differences_beyon
     _, captured = _report([str(root), "--baseline", "mf", "--splits", "test", "--format", "csv"], capsys)
     row = next(r for r in csv.DictReader(io.StringIO(captured.out)) if r["model"] == "lightgcn")
     assert row["recall@20_vs_baseline"] == "0.0294"
+
+
+def test_report_paired_tests_differences_by_seed_where_the_sds_hide_them(tmp_path, capsys):
+    """Seeds move both models together (each seed carves its own split): a gain of ~0.0115 in every seed is within
+    the 0.026 sd of either model's means (no mark unpaired) but a paired t-test finds it (▲); seeds only one model
+    ran are left out of the pairs."""
+    root = tmp_path / "runs"
+    base = {1: 0.10, 2: 0.12, 3: 0.14, 4: 0.16}
+    gain = {1: 0.010, 2: 0.012, 3: 0.011, 4: 0.013}
+    for seed, value in base.items():
+        make_run(root / f"mf-{seed}", model="mf", seed=seed, metrics={"test/recall@20": value})
+        make_run(root / f"lightgcn-{seed}", seed=seed, metrics={"test/recall@20": value + gain[seed]})
+    make_run(root / "lightgcn-9", seed=9, metrics={"test/recall@20": 0.5})  # no mf run of seed 9: unpaired
+    _, captured = _report([str(root / "mf-*"), str(root / "lightgcn-[1-4]"), "--baseline", "mf"], capsys)
+    assert "0.1415 ± 0.0269 (+8.8%) |" in captured.out  # unpaired: within one sd
+    _, captured = _report([str(root), "--baseline", "mf", "--paired", "--format", "json"], capsys)
+    change = next(r for r in json.loads(captured.out) if r["model"] == "lightgcn")["vs_baseline"]["recall@20"]
+    diffs = np.array(list(gain.values()))
+    t = diffs.mean() / (diffs.std(ddof=1) / 2)  # 17.8 with 3 df: p ~ 4e-4
+    assert change["seeds"] == 4 and change["wins"] == 4 and change["significant"] == 1
+    assert change["mean_diff"] == pytest.approx(0.0115) and change["relative"] == pytest.approx(0.0115 / 0.13)
+    assert change["t"] == pytest.approx(t) and change["p"] < 0.001
+    _, captured = _report([str(root), "--baseline", "mf", "--paired"], capsys)
+    assert "(+8.8%, 4/4 seeds, p<0.001 ▲) |" in captured.out
+    _, captured = _report([str(root), "--baseline", "mf", "--paired", "--format", "csv"], capsys)
+    row = next(r for r in csv.DictReader(io.StringIO(captured.out)) if r["model"] == "lightgcn")
+    assert row["recall@20_wins"] == "4/4" and float(row["recall@20_p"]) < 0.001
+
+
+def test_report_paired_p_value_is_the_two_sided_paired_t_test(tmp_path, capsys):
+    """Differences 0.01, 0.02, 0.01: t = 0.01333 / (0.005774 / sqrt 3) = 4.0 with 2 df, two-sided p = 0.0572: not
+    marked at 0.05; a model that loses by the same amount in every seed is marked ▼ with p = 0."""
+    root = tmp_path / "runs"
+    for seed, (mf, lightgcn, pop) in enumerate(((0.10, 0.11, 0.05), (0.12, 0.14, 0.07), (0.14, 0.15, 0.09)), 1):
+        make_run(root / f"mf-{seed}", model="mf", seed=seed, metrics={"test/recall@20": mf})
+        make_run(root / f"lightgcn-{seed}", seed=seed, metrics={"test/recall@20": lightgcn})
+        make_run(root / f"pop-{seed}", model="pop", seed=seed, metrics={"test/recall@20": pop})
+    _, captured = _report([str(root), "--baseline", "mf", "--paired", "--format", "json"], capsys)
+    rows = {r["model"]: r for r in json.loads(captured.out)}
+    lightgcn, pop = rows["lightgcn"]["vs_baseline"]["recall@20"], rows["pop"]["vs_baseline"]["recall@20"]
+    assert lightgcn["t"] == pytest.approx(4.0) and lightgcn["p"] == pytest.approx(0.05719, abs=1e-5)
+    assert lightgcn["significant"] == 0 and lightgcn["wins"] == 3
+    assert pop["wins"] == 0 and pop["p"] == 0.0 and pop["significant"] == -1 and pop["t"] == -np.inf
+    _, captured = _report([str(root), "--baseline", "mf", "--paired"], capsys)
+    assert "(+11.1%, 3/3 seeds, p=0.057) |" in captured.out
+
+
+def test_report_paired_refuses_a_seed_run_twice_with_the_same_settings(tmp_path, capsys):
+    root = tmp_path / "runs"
+    for seed in (1, 2):
+        make_run(root / f"mf-{seed}", model="mf", seed=seed, metrics={"test/recall@20": 0.1 * seed})
+        make_run(root / f"lightgcn-{seed}", seed=seed, metrics={"test/recall@20": 0.1 * seed})
+    make_run(root / "lightgcn-2-again", seed=2, metrics={"test/recall@20": 0.3})
+    with pytest.raises(GraphrecError, match="--paired: lightgcn on ood-food \\(test\\) has two runs of seed 2"):
+        _report([str(root), "--baseline", "mf", "--paired"], capsys)
 
 
 def test_report_baseline_errors_name_the_models_and_the_groups(runs, capsys):
