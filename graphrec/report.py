@@ -368,7 +368,8 @@ def report_rows(runs: list[dict], splits: Optional[list[str]] = None,
                     by_seed[column] = pairs
             rows.append({"model": group["model"], "dataset": group["dataset"], "protocol": group["protocol"],
                          "split": split, "seeds": sorted(r["seed"] for r in group["runs"]),
-                         "settings": settings, "values": values, "by_seed": by_seed})
+                         "settings": settings, "values": values, "by_seed": by_seed,
+                         "all_settings": group["settings"]})
     return columns, rows
 
 
@@ -378,21 +379,27 @@ def compare_to_baseline(rows: list[dict], baseline: str, paired: bool = False) -
     two sds, else 0). `paired`: over the seeds both rows have, the mean per-seed difference relative to the
     baseline's mean on those seeds, +1 / -1 when a paired t-test finds it at p < 0.05, and `paired_test` per metric
     (seeds, wins, mean difference, t, p). Refuses a baseline that is absent or has several setting groups."""
+    model, _, selector = baseline.partition(":")
+    wanted = _baseline_settings(baseline, selector)
     models = list(dict.fromkeys(row["model"] for row in rows))
-    if baseline not in models:
+    if model not in models:
         raise GraphrecError(f"--baseline {baseline}: no run of that model among the runs (models: "
                             f"{', '.join(models)}); name one of them")
     bases: dict[tuple, dict] = {}
     for row in rows:
-        if row["model"] == baseline:
+        if row["model"] == model and all(_matches(row["all_settings"].get(k, _ABSENT), v) for k, v in wanted.items()):
             key = (row["dataset"], row["protocol"], row["split"])
             if key in bases:
                 raise GraphrecError(f"--baseline {baseline}: its runs form several setting groups on {key[0]} "
-                                    f"({key[1]}, {key[2]}); pass the runs of one setting of it")
+                                    f"({key[1]}, {key[2]}); pass the runs of one setting of it, or name one "
+                                    f"as {model}:KEY=VALUE (a key of the settings column)")
             bases[key] = row
+    if not bases:
+        raise GraphrecError(f"--baseline {baseline}: no {model} run has {selector}; name a value of the settings "
+                            "column")
     for row in rows:
         base = bases.get((row["dataset"], row["protocol"], row["split"]))
-        if row["model"] == baseline or base is None:
+        if base is None or row is base or (row["model"] == model and not wanted):
             continue
         row["vs_baseline"] = {}
         for column, (mean, sd, _) in row["values"].items():
@@ -408,6 +415,37 @@ def compare_to_baseline(rows: list[dict], baseline: str, paired: bool = False) -
             spread = max(sd or 0.0, base_sd or 0.0)
             beyond = 0 if abs(mean - base_mean) <= spread else (1 if mean > base_mean else -1)
             row["vs_baseline"][column] = ((mean - base_mean) / base_mean, beyond)
+
+
+def _baseline_settings(baseline: str, selector: str) -> dict[str, str]:
+    """'lightgcn:train.batch_size=2048,train.lr=0.001' -> {'train.batch_size': '2048', ...}: the settings that pick
+    one setting group of the baseline model."""
+    wanted = {}
+    for part in filter(None, (p.strip() for p in selector.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq or not key:
+            raise GraphrecError(f"--baseline {baseline}: '{part}' is not KEY=VALUE; write MODEL or "
+                                "MODEL:KEY=VALUE[,KEY=VALUE]")
+        wanted[key.strip()] = value.strip()
+    return wanted
+
+
+def _matches(actual: Any, text: str) -> bool:
+    """Whether a setting's value is the one a --baseline selector names: as the settings column prints it (floats to
+    4 significant digits), exactly, as a number (1e-4) or as YAML reads the text (true)."""
+    if actual is _ABSENT:
+        return False
+    if text in (str(actual), _setting(actual, "markdown")):
+        return True
+    if isinstance(actual, (int, float)) and not isinstance(actual, bool):
+        try:
+            return float(text) == actual  # 1e-2 (which YAML 1.1 reads as a string)
+        except ValueError:
+            return False
+    try:
+        return yaml.safe_load(text) == actual  # true, null
+    except yaml.YAMLError:
+        return False
 
 
 PAIRED_ALPHA = 0.05  # two-sided level of the paired t-test behind --paired's ▲ / ▼
@@ -530,8 +568,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--allow-mixed", action="store_true",
                         help="tabulate runs of different datasets or protocols together")
     parser.add_argument("--out", metavar="FILE", help="write the table to FILE (atomically) instead of printing it")
-    parser.add_argument("--baseline", metavar="MODEL", help="beside each other model's mean: its change from MODEL's "
-                        "mean on the same split, marked ▲ / ▼ when they differ by more than the larger sd")
+    parser.add_argument("--baseline", metavar="MODEL", help="beside each other row's mean: its change from MODEL's "
+                        "mean on the same split, marked ▲ / ▼ when they differ by more than the larger sd; "
+                        "MODEL:KEY=VALUE[,KEY=VALUE] picks one of the model's setting groups (the others are "
+                        "compared with it too)")
     parser.add_argument("--paired", action="store_true", help="with --baseline: compare by seed (the seeds both "
                         "models ran): the mean per-seed change, the seeds it is ahead in, and a paired t-test's p, "
                         "marked ▲ / ▼ at p < 0.05")

@@ -275,6 +275,25 @@ def test_report_paired_refuses_a_seed_run_twice_with_the_same_settings(tmp_path,
         _report([str(root), "--baseline", "mf", "--paired"], capsys)
 
 
+def test_report_baseline_picks_one_setting_group_of_its_model_and_compares_the_others_with_it(runs, capsys):
+    """The runs fixture has lightgcn at lr 0.001 (seeds 1-3) and at lr 0.01 (seed 1): `lightgcn:train.lr=0.001`
+    names the first as the baseline; the other lightgcn group and mf are compared with it."""
+    _, captured = _report([str(runs), "--baseline", "lightgcn:train.lr=0.001", "--splits", "test", "--format",
+                           "json"], capsys)
+    rows = {(r["model"], r["settings"]["train.lr"]): r for r in json.loads(captured.out)}
+    assert "vs_baseline" not in rows[("lightgcn", 0.001)]
+    assert rows[("lightgcn", 0.01)]["vs_baseline"]["recall@20"]["relative"] == pytest.approx(0.2 / 0.12 - 1)
+    assert rows[("mf", 0.001)]["vs_baseline"]["recall@20"]["relative"] == pytest.approx(0.085 / 0.12 - 1)
+    _, captured = _report([str(runs), "--baseline", "lightgcn:train.lr=1e-2", "--splits", "test", "--format",
+                           "json"], capsys)  # a value as YAML reads it
+    rows = {(r["model"], r["settings"]["train.lr"]): r for r in json.loads(captured.out)}
+    assert "vs_baseline" not in rows[("lightgcn", 0.01)] and "vs_baseline" in rows[("lightgcn", 0.001)]
+    with pytest.raises(GraphrecError, match="--baseline lightgcn:train.lr=0.5: no lightgcn run has train.lr=0.5"):
+        _report([str(runs), "--baseline", "lightgcn:train.lr=0.5"], capsys)
+    with pytest.raises(GraphrecError, match="'train.lr' is not KEY=VALUE"):
+        _report([str(runs), "--baseline", "lightgcn:train.lr"], capsys)
+
+
 def test_report_baseline_errors_name_the_models_and_the_groups(runs, capsys):
     with pytest.raises(GraphrecError, match=r"--baseline lgcn: no run of that model among the runs \(models: "
                                             r"lightgcn, mf\)"):
