@@ -127,9 +127,9 @@ class DistContext:
     def close(self, together: bool = False) -> None:
         """Leave the process group; `together` (every rank is closing here): first wait for all, since a gloo rank
         that tears down its connections while a peer still uses them aborts that peer's process."""
+        if together:
+            self.barrier()
         if self.distributed and dist.is_initialized():
-            if together:
-                dist.barrier()
             dist.destroy_process_group()
 
 

@@ -399,7 +399,7 @@ def compare_to_baseline(rows: list[dict], baseline: str, paired: bool = False) -
                             "column")
     for row in rows:
         base = bases.get((row["dataset"], row["protocol"], row["split"]))
-        if base is None or row is base or (row["model"] == model and not wanted):
+        if base is None or row is base:
             continue
         row["vs_baseline"] = {}
         for column, (mean, sd, _) in row["values"].items():
@@ -488,7 +488,8 @@ def paired_test(row: dict, base: dict, column: str) -> dict:
 
 
 def _change(row: dict, column: str) -> str:
-    """' (-11.1% ▼)': the change from the baseline, with ▲ / ▼ beyond one sd; '' without a baseline."""
+    """' (-11.1% ▼)': the change from the baseline, with ▲ / ▼ beyond one sd, or ' (+3.0%, 9/10 seeds, p=0.026 ▲)'
+    paired (▲ / ▼ at p < PAIRED_ALPHA); '' without a baseline."""
     if column not in row.get("vs_baseline", {}):
         return ""
     relative, beyond = row["vs_baseline"][column]
@@ -609,6 +610,9 @@ def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str])
 
 def run(args: argparse.Namespace) -> int:
     """Read the runs, refuse mixed datasets/protocols unless asked, print or write the table."""
+    if args.paired and not args.baseline:
+        raise GraphrecError("report --paired goes with --baseline MODEL (the model each other one is paired with "
+                            "by seed); add --baseline")
     if args.plot and not args.best:
         raise GraphrecError("report --plot goes with --best METRIC (a sweep's metric against its parameters); "
                             "for one run's splits use graphrec eval RUN --plot")
@@ -627,9 +631,6 @@ def run(args: argparse.Namespace) -> int:
                 raise GraphrecError(f"report: the runs are of different {what}s ({', '.join(seen)}); pass "
                                     "--allow-mixed to tabulate them together, or fewer runs")
     columns, rows = report_rows(runs, _names(args.splits), _names(args.metrics))
-    if args.paired and not args.baseline:
-        raise GraphrecError("report --paired goes with --baseline MODEL (the model each other one is paired with "
-                            "by seed); add --baseline")
     if args.baseline:
         compare_to_baseline(rows, args.baseline, paired=args.paired)
     text = format_report(columns, rows, args.format)
