@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.utils.store import barrier as store_barrier
 
 from .errors import GraphrecError
 from .evaluation import EvalResult
@@ -127,10 +128,14 @@ class DistContext:
     def close(self, together: bool = False) -> None:
         """Leave the process group; `together` (every rank is closing here): first wait for all, since a gloo rank
         that tears down its connections while a peer still uses them aborts that peer's process."""
+        if not (self.distributed and dist.is_initialized()):
+            return
         if together:
             self.barrier()
-        if self.distributed and dist.is_initialized():
-            dist.destroy_process_group()
+            # A rank leaves gloo's barrier once it has heard from the others, possibly before its own last message
+            # has left; a second wait through the rendezvous store (no gloo traffic) closes that window.
+            store_barrier(dist.distributed_c10d._get_default_store(), self.world_size, "graphrec/close")
+        dist.destroy_process_group()
 
 
 def launch_world_size(mode: str) -> int:

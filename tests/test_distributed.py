@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
+from graphrec import distributed
 from graphrec.checkpoint import load_checkpoint
 from graphrec.config import load_config
 from graphrec.data.sampling import epoch_batches
@@ -167,13 +168,16 @@ def test_last_global_batch_smaller_than_world_is_skipped(tmp_path):
 def test_ranks_closing_together_wait_for_each_other_before_leaving(monkeypatch):
     """A gloo rank that destroys its process group while a peer still talks to it aborts the peer ('terminate called
     without an active exception', seen in these tests under load): closing together is a barrier, then the teardown;
-    a rank leaving alone (an error on one rank) does not wait for peers that may never come."""
+    a rank leaving alone (an error on one rank) does not wait for peers that may never come. gloo's barrier can
+    return on one rank before its last message has left, so a barrier through the rendezvous store follows it."""
     calls = []
     monkeypatch.setattr(dist, "is_initialized", lambda: True)
     monkeypatch.setattr(dist, "barrier", lambda: calls.append("barrier"))
     monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append("destroy"))
+    monkeypatch.setattr(dist.distributed_c10d, "_get_default_store", lambda: "store")
+    monkeypatch.setattr(distributed, "store_barrier", lambda store, world, prefix: calls.append((store, world)))
     DistContext(rank=1, world_size=2).close(together=True)
-    assert calls == ["barrier", "destroy"]
+    assert calls == ["barrier", ("store", 2), "destroy"]
     calls.clear()
     DistContext(rank=1, world_size=2).close()
     assert calls == ["destroy"]
