@@ -590,7 +590,7 @@ def _names(text: Optional[str]) -> Optional[list[str]]:
 
 def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str]) -> str:
     """Each sweep folder's runs ranked by `metric` (a table per sweep), the best config written beside them."""
-    from .sweep.summary import plot_sweep, sweep_rows, write_best_config
+    from .sweep.summary import plot_sweep, progress_note, sweep_rows, write_best_config
     texts = []
     for folder in folders:
         if not (Path(folder) / "runs.jsonl").is_file():
@@ -603,7 +603,10 @@ def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str])
         best = write_best_config(folder, metric)
         if plot:
             plot_sweep(folder, metric, plot)
-        texts.append(f"sweep {folder}: best config written to {best}\n"
+        partial = progress_note(folder)
+        note = "" if partial is None else (f"; provisional: {partial} (graphrec sweep --resume {folder} "
+                                           "finishes it)")
+        texts.append(f"sweep {folder}: best config written to {best}{note}\n"
                      + _render(["rank", "run", "status", metric] + names, body, fmt))
     return "\n\n".join(texts)
 

@@ -16,12 +16,13 @@ import yaml
 
 from graphrec.config import config_from_file
 from graphrec.errors import GraphrecError
+from graphrec.report import sweep_report
 from graphrec.sweep import agent, cli as sweep_cli
 from graphrec.sweep.engine import Engine, Observation
 from graphrec.sweep.hyperband import runs_to_stop
 from graphrec.sweep.runlog import append_record, read_runs
 from graphrec.sweep.spec import Hyperband, SweepSpec, format_value, load_sweep, parse_dimensions
-from graphrec.sweep.summary import plot_sweep, sweep_rows, write_best_config
+from graphrec.sweep.summary import plot_sweep, progress_note, sweep_progress, sweep_rows, write_best_config
 
 FAKE_TRAIN = Path(__file__).parent / "fake_train.py"
 BASE = {
@@ -286,6 +287,24 @@ def test_resume_with_retry_failed_runs_a_failed_run_again_from_scratch(tmp_path,
     assert runs["r001"]["failed_before"] == failed_dir != runs["r001"]["run_dir"] and runs["r001"]["error"] is None
     assert len(list((folder / "runs").iterdir())) == 4  # the failed folder stays beside the new one
     assert config_from_file(write_best_config(folder, METRIC)).train.lr == 0.01
+
+
+def test_the_best_config_of_an_unfinished_sweep_says_it_is_provisional(tmp_path, fake_train, monkeypatch):
+    """A sweep read before it ends (runs failed, unfinished or not begun) still gets a best config, but its header
+    and the report's line say how much of the budget it was chosen from; a whole sweep's say neither."""
+    monkeypatch.setenv("FAKE_FAIL_LR", "0.01")
+    folder = agent.run_offline(write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01, 0.1, 1.0]}}), count=3)
+    assert progress_note(folder) == "2 of 3 runs done, 1 failed or unfinished"
+    state = json.loads((folder / "sweep.json").read_text())
+    (folder / "sweep.json").write_text(json.dumps({**state, "count": None}))  # a grid without --count: all 4
+    assert sweep_progress(folder) == (2, 3, 4)
+    header = write_best_config(folder, METRIC).read_text().splitlines()[1]
+    assert header.startswith("# Budget: provisional, 2 of 4 runs done, 1 failed or unfinished, 1 not begun,")
+    assert "provisional: 2 of 4 runs done" in sweep_report([str(folder)], METRIC, "markdown", None).splitlines()[0]
+    monkeypatch.delenv("FAKE_FAIL_LR")
+    agent.run_offline(None, sweep_dir=folder, resume=True, retry_failed=True)
+    assert progress_note(folder) is None
+    assert write_best_config(folder, METRIC).read_text().splitlines()[1].startswith("# Budget: 4 runs,")
 
 
 def test_a_sweep_whose_only_valued_run_failed_has_no_best_config(tmp_path, fake_train, monkeypatch):

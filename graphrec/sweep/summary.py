@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -70,6 +71,30 @@ def sweep_rows(sweep_dir: str | Path, metric: str) -> list[dict[str, Any]]:
     return rows
 
 
+def sweep_progress(sweep_dir: str | Path) -> tuple[int, int, Optional[int]]:
+    """(runs finished or stopped, runs begun, runs planned: --count, else a grid's combinations; None if unknown)."""
+    sweep_dir = Path(sweep_dir)
+    runs = read_runs(sweep_dir / "runs.jsonl")
+    planned = json.loads((sweep_dir / "sweep.json").read_text()).get("count")
+    raw = read_yaml(sweep_dir / "sweep.yaml")
+    if planned is None and raw.get("method") == "grid":
+        sizes = [len(p["values"]) if "values" in p else 1 if "value" in p else None
+                 for p in (raw.get("parameters") or {}).values()]
+        planned = None if None in sizes else math.prod(sizes)
+    return sum(r.get("status") in SELECTABLE for r in runs.values()), len(runs), planned
+
+
+def progress_note(sweep_dir: str | Path) -> Optional[str]:
+    """'7 of 12 runs done, 2 failed or unfinished, 3 not begun' when the sweep is not complete, else None."""
+    done, begun, planned = sweep_progress(sweep_dir)
+    if done == begun and (planned is None or begun >= planned):
+        return None
+    parts = [f"{begun - done} failed or unfinished"] if begun > done else []
+    if planned is not None and planned > begun:
+        parts.append(f"{planned - begun} not begun")
+    return ", ".join([f"{done} of {planned if planned is not None else begun} runs done", *parts])
+
+
 def _best(sweep_dir: Path, metric: str) -> dict[str, Any]:
     rows = sweep_rows(sweep_dir, metric)
     if not rows or rows[0]["value"] is None or rows[0]["status"] not in SELECTABLE:
@@ -90,8 +115,10 @@ def write_best_config(sweep_dir: str | Path, metric: str) -> Path:
     config = apply_overrides(base, list(state.get("overrides") or []) + set_args(best["params"]) + select)
     build_config(config, source=str(sweep_dir / "base.yaml"), base_dir=str(sweep_dir))  # always loadable
     runs = read_runs(sweep_dir / "runs.jsonl")
+    partial = progress_note(sweep_dir)
+    budget = f"{len(runs)} runs" if partial is None else f"provisional, {partial}"
     header = (f"# Best run of sweep {sweep_dir.name} by {metric} = {best['value']:.6g}: run {best['id']} "
-              f"({best['run_dir']}).\n# Budget: {len(runs)} runs, method {raw.get('method')}, seed "
+              f"({best['run_dir']}).\n# Budget: {budget}, method {raw.get('method')}, seed "
               f"{raw.get('seed', 0)}; base {state.get('base')}.\n")
     path = sweep_dir / f"best-{metric.replace('/', '-')}.yaml"
     atomic_write_text(path, header + yaml.safe_dump(config, sort_keys=False))
