@@ -17,6 +17,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel
 
+from .comparison import ABSENT, compare_to_baseline, setting_text
 from .errors import GraphrecError
 from .metric_names import CLASSIFICATION_METRICS, RANKING_METRICS, REGRESSION_METRICS
 from .runs import read_run_metadata
@@ -29,7 +30,6 @@ KNOWN_METRICS = RANKING_METRICS + POINTWISE_METRICS
 # settings apart
 _NOT_SETTINGS = ("name", "protocol", "seed", "output_dir", "device", "tracking.", "train.progress", "train.threads")
 _TRAINING_KEYS = ("train.", "dro.")  # left out of the settings of runs that trained nothing (epochs_run 0)
-_ABSENT = object()  # the schema has no such key for a run's model
 
 
 def _split_metric_key(key: str) -> Optional[tuple[str, str]]:
@@ -269,7 +269,7 @@ def _as_selected(flat: dict[str, Any]) -> None:
 @functools.lru_cache(maxsize=None)
 def _schema_default(key: str, model_name: Optional[str]) -> Any:
     """The current schema's default of a flat settings key for a run of `model_name` (what a config written before
-    the key existed ran with), or _ABSENT when the schema has no such key for that model."""
+    the key existed ran with), or ABSENT when the schema has no such key for that model."""
     from .schema import Config
     section, *parts = key.split(".")
     if section == "model":
@@ -280,15 +280,15 @@ def _schema_default(key: str, model_name: Optional[str]) -> Any:
     for depth, part in enumerate(parts):
         fields = getattr(holder, "model_fields", None)
         if not isinstance(fields, dict) or part not in fields:
-            return _ABSENT
+            return ABSENT
         if depth < len(parts) - 1:
             holder = fields[part].annotation
             continue
         default = fields[part].get_default(call_default_factory=True)
         if isinstance(default, (dict, BaseModel)) and key not in _LEAF_MAPPINGS:
-            return _ABSENT  # a whole section: its leaves are the keys
+            return ABSENT  # a whole section: its leaves are the keys
         return _leaf(key, default)
-    return _ABSENT
+    return ABSENT
 
 
 def _fill_defaults(runs: list[dict]) -> None:
@@ -300,7 +300,7 @@ def _fill_defaults(runs: list[dict]) -> None:
         for key in keys:
             if key not in settings and (run["trained"] or not key.startswith(_TRAINING_KEYS)):
                 default = _schema_default(key, settings.get("model.name"))
-                if default is not _ABSENT:
+                if default is not ABSENT:
                     settings[key] = default
 
 
@@ -373,123 +373,9 @@ def report_rows(runs: list[dict], splits: Optional[list[str]] = None,
     return columns, rows
 
 
-def compare_to_baseline(rows: list[dict], baseline: str, paired: bool = False) -> None:
-    """Give every row of another model `vs_baseline`: per metric, (relative change of the mean from the baseline's
-    row of the same dataset, protocol and split, and +1 / -1 when the means differ by more than the larger of the
-    two sds, else 0). `paired`: over the seeds both rows have, the mean per-seed difference relative to the
-    baseline's mean on those seeds, +1 / -1 when a paired t-test finds it at p < 0.05, and `paired_test` per metric
-    (seeds, wins, mean difference, t, p). Refuses a baseline that is absent or has several setting groups."""
-    model, _, selector = baseline.partition(":")
-    wanted = _baseline_settings(baseline, selector)
-    models = list(dict.fromkeys(row["model"] for row in rows))
-    if model not in models:
-        raise GraphrecError(f"--baseline {baseline}: no run of that model among the runs (models: "
-                            f"{', '.join(models)}); name one of them")
-    bases: dict[tuple, dict] = {}
-    for row in rows:
-        if row["model"] == model and all(_matches(row["all_settings"].get(k, _ABSENT), v) for k, v in wanted.items()):
-            key = (row["dataset"], row["protocol"], row["split"])
-            if key in bases:
-                raise GraphrecError(f"--baseline {baseline}: its runs form several setting groups on {key[0]} "
-                                    f"({key[1]}, {key[2]}); pass the runs of one setting of it, or name one "
-                                    f"as {model}:KEY=VALUE (a key of the settings column)")
-            bases[key] = row
-    if not bases:
-        raise GraphrecError(f"--baseline {baseline}: no {model} run has {selector}; name a value of the settings "
-                            "column")
-    for row in rows:
-        base = bases.get((row["dataset"], row["protocol"], row["split"]))
-        if base is None or row is base:
-            continue
-        row["vs_baseline"] = {}
-        for column, (mean, sd, _) in row["values"].items():
-            if column not in base["values"] or not base["values"][column][0]:
-                continue
-            if paired:
-                test = paired_test(row, base, column)
-                beyond = 0 if test["p"] >= PAIRED_ALPHA else (1 if test["mean_diff"] > 0 else -1)
-                row.setdefault("paired_test", {})[column] = test
-                row["vs_baseline"][column] = (test["relative"], beyond)
-                continue
-            base_mean, base_sd = base["values"][column][:2]
-            spread = max(sd or 0.0, base_sd or 0.0)
-            beyond = 0 if abs(mean - base_mean) <= spread else (1 if mean > base_mean else -1)
-            row["vs_baseline"][column] = ((mean - base_mean) / base_mean, beyond)
-
-
-def _baseline_settings(baseline: str, selector: str) -> dict[str, str]:
-    """'lightgcn:train.batch_size=2048,train.lr=0.001' -> {'train.batch_size': '2048', ...}: the settings that pick
-    one setting group of the baseline model."""
-    wanted = {}
-    for part in filter(None, (p.strip() for p in selector.split(","))):
-        key, eq, value = part.partition("=")
-        if not eq or not key:
-            raise GraphrecError(f"--baseline {baseline}: '{part}' is not KEY=VALUE; write MODEL or "
-                                "MODEL:KEY=VALUE[,KEY=VALUE]")
-        wanted[key.strip()] = value.strip()
-    return wanted
-
-
-def _matches(actual: Any, text: str) -> bool:
-    """Whether a setting's value is the one a --baseline selector names: as the settings column prints it (floats to
-    4 significant digits), exactly, as a number (1e-4) or as YAML reads the text (true)."""
-    if actual is _ABSENT:
-        return False
-    if text in (str(actual), _setting(actual, "markdown")):
-        return True
-    if isinstance(actual, (int, float)) and not isinstance(actual, bool):
-        try:
-            return float(text) == actual  # 1e-2 (which YAML 1.1 reads as a string)
-        except ValueError:
-            return False
-    try:
-        return yaml.safe_load(text) == actual  # true, null
-    except yaml.YAMLError:
-        return False
-
-
-PAIRED_ALPHA = 0.05  # two-sided level of the paired t-test behind --paired's ▲ / ▼
-
-
-def _per_seed(row: dict, column: str) -> dict:
-    """{seed: value} of a report row's metric, refusing a seed run twice with the same settings (ambiguous pairs)."""
-    values: dict = {}
-    for seed, value in row["by_seed"][column]:
-        if seed in values:
-            raise GraphrecError(f"--paired: {row['model']} on {row['dataset']} ({row['split']}) has two runs of seed "
-                                f"{seed} with the same settings; pass one run per seed")
-        values[seed] = value
-    return values
-
-
-def paired_test(row: dict, base: dict, column: str) -> dict:
-    """A row's metric against the baseline row's, paired by seed: {seeds, wins (row ahead), mean_diff, relative
-    (mean_diff over the baseline's mean on the shared seeds), t, p (two-sided paired t-test)}; refuses fewer than
-    two shared seeds."""
-    from scipy import stats  # ~1 s to import: only for --paired
-    mine, theirs = _per_seed(row, column), _per_seed(base, column)
-    shared = [seed for seed in theirs if seed in mine]
-    if len(shared) < 2:
-        raise GraphrecError(f"--paired: {row['model']} shares {len(shared)} seed(s) with {base['model']} on "
-                            f"{row['split']} {column} ({row['model']}: {sorted(mine)}; {base['model']}: "
-                            f"{sorted(theirs)}); run both with the same seeds (at least 2) or leave out --paired")
-    ours = np.array([mine[s] for s in shared], dtype=np.float64)
-    reference = np.array([theirs[s] for s in shared], dtype=np.float64)
-    diff = ours - reference
-    if np.allclose(diff, diff[0], rtol=1e-9, atol=1e-12):  # the same difference in every seed (up to float
-        # rounding; MostPop against a fixed split): no spread for a t-test, the sign is certain
-        t, p = (0.0, 1.0) if diff[0] == 0 else (float(np.sign(diff[0]) * np.inf), 0.0)
-    else:
-        result = stats.ttest_rel(ours, reference)
-        t, p = float(result.statistic), float(result.pvalue)
-    base_mean = float(reference.mean())
-    return {"seeds": len(shared), "wins": int((diff > 0).sum()), "mean_diff": float(diff.mean()),
-            "relative": float(diff.mean()) / base_mean if base_mean else float("nan"), "t": t, "p": p}
-
-
 def _change(row: dict, column: str) -> str:
     """' (-11.1% ▼)': the change from the baseline, with ▲ / ▼ beyond one sd, or ' (+3.0%, 9/10 seeds, p=0.026 ▲)'
-    paired (▲ / ▼ at p < PAIRED_ALPHA); '' without a baseline."""
+    paired (▲ / ▼ at p < comparison.PAIRED_ALPHA); '' without a baseline."""
     if column not in row.get("vs_baseline", {}):
         return ""
     relative, beyond = row["vs_baseline"][column]
@@ -507,11 +393,6 @@ def _seeds(seeds: list) -> str:
     """'3 (1,2,3)', or the count and range when there are many."""
     shown = ",".join(map(str, seeds)) if len(seeds) <= 10 else f"{seeds[0]}..{seeds[-1]}"
     return f"{len(seeds)} ({shown})"
-
-
-def _setting(value, fmt: str) -> str:
-    """A setting's value for a table cell: floats to 4 significant digits, except in csv (exact)."""
-    return f"{value:.4g}" if isinstance(value, float) and fmt != "csv" else str(value)
 
 
 def _json_change(row: dict, column: str) -> dict:
@@ -538,7 +419,7 @@ def format_report(columns: list[str], rows: list[dict], fmt: str = "markdown") -
     for row in rows:
         cells = [row["model"], row["dataset"], row["protocol"], row["split"],
                  ",".join(str(s) for s in row["seeds"]) if fmt == "csv" else _seeds(row["seeds"]),
-                 "; ".join(f"{k}={_setting(v, fmt)}" for k, v in row["settings"].items()) or "-"]
+                 "; ".join(f"{k}={setting_text(v, fmt)}" for k, v in row["settings"].items()) or "-"]
         for column in columns:
             mean, sd, _ = row["values"].get(column, (None, None, 0))
             if fmt == "csv":
