@@ -56,6 +56,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .config import config_from_file
     from .runs import RunLock, check_resumable
     from .trainer import Trainer
+    if args.seeds is None and (args.workers is not None or args.threads is not None):
+        raise GraphrecError("--workers and --threads go with --seeds (several seeds at once); one run takes "
+                            "--set train.threads=N")
+    if args.seeds is not None:
+        if args.resume or args.refit or not args.config:
+            raise GraphrecError("--seeds trains a config file once per seed: graphrec train CONFIG --seeds 1-5 (a "
+                                "stopped seeds folder continues with graphrec sweep --resume DIR)")
+        from .sweep.seeds import run_seeds
+        folder = run_seeds(args.config, args.seeds, args.workers or 1, args.threads, args.set)
+        print(f"seeds folder: {folder}")
+        print(f"table: graphrec report {folder}", file=sys.stderr)
+        return 0
     if args.resume:
         run_dir = Path(args.resume)
         check_resumable(run_dir)
@@ -244,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config key, e.g. --set train.epochs=5 (repeatable)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last.pt")
+    train.add_argument("--seeds", metavar="SEEDS", help="train the config once per seed, e.g. 1-5 or 1,3,7, as an "
+                       "offline sweep over seed (resumable: graphrec sweep --resume DIR)")
+    train.add_argument("--workers", type=int, help="with --seeds: runs at once, cores split between them")
+    train.add_argument("--threads", type=int, help="with --seeds: threads per run (default: cores // workers)")
     train.add_argument("--refit", metavar="RUN_DIR", help="protocol refit: RUN_DIR's settings trained on train + "
                        "valid for its selected epoch count, tests read once at the end")
     train.set_defaults(func=cmd_train)

@@ -21,6 +21,7 @@ from graphrec.sweep import agent, cli as sweep_cli
 from graphrec.sweep.engine import Engine, Observation
 from graphrec.sweep.hyperband import runs_to_stop
 from graphrec.sweep.runlog import append_record, read_runs
+from graphrec.sweep.seeds import parse_seeds, run_seeds
 from graphrec.sweep.spec import Hyperband, SweepSpec, format_value, load_sweep, parse_dimensions
 from graphrec.sweep.summary import plot_sweep, progress_note, sweep_progress, sweep_rows, write_best_config
 
@@ -313,6 +314,34 @@ def test_a_sweep_whose_only_valued_run_failed_has_no_best_config(tmp_path, fake_
     with pytest.raises(GraphrecError, match="has no finished run with a value of 'valid/recall@10'"):
         write_best_config(folder, METRIC)
     assert not list(folder.glob("best-*.yaml"))
+
+
+def test_seeds_parse_as_ranges_and_lists():
+    assert parse_seeds("1-5") == [1, 2, 3, 4, 5]
+    assert parse_seeds("1,3, 7") == [1, 3, 7]
+    assert parse_seeds("0-2,9") == [0, 1, 2, 9]
+    for text, message in [("5-1", "runs backwards"), ("1,2,2", "seed 2 is listed twice"), ("a-b", "give seeds as"),
+                          ("", "give seeds as"), ("-1", "give seeds as"), ("1-", "give seeds as")]:
+        with pytest.raises(GraphrecError, match=message):
+            parse_seeds(text)
+
+
+def test_train_seeds_runs_the_config_once_per_seed_as_a_resumable_sweep(tmp_path, fake_train):
+    """`graphrec train CONFIG --seeds 1-3 --workers 2 --set output_dir=out --set train.lr=0.1`: a seeds folder under
+    out/ (named after the config) whose runs are the config with each seed and the --set, two at once, listed in a
+    ledger that graphrec sweep --resume reads; the config's own selection metric is kept."""
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(BASE))
+    folder = run_seeds("base.yaml", "1-3", workers=2, overrides=["output_dir=out", "train.lr=0.1"])
+    assert folder.parent == Path("out") and folder.name.startswith("tiny-seeds-")
+    runs = read_runs(folder / "runs.jsonl")
+    assert statuses(folder) == {"r000": "finished", "r001": "finished", "r002": "finished"}
+    assert [r["params"] for r in runs.values()] == [{"seed": 1}, {"seed": 2}, {"seed": 3}]
+    configs = [yaml.safe_load((folder / r["run_dir"] / "config.yaml").read_text()) for r in runs.values()]
+    assert {c["train.lr"] for c in configs} == {0.1} and [c["seed"] for c in configs] == [1, 2, 3]
+    assert {c["train.select_metric"] for c in configs} == {"recall@10"}
+    assert sweep_progress(folder) == (3, 3, 3)
+    agent.run_offline(None, sweep_dir=folder, resume=True)  # nothing left: no run is started again
+    assert len(list((folder / "runs").iterdir())) == 3
 
 
 def test_plot_of_metric_against_each_parameter(tmp_path, fake_train):

@@ -39,7 +39,7 @@ def portable_base(base: Path) -> dict:
     return raw
 
 
-def _claim_folder(parent: Path, name: str) -> Path:
+def claim_folder(parent: Path, name: str) -> Path:
     """Create and return parent/<name>-<time>[-n]; mkdir without exist_ok claims the name atomically."""
     parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -56,7 +56,7 @@ def create_sweep_folder(spec: SweepSpec, count: Optional[int], overrides: list[s
                         sweep_dir: Optional[Path] = None) -> Path:
     """sweeps/<name>-<time>/ with sweep.yaml (base: base.yaml), base.yaml (a snapshot) and sweep.json."""
     if sweep_dir is None:
-        folder = _claim_folder(Path.cwd() / "sweeps", spec.name)
+        folder = claim_folder(Path.cwd() / "sweeps", spec.name)
     else:
         folder = Path(sweep_dir)
         if folder.exists() and any(folder.iterdir()):
