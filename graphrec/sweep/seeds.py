@@ -15,7 +15,7 @@ from ..config import config_from_file
 from ..errors import GraphrecError
 from ..tasks import lower_is_better
 from .agent import claim_folder, create_sweep_folder, run_offline
-from .spec import SWEEP_OWNED_KEYS, load_sweep
+from .spec import SWEEP_OWNED_KEYS, load_sweep, override_key
 
 _SEEDS_TEXT = re.compile(r"^\s*\d+\s*(-\s*\d+\s*)?(,\s*\d+\s*(-\s*\d+\s*)?)*$")
 
@@ -36,20 +36,17 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _key(text: str) -> str:
-    return text.split("=", 1)[0].strip()
-
-
 def run_seeds(config: str, seeds_text: str, workers: int = 1, threads: Optional[int] = None,
               overrides: Optional[list[str]] = None) -> Path:
     """Train `config` once per seed (--set applied to each) into <output_dir>/<name>-seeds-<time>/runs/; returns that
     sweep folder. `workers` runs at once with `threads` threads each (default: the cores split between them)."""
     seeds = parse_seeds(seeds_text)
     overrides = list(overrides or [])
-    if any(_key(text) == "seed" for text in overrides):
+    if any(override_key(text) == "seed" for text in overrides):
         raise GraphrecError("--seeds sets seed itself; drop --set seed=... (or train one seed without --seeds)")
     cfg = config_from_file(config, overrides)  # every key checked, one line each, before any folder is made
-    shared = [text for text in overrides if _key(text) not in SWEEP_OWNED_KEYS]  # name and output_dir place the folder
+    # name and output_dir place the seeds folder; every other --set goes to each run
+    shared = [text for text in overrides if override_key(text) not in SWEEP_OWNED_KEYS]
     metric = f"valid/{cfg.train.select_metric}"
     raw = {"name": f"{cfg.name}-seeds", "base": str(Path(config).resolve()), "method": "grid",
            "metric": {"name": metric, "goal": "minimize" if lower_is_better(metric) else "maximize"},

@@ -323,12 +323,17 @@ def _hyperband(path: Path, raw: dict, lines: dict) -> Optional[Hyperband]:
     raise GraphrecError(f"{where}early_terminate needs min_iter (or max_iter and s)")
 
 
+def override_key(text: str) -> str:
+    """The config key of a `--set KEY=VALUE` text."""
+    return text.split("=", 1)[0].strip()
+
+
 def _check_against_config(path: Path, base: Path, dims: list[Dimension], overrides: list[str],
                           metric: str) -> None:
     """Every parameter name and representative value through the config schema (did-you-mean for keys)."""
     swept = {d.key for d in dims}
     for text in overrides:
-        key = text.split("=", 1)[0].strip()
+        key = override_key(text)
         if key in swept:
             raise GraphrecError(f"--set {text}: '{key}' is a parameter of the sweep {path}; remove one of the two")
     select = [f"train.select_metric={metric.split('/', 1)[1]}"]
@@ -366,7 +371,7 @@ def load_sweep(path: str | Path, overrides: Optional[list[str]] = None) -> Sweep
     """Read and validate a sweep YAML (and every parameter against its base experiment) before any run."""
     path = Path(path)
     for text in overrides or []:
-        key = text.split("=", 1)[0].strip()
+        key = override_key(text)
         if key in SWEEP_OWNED_KEYS:
             raise GraphrecError(f"--set {text}: a sweep sets {key} itself (its runs live in <sweep folder>/runs, "
                                 f"named after the sweep); omit --set {key}")

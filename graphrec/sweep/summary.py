@@ -77,10 +77,8 @@ def sweep_progress(sweep_dir: str | Path) -> tuple[int, int, Optional[int]]:
     runs = read_runs(sweep_dir / "runs.jsonl")
     planned = json.loads((sweep_dir / "sweep.json").read_text()).get("count")
     raw = read_yaml(sweep_dir / "sweep.yaml")
-    if planned is None and raw.get("method") == "grid":
-        sizes = [len(p["values"]) if "values" in p else 1 if "value" in p else None
-                 for p in (raw.get("parameters") or {}).values()]
-        planned = None if None in sizes else math.prod(sizes)
+    if planned is None and raw.get("method") == "grid":  # every combination, as Engine.size counts them
+        planned = math.prod(len(d.grid_values()) for d in parse_dimensions(sweep_dir / "sweep.yaml", raw["parameters"]))
     return sum(r.get("status") in SELECTABLE for r in runs.values()), len(runs), planned
 
 
