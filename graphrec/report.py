@@ -469,6 +469,11 @@ def _names(text: Optional[str]) -> Optional[list[str]]:
     return [part.strip() for part in text.split(",") if part.strip()] if text else None
 
 
+def _status(row: dict) -> str:
+    """A sweep run's status for the table: 'running, epoch 26' while it trains, else its status."""
+    return f"running, epoch {row['epoch']}" if row.get("epoch") is not None else str(row["status"])
+
+
 def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str]) -> str:
     """Each sweep folder's runs ranked by `metric` (a table per sweep), the best config written beside them."""
     from .sweep.summary import plot_sweep, progress_note, sweep_rows, write_best_config
@@ -479,14 +484,15 @@ def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str])
                                 "sweeps/<name>-<time>/ as printed by graphrec sweep")
         rows = sweep_rows(folder, metric)
         names = list(dict.fromkeys(k for row in rows for k in row["params"]))
-        body = [[str(r["rank"]), r["id"], str(r["status"]), _number(r["value"])] +
+        body = [[str(r["rank"]), r["id"], _status(r), _number(r["value"])] +
                 [str(r["params"].get(n, "")) for n in names] for r in rows]
         best = write_best_config(folder, metric)
         if plot:
             plot_sweep(folder, metric, plot)
         partial = progress_note(folder)
-        note = "" if partial is None else (f"; provisional: {partial} (graphrec sweep --resume {folder} "
-                                           "finishes it)")
+        live = any(r["status"] == "running" for r in rows)
+        note = "" if partial is None else (f"; provisional: {partial} (" + (
+            "still running" if live else f"graphrec sweep --resume {folder} finishes it") + ")")
         texts.append(f"sweep {folder}: best config written to {best}{note}\n"
                      + _render(["rank", "run", "status", metric] + names, body, fmt))
     return "\n\n".join(texts)

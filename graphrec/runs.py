@@ -128,12 +128,12 @@ def is_failed(run_dir: Path) -> bool:
 class RunLock:
     """An exclusive lock on a run folder (fcntl.flock on the folder itself), held while one process trains into it.
 
-    A second process gets a one-line GraphrecError. The lock writes no file, follows the folder through its rename
+    A second process gets a one-line GraphrecError (`in_use`, else one about a run). The lock writes no file, follows the folder through its rename
     at publication, and ends with release(), the process, or garbage collection; without fcntl (Windows) it is a
     no-op.
     """
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, in_use: Optional[str] = None) -> None:
         self.fd: Optional[int] = None
         try:
             import fcntl
@@ -144,8 +144,8 @@ class RunLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise GraphrecError(f"run folder '{run_dir}' is in use by another graphrec process (training or resuming "
-                                "it); wait for that one to finish, or stop it first") from None
+            raise GraphrecError(in_use or f"run folder '{run_dir}' is in use by another graphrec process (training or "
+                                "resuming it); wait for that one to finish, or stop it first") from None
         self.fd = fd
 
     def release(self) -> None:
@@ -162,6 +162,25 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+def lock_held(run_dir: Path) -> Optional[bool]:
+    """Whether a process holds run_dir's RunLock now, read from /proc/locks (nothing is locked or written); None
+    where the system keeps no such table (not Linux) or the folder is gone."""
+    try:
+        table = Path("/proc/locks").read_text()
+        st = os.stat(run_dir)
+    except OSError:
+        return None
+    wanted = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    for line in table.splitlines():
+        fields = line.split()
+        if "->" in fields or "FLOCK" not in fields:  # a waiter's line, or a POSIX lock: not a RunLock
+            continue
+        device = fields[fields.index("FLOCK") + 4].split(":")  # FLOCK ADVISORY WRITE <pid> <maj:min:inode>
+        if len(device) == 3 and (int(device[0], 16), int(device[1], 16), int(device[2])) == wanted:
+            return True
+    return False
 
 
 def check_resumable(run_dir: Path) -> None:

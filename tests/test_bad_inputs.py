@@ -4,11 +4,13 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import yaml
 
 from graphrec.cli import main
+from graphrec.runs import RunLock
 
 import tiny_models  # noqa: F401  (registers the tests' tiny models, which some cases name)
 
@@ -34,9 +36,10 @@ def _set_key(data: dict, dotted: str, value) -> None:
     data[last] = value
 
 
-def _setup(spec: dict, workdir: Path, capsys, monkeypatch) -> None:
+def _setup(spec: dict, workdir: Path, capsys, monkeypatch) -> Optional[RunLock]:
     """Train a tiny run into run/ and damage it as the case asks (truncate, delete, set keys, write files); set
-    environment variables (`env`: e.g. the RANK / WORLD_SIZE a torchrun launch sets)."""
+    environment variables (`env`: e.g. the RANK / WORLD_SIZE a torchrun launch sets); lock a folder as a process
+    working in it would (`lock`: the lock returned, held while the case runs)."""
     if "train" in spec:
         assert main(["train", spec["train"], "--set", "output_dir=setup_runs"]) == 0
         (run,) = (workdir / "setup_runs").iterdir()
@@ -57,6 +60,7 @@ def _setup(spec: dict, workdir: Path, capsys, monkeypatch) -> None:
     for key, value in spec.get("env", {}).items():
         monkeypatch.setenv(key, str(value))
     capsys.readouterr()
+    return RunLock(workdir / spec["lock"]) if "lock" in spec else None
 
 
 @pytest.fixture(autouse=True)
@@ -77,12 +81,13 @@ def test_bad_input(case, tmp_path, monkeypatch, capsys):
     workdir = tmp_path / case["name"]
     shutil.copytree(CASES_DIR / case["name"], workdir)
     monkeypatch.chdir(workdir)
-    if case.get("setup"):
-        _setup(case["setup"], workdir, capsys, monkeypatch)
+    held = _setup(case["setup"], workdir, capsys, monkeypatch) if case.get("setup") else None
     before = _snapshot(workdir)
 
     code = main([str(a) for a in case["args"]])
     out, err = capsys.readouterr()
+    if held is not None:
+        held.release()
 
     assert "Traceback" not in out + err
     assert code == case["exit"], err

@@ -17,6 +17,7 @@ import yaml
 from graphrec.config import config_from_file
 from graphrec.errors import GraphrecError
 from graphrec.report import sweep_report
+from graphrec.runs import RunLock, lock_held
 from graphrec.sweep import agent, cli as sweep_cli
 from graphrec.sweep.engine import Engine, Observation
 from graphrec.sweep.hyperband import runs_to_stop
@@ -290,17 +291,68 @@ def test_resume_with_retry_failed_runs_a_failed_run_again_from_scratch(tmp_path,
     assert config_from_file(write_best_config(folder, METRIC)).train.lr == 0.01
 
 
+needs_lock_table = pytest.mark.skipif(not Path("/proc/locks").is_file(), reason="no /proc/locks (not Linux)")
+
+
+@needs_lock_table
+def test_lock_held_reads_the_lock_table_without_taking_the_lock(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    assert lock_held(folder) is False
+    with RunLock(folder):
+        assert lock_held(folder) is True and lock_held(tmp_path) is False
+        assert lock_held(folder) is True  # probing left the lock where it was
+    assert lock_held(folder) is False and lock_held(tmp_path / "gone") is None
+
+
+def test_a_second_agent_on_a_sweep_folder_is_refused_before_writing(tmp_path, fake_train):
+    folder = agent.run_offline(write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01, 0.1]}}), count=2)
+    files = {p: p.read_bytes() for p in folder.glob("*.json*")}
+    with agent.sweep_lock(folder):  # an agent still working on it
+        with pytest.raises(GraphrecError, match="is in use by another graphrec sweep"):
+            agent.run_offline(None, count=3, sweep_dir=folder, resume=True)
+    assert {p: p.read_bytes() for p in folder.glob("*.json*")} == files
+    agent.run_offline(None, count=3, sweep_dir=folder, resume=True)  # the lock went with its holder
+    assert statuses(folder) == {"r000": "finished", "r001": "finished", "r002": "finished"}
+
+
+@needs_lock_table
+def test_a_sweep_read_while_it_runs_shows_each_live_run_s_best_value_so_far(tmp_path, fake_train):
+    """A run left `running` in runs.jsonl is shown training (its best logged value and last epoch) while the sweep's
+    agent holds the folder, and `interrupted` once nothing does."""
+    folder = agent.run_offline(write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01, 0.1]}}), count=2)
+    state = json.loads((folder / "sweep.json").read_text())
+    (folder / "sweep.json").write_text(json.dumps({**state, "count": 3}))
+    append_record(folder / "runs.jsonl", {"id": "r002", "status": "running", "params": {"train.lr": 0.1},
+                                          "draw": {"train.lr": 2}})
+    live = folder / "runs" / "tiny-r002-20261204-080000"
+    live.mkdir()
+    (live / "log.jsonl").write_text("".join(json.dumps({"epoch": e, METRIC: v}) + "\n"
+                                            for e, v in ((1, 0.5), (2, 0.99), (3, 0.7))))
+    with agent.sweep_lock(folder):
+        rows = {r["id"]: r for r in sweep_rows(folder, METRIC)}
+        assert (rows["r002"]["status"], rows["r002"]["value"], rows["r002"]["epoch"]) == ("running", 0.99, 3)
+        assert progress_note(folder) == "2 of 3 runs done, 1 running"
+        report = sweep_report([str(folder)], METRIC, "markdown", None)
+        assert "(still running)" in report.splitlines()[0] and "| r002 | running, epoch 3 | 0.9900 |" in report
+    rows = {r["id"]: r for r in sweep_rows(folder, METRIC)}
+    assert (rows["r002"]["status"], rows["r002"]["epoch"]) == ("interrupted", None)
+    assert progress_note(folder) == "2 of 3 runs done, 1 interrupted"
+    assert f"graphrec sweep --resume {folder} finishes it" in sweep_report([str(folder)], METRIC, "markdown",
+                                                                           None).splitlines()[0]
+
+
 def test_the_best_config_of_an_unfinished_sweep_says_it_is_provisional(tmp_path, fake_train, monkeypatch):
     """A sweep read before it ends (runs failed, unfinished or not begun) still gets a best config, but its header
     and the report's line say how much of the budget it was chosen from; a whole sweep's say neither."""
     monkeypatch.setenv("FAKE_FAIL_LR", "0.01")
     folder = agent.run_offline(write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01, 0.1, 1.0]}}), count=3)
-    assert progress_note(folder) == "2 of 3 runs done, 1 failed or unfinished"
+    assert progress_note(folder) == "2 of 3 runs done, 1 failed"
     state = json.loads((folder / "sweep.json").read_text())
     (folder / "sweep.json").write_text(json.dumps({**state, "count": None}))  # a grid without --count: all 4
     assert sweep_progress(folder) == (2, 3, 4)
     header = write_best_config(folder, METRIC).read_text().splitlines()[1]
-    assert header.startswith("# Budget: provisional, 2 of 4 runs done, 1 failed or unfinished, 1 not begun,")
+    assert header.startswith("# Budget: provisional, 2 of 4 runs done, 1 failed, 1 not begun,")
     assert "provisional: 2 of 4 runs done" in sweep_report([str(folder)], METRIC, "markdown", None).splitlines()[0]
     monkeypatch.delenv("FAKE_FAIL_LR")
     agent.run_offline(None, sweep_dir=folder, resume=True, retry_failed=True)

@@ -17,9 +17,10 @@ import yaml
 from ..atomic import atomic_write_json, atomic_write_text
 from ..config import read_yaml
 from ..errors import GraphrecError
+from ..runs import RunLock
 from .engine import Engine, Observation
 from .hyperband import runs_to_stop
-from .runlog import append_record, end_cut_line, metric_history, read_runs
+from .runlog import append_record, end_cut_line, metric_history, read_runs, run_folders
 from .spec import SweepSpec, load_sweep, set_args
 
 POLL_SECONDS = 0.25
@@ -85,6 +86,13 @@ def open_sweep_folder(folder: Path) -> dict:
         raise GraphrecError(f"--resume '{folder}' is not a sweep folder (no sweep.json and sweep.yaml); pass "
                             "sweeps/<name>-<time>/ as printed by graphrec sweep")
     return json.loads((folder / "sweep.json").read_text())
+
+
+def sweep_lock(folder: Path) -> RunLock:
+    """The lock an agent holds on its sweep folder while it works on it: a second agent gets a one-line error, and
+    report tells live runs from interrupted ones."""
+    return RunLock(folder, in_use=f"sweep folder '{folder}' is in use by another graphrec sweep; wait for it to "
+                   "end, or stop it (Ctrl-C) and run graphrec sweep --resume again")
 
 
 def usable_cores() -> int:
@@ -208,7 +216,7 @@ class Sweep:
         extra = [f"output_dir={runs_dir}", f"name={name}", f"train.threads={self.threads}", "train.progress=false",
                  *sweep_settings(self.spec, self.overrides)]
         log_path = self.folder / "logs" / f"{run_id}.log"
-        known = {p.name for p in runs_dir.glob(f"{name}-*")}
+        known = {p.name for p in run_folders(self.folder, self.base_name, run_id)}
         command = (resume_command(resume_dir, self.threads) if resume_dir is not None
                    else run_command(self.folder / "base.yaml", params, extra))
         with open(log_path, "ab") as log:
@@ -226,14 +234,12 @@ class Sweep:
 
     def _unfinished_run_dir(self, run_id: str) -> Optional[Path]:
         """The newest published run folder of run_id with a last.pt (a run the kill interrupted), if any."""
-        folders = sorted(p for p in (self.folder / "runs").glob(f"{self.base_name}-{run_id}-*")
-                         if (p / "last.pt").is_file())
+        folders = [p for p in run_folders(self.folder, self.base_name, run_id) if (p / "last.pt").is_file()]
         return folders[-1] if folders else None
 
     def _find_run_dir(self, run: LiveRun) -> Optional[Path]:
         if run.run_dir is None:
-            fresh = sorted(p for p in (self.folder / "runs").glob(f"{self.base_name}-{run.id}-*")
-                           if p.name not in run.known_folders)
+            fresh = [p for p in run_folders(self.folder, self.base_name, run.id) if p.name not in run.known_folders]
             run.run_dir = fresh[-1] if fresh else None
         return run.run_dir
 
@@ -368,6 +374,7 @@ def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, w
             raise GraphrecError("--set cannot change a sweep being resumed: its runs keep the --set it started with")
         folder = Path(sweep_dir)
         state = open_sweep_folder(folder)
+        lock = sweep_lock(folder)
         overrides = list(state.get("overrides") or [])
         spec = load_sweep(folder / "sweep.yaml", overrides)
         count = count if count is not None else state.get("count")
@@ -382,6 +389,8 @@ def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, w
         runs_in_sweep(Engine(spec), count)  # a missing engine or an endless sweep is reported before the folder
         folder = create_sweep_folder(spec, count, overrides, Path(sweep_dir) if sweep_dir else None)
         spec = load_sweep(folder / "sweep.yaml", overrides)
+        lock = sweep_lock(folder)
         print(f"sweep folder: {folder}", file=sys.stderr)
-    Sweep(folder, spec, count, workers, overrides, threads, retry_failed).run()
+    with lock:
+        Sweep(folder, spec, count, workers, overrides, threads, retry_failed).run()
     return folder

@@ -4,7 +4,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
+
+from ..runs import PARTIAL_SUFFIX
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:
@@ -61,3 +63,18 @@ def metric_history(run_dir: Path, metric: str) -> list[float]:
         if isinstance(record, dict) and not record.get("final") and isinstance(record.get(metric), (int, float)):
             values.append(float(record[metric]))
     return values
+
+
+def run_folders(sweep_dir: Path, name: str, run_id: str) -> list[Path]:
+    """The published run folders of sweep run `run_id` (runs/<name>-<run_id>-<time>), oldest first."""
+    return sorted((Path(sweep_dir) / "runs").glob(f"{name}-{run_id}-*"))
+
+
+def newest_run_folder(sweep_dir: Path, name: str, run_id: str) -> Optional[Path]:
+    """The folder a sweep run writes to now: its newest published one, else the hidden one of a run still before
+    its first checkpoint; None when there is neither."""
+    published = run_folders(sweep_dir, name, run_id)
+    if published:
+        return published[-1]
+    hidden = sorted((Path(sweep_dir) / "runs").glob(f".{name}-{run_id}-*{PARTIAL_SUFFIX}"))
+    return hidden[-1] if hidden else None

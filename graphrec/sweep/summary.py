@@ -11,8 +11,9 @@ import yaml
 from ..atomic import atomic_write_text
 from ..config import apply_overrides, build_config, read_yaml
 from ..errors import GraphrecError
+from ..runs import lock_held
 from .agent import open_sweep_folder
-from .runlog import metric_history, read_runs
+from .runlog import metric_history, newest_run_folder, read_runs
 from .spec import Dimension, parse_dimensions, set_args
 
 SELECTABLE = ("finished", "stopped")  # a failed or unfinished run's last value is never the sweep's best
@@ -33,11 +34,11 @@ def _goal(raw: dict, metric: str) -> str:
     return own.get("goal", "maximize") if own.get("name") == metric else "maximize"
 
 
-def _run_value(sweep_dir: Path, record: dict, metric: str, goal: str) -> tuple[Optional[float], dict]:
-    """A run's value of `metric` (metrics.json; for a run stopped early, its best logged value) and its metrics."""
-    if not record.get("run_dir"):
+def _run_value(run_dir: Optional[Path], metric: str, goal: str) -> tuple[Optional[float], dict]:
+    """A run's value of `metric` (metrics.json; for a run stopped early or still training, its best logged value)
+    and its metrics."""
+    if run_dir is None:
         return None, {}
-    run_dir = sweep_dir / record["run_dir"]
     metrics_file = run_dir / "metrics.json"
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
@@ -46,23 +47,53 @@ def _run_value(sweep_dir: Path, record: dict, metric: str, goal: str) -> tuple[O
     return ((max if goal == "maximize" else min)(curve) if curve else None), {}
 
 
+def _last_epoch(run_dir: Optional[Path]) -> Optional[int]:
+    """The last epoch a run folder's log.jsonl records (None before the first)."""
+    log = run_dir / "log.jsonl" if run_dir is not None else None
+    if log is None or not log.is_file():
+        return None
+    epochs = [json.loads(line).get("epoch") for line in log.read_text().splitlines() if line.endswith("}")]
+    return max((e for e in epochs if isinstance(e, int)), default=None)
+
+
+def run_states(sweep_dir: str | Path) -> dict[str, tuple[str, Optional[Path]]]:
+    """Run id -> (status, run folder). A run runs.jsonl leaves `running` is `interrupted` when neither its sweep's
+    agent nor a training process holds a lock any more (the agent was killed: --resume continues it); where the
+    locks cannot be read it stays `running`."""
+    sweep_dir = Path(sweep_dir)
+    name = str(read_yaml(sweep_dir / "base.yaml").get("name", "run"))
+    agent_live = lock_held(sweep_dir)
+    states = {}
+    for run_id, record in read_runs(sweep_dir / "runs.jsonl").items():
+        status = record.get("status")
+        if record.get("run_dir"):
+            folder: Optional[Path] = sweep_dir / record["run_dir"]
+        else:
+            folder = newest_run_folder(sweep_dir, name, run_id) if status == "running" else None
+        if status == "running":
+            held = [agent_live] + ([lock_held(folder)] if folder is not None else [])
+            status = "interrupted" if False in held and True not in held else status
+        states[run_id] = (status, folder)
+    return states
+
+
 def sweep_rows(sweep_dir: str | Path, metric: str) -> list[dict[str, Any]]:
-    """The sweep's runs ranked by `metric`, best first: finished and early-stopped runs, then failed and unfinished
-    ones (by their last logged value), then runs without a value, in run order.
+    """The sweep's runs ranked by `metric`, best first: finished and early-stopped runs, then running, interrupted
+    and failed ones (by their best logged value so far), then runs without a value, in run order.
 
     Each row: rank, id, status, value (of `metric`), params (config key -> value), run_dir (absolute or None),
-    metrics (the run's metrics.json, empty for a run without one).
+    metrics (the run's metrics.json, empty for a run without one), epoch (the last logged, for a run training now).
     """
     sweep_dir = Path(sweep_dir)
     raw = _sweep_file(sweep_dir)
     goal = _goal(raw, metric)
+    records = read_runs(sweep_dir / "runs.jsonl")
     rows = []
-    for run_id, record in read_runs(sweep_dir / "runs.jsonl").items():
-        value, metrics = _run_value(sweep_dir, record, metric, goal)
-        rows.append({"id": run_id, "status": record.get("status"), "value": value,
-                     "params": record.get("params", {}),
-                     "run_dir": str(sweep_dir / record["run_dir"]) if record.get("run_dir") else None,
-                     "metrics": metrics})
+    for run_id, (status, folder) in run_states(sweep_dir).items():
+        value, metrics = _run_value(folder, metric, goal)
+        rows.append({"id": run_id, "status": status, "value": value, "params": records[run_id].get("params", {}),
+                     "run_dir": str(folder) if folder is not None and not folder.name.startswith(".") else None,
+                     "metrics": metrics, "epoch": _last_epoch(folder) if status == "running" else None})
     sign = -1.0 if goal == "maximize" else 1.0
     rows.sort(key=lambda r: (r["value"] is None, r["status"] not in SELECTABLE,
                              sign * r["value"] if r["value"] is not None else 0.0))
@@ -83,11 +114,12 @@ def sweep_progress(sweep_dir: str | Path) -> tuple[int, int, Optional[int]]:
 
 
 def progress_note(sweep_dir: str | Path) -> Optional[str]:
-    """'7 of 12 runs done, 2 failed or unfinished, 3 not begun' when the sweep is not complete, else None."""
+    """'7 of 12 runs done, 2 running, 1 failed, 2 not begun' when the sweep is not complete, else None."""
     done, begun, planned = sweep_progress(sweep_dir)
     if done == begun and (planned is None or begun >= planned):
         return None
-    parts = [f"{begun - done} failed or unfinished"] if begun > done else []
+    states = [status for status, _ in run_states(sweep_dir).values()]
+    parts = [f"{states.count(s)} {s}" for s in ("running", "interrupted", "failed") if s in states]
     if planned is not None and planned > begun:
         parts.append(f"{planned - begun} not begun")
     return ", ".join([f"{done} of {planned if planned is not None else begun} runs done", *parts])
