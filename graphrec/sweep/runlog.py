@@ -49,20 +49,26 @@ def read_runs(path: Path) -> dict[str, dict[str, Any]]:
     return runs
 
 
-def metric_history(run_dir: Path, metric: str) -> list[float]:
-    """The values of `metric` in a run folder's log.jsonl, one per validation evaluation, in order."""
+def log_records(run_dir: Path) -> list[dict[str, Any]]:
+    """The records of a run folder's log.jsonl, in order; a line being written right now is skipped."""
     log = Path(run_dir) / "log.jsonl"
     if not log.is_file():
         return []
-    values = []
+    records = []
     for line in log.read_text().splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue  # the line being written right now
-        if isinstance(record, dict) and not record.get("final") and isinstance(record.get(metric), (int, float)):
-            values.append(float(record[metric]))
-    return values
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def metric_history(run_dir: Path, metric: str) -> list[float]:
+    """The values of `metric` in a run folder's log.jsonl, one per validation evaluation, in order."""
+    return [float(r[metric]) for r in log_records(run_dir)
+            if not r.get("final") and isinstance(r.get(metric), (int, float))]
 
 
 def run_folders(sweep_dir: Path, name: str, run_id: str) -> list[Path]:

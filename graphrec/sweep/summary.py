@@ -13,7 +13,7 @@ from ..config import apply_overrides, build_config, read_yaml
 from ..errors import GraphrecError
 from ..runs import lock_held
 from .agent import open_sweep_folder
-from .runlog import metric_history, newest_run_folder, read_runs
+from .runlog import log_records, metric_history, newest_run_folder, read_runs
 from .spec import Dimension, parse_dimensions, set_args
 
 SELECTABLE = ("finished", "stopped")  # a failed or unfinished run's last value is never the sweep's best
@@ -49,10 +49,7 @@ def _run_value(run_dir: Optional[Path], metric: str, goal: str) -> tuple[Optiona
 
 def _last_epoch(run_dir: Optional[Path]) -> Optional[int]:
     """The last epoch a run folder's log.jsonl records (None before the first)."""
-    log = run_dir / "log.jsonl" if run_dir is not None else None
-    if log is None or not log.is_file():
-        return None
-    epochs = [json.loads(line).get("epoch") for line in log.read_text().splitlines() if line.endswith("}")]
+    epochs = [r.get("epoch") for r in log_records(run_dir)] if run_dir is not None else []
     return max((e for e in epochs if isinstance(e, int)), default=None)
 
 
