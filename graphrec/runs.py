@@ -128,9 +128,9 @@ def is_failed(run_dir: Path) -> bool:
 class RunLock:
     """An exclusive lock on a run folder (fcntl.flock on the folder itself), held while one process trains into it.
 
-    A second process gets a one-line GraphrecError (`in_use`, else one about a run). The lock writes no file, follows the folder through its rename
-    at publication, and ends with release(), the process, or garbage collection; without fcntl (Windows) it is a
-    no-op.
+    A second process gets a one-line GraphrecError (`in_use`, else one about a run). The lock writes no file,
+    follows the folder through its rename at publication, and ends with release(), the process, or garbage
+    collection; without fcntl (Windows) it is a no-op.
     """
 
     def __init__(self, run_dir: Path, in_use: Optional[str] = None) -> None:

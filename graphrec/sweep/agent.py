@@ -88,6 +88,11 @@ def open_sweep_folder(folder: Path) -> dict:
     return json.loads((folder / "sweep.json").read_text())
 
 
+def run_name_prefix(folder: Path) -> str:
+    """The name a sweep's runs are named after (runs/<name>-<run id>-<time>): its base experiment's `name`."""
+    return str(read_yaml(Path(folder) / "base.yaml").get("name", "run"))
+
+
 def sweep_lock(folder: Path) -> RunLock:
     """The lock an agent holds on its sweep folder while it works on it: a second agent gets a one-line error, and
     report tells live runs from interrupted ones."""
@@ -191,7 +196,7 @@ class Sweep:
         end_cut_line(self.runs_file)
         self.records = read_runs(self.runs_file)
         self.live: dict[str, LiveRun] = {}
-        self.base_name = str(read_yaml(folder / "base.yaml").get("name", "run"))
+        self.base_name = run_name_prefix(folder)
 
     # ---- records -------------------------------------------------------------------------------------
     def _record(self, run_id: str, **fields: Any) -> None:

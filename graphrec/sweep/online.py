@@ -8,9 +8,9 @@ from typing import Optional
 
 import yaml
 
-from ..config import config_from_file, read_yaml
+from ..config import config_from_file
 from ..errors import GraphrecError
-from .agent import child_env, create_sweep_folder, run_command, usable_cores
+from .agent import child_env, create_sweep_folder, run_command, run_name_prefix, usable_cores
 from .spec import SweepSpec, load_sweep
 
 
@@ -44,7 +44,7 @@ def run_online(sweep_file: str | Path, count: Optional[int], overrides: Optional
     extra = [f"output_dir={folder / 'runs'}", f"train.threads={usable_cores()}", "train.progress=false",
              f"train.select_metric={spec.select_metric()}", "tracking.mode=online", *overrides]
 
-    base_name = read_yaml(folder / "base.yaml").get("name", "run")
+    base_name = run_name_prefix(folder)
 
     def one_run() -> None:
         params = sweep_params(os.environ["WANDB_SWEEP_PARAM_PATH"])

@@ -12,7 +12,7 @@ from ..atomic import atomic_write_text
 from ..config import apply_overrides, build_config, read_yaml
 from ..errors import GraphrecError
 from ..runs import lock_held
-from .agent import open_sweep_folder
+from .agent import open_sweep_folder, run_name_prefix
 from .runlog import log_records, metric_history, newest_run_folder, read_runs
 from .spec import Dimension, parse_dimensions, set_args
 
@@ -58,7 +58,7 @@ def run_states(sweep_dir: str | Path) -> dict[str, tuple[str, Optional[Path]]]:
     agent nor a training process holds a lock any more (the agent was killed: --resume continues it); where the
     locks cannot be read it stays `running`."""
     sweep_dir = Path(sweep_dir)
-    name = str(read_yaml(sweep_dir / "base.yaml").get("name", "run"))
+    name = run_name_prefix(sweep_dir)
     agent_live = lock_held(sweep_dir)
     states = {}
     for run_id, record in read_runs(sweep_dir / "runs.jsonl").items():
