@@ -1,4 +1,4 @@
-"""python -m benchmarks <epoch|eval|scale|memory|tta|profile|ood|knn> [--data DIR] [--quick] [--threads 2] [--no-write]"""
+"""python -m benchmarks <epoch|eval|scale|memory|alloc|tta|profile|ood|knn> [--data DIR] [--quick] [--threads 2] [--no-write]"""
 from __future__ import annotations
 
 import argparse
@@ -13,6 +13,7 @@ COMMANDS = {
     "eval": "full-ranking evaluation of all test users: graphrec vs RecBole vs a dense reference (metrics checked)",
     "scale": "synthetic graphs of growing size: ns per adjacency non-zero, epoch time, peak RSS, evaluation",
     "memory": "peak RSS of training and of evaluation, each in a fresh process",
+    "alloc": "training steps at 10M and 30M events under each large-buffer memory policy: time and peak RSS",
     "tta": "time until test Recall@20 first reaches a target (paper protocol), with the curve as CSV and PNG; "
            "--protocol refit: epochs selected on valid, one timed run on train + valid",
     "profile": "torch.profiler of graphrec training batches: the top operators",
@@ -25,8 +26,8 @@ COMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    from . import epoch, evaluation, knn, memory, ood, profile, scale, tta
-    modules = {"epoch": epoch, "eval": evaluation, "scale": scale, "memory": memory, "tta": tta, "profile": profile,
+    from . import allocator_policy, epoch, evaluation, knn, memory, ood, profile, scale, tta
+    modules = {"epoch": epoch, "eval": evaluation, "scale": scale, "memory": memory, "alloc": allocator_policy, "tta": tta, "profile": profile,
                "ood": ood, "knn": knn}
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

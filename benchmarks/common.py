@@ -259,14 +259,16 @@ def publish(command: str, tables: Sequence[Table], env: dict[str, Any], results:
 
 
 # ---- subprocess workers ------------------------------------------------------------------------------
-def run_worker(kind: str, spec: dict[str, Any], threads: int, timeout: float = 3600) -> dict[str, Any]:
-    """Run `python -m benchmarks _worker kind` in a fresh process; returns its JSON result or {'error': ...}."""
+def run_worker(kind: str, spec: dict[str, Any], threads: int, timeout: float = 3600,
+               env: Optional[dict[str, str]] = None) -> dict[str, Any]:
+    """Run `python -m benchmarks _worker kind` in a fresh process (with `env` added to its environment); returns its
+    JSON result or {'error': ...}."""
     with tempfile.TemporaryDirectory(prefix="graphrec-bench-") as tmp:
         out = Path(tmp) / "result.json"
         cmd = [sys.executable, "-m", "benchmarks", "_worker", kind, json.dumps(spec), str(out), str(threads)]
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        full_env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), **(env or {}))
         try:
-            proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(cmd, cwd=REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {timeout:.0f} s"}
         if out.is_file():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import resource
 import time
 import traceback
 from typing import Any
@@ -71,14 +72,16 @@ def scale_one(spec: dict[str, Any], threads: int) -> dict[str, Any]:
     batches = session.batches()
     for _ in range(spec.get("warmup", 1)):
         session.step(next(batches))
-    times = []
+    times, cpu, faults = [], [], []
     for _ in range(spec["batches"]):
-        t0 = time.perf_counter()
+        t0, c0, f0 = time.perf_counter(), time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         session.step(next(batches))
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
     overhead = session.epoch_overhead()
     mean = float(np.mean(times))
-    out.update(batch_s=times, batch_mean_s=mean, ns_per_nnz=mean / graph.nnz * 1e9, epoch_overhead_s=overhead,
+    out.update(batch_s=times, batch_cpu_s=cpu, batch_faults=faults, batch_mean_s=mean, ns_per_nnz=mean / graph.nnz * 1e9, epoch_overhead_s=overhead,
                epoch_s=overhead + mean * session.num_batches, peak_rss_train_mib=peak_rss_mib())
     if spec.get("eval", True):
         session.model.eval()

@@ -105,3 +105,12 @@ def test_dense_floor_lists_the_contrastive_and_projection_products_of_a_hand_mad
     assert projection_products(mm, batch, "freedom") == [(6, 16, d), (d, 6, 16)]
     assert projection_products(mm, batch, "idsf") == [(9, 16, d), (d, 9, 16)]
     assert time_products(joint, repeats=2) > 0
+
+
+def test_alloc_quick_runs_each_chosen_policy_in_its_own_process(capsys, restore_threads):
+    code = main(["alloc", "--quick", "--threads", "1", "--policies", "1,3"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| 30k |")]
+    assert code == 0 and len(rows) == 2, out
+    assert "huge pages above" in rows[0] and "default before" in rows[1]
+    assert "Error" not in out, out  # every policy's worker ran its steps
