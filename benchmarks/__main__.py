@@ -1,4 +1,5 @@
-"""python -m benchmarks <epoch|eval|scale|memory|alloc|tta|profile|ood|knn> [--data DIR] [--quick] [--threads 2] [--no-write]"""
+"""python -m benchmarks <epoch|eval|scale|memory|alloc|tta|profile|ood|knn> [--data DIR] [--quick] [--threads 2]
+[--no-write]"""
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     from . import allocator_policy, epoch, evaluation, knn, memory, ood, profile, scale, tta
-    modules = {"epoch": epoch, "eval": evaluation, "scale": scale, "memory": memory, "alloc": allocator_policy, "tta": tta, "profile": profile,
-               "ood": ood, "knn": knn}
+    modules = {"epoch": epoch, "eval": evaluation, "scale": scale, "memory": memory, "alloc": allocator_policy,
+               "tta": tta, "profile": profile, "ood": ood, "knn": knn}
     for name, help_text in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--data", default=None, help="LightGCN-format folder (train.txt, test.txt), e.g. "

@@ -81,7 +81,8 @@ def scale_one(spec: dict[str, Any], threads: int) -> dict[str, Any]:
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
     overhead = session.epoch_overhead()
     mean = float(np.mean(times))
-    out.update(batch_s=times, batch_cpu_s=cpu, batch_faults=faults, batch_mean_s=mean, ns_per_nnz=mean / graph.nnz * 1e9, epoch_overhead_s=overhead,
+    out.update(batch_s=times, batch_cpu_s=cpu, batch_faults=faults, batch_mean_s=mean,
+               ns_per_nnz=mean / graph.nnz * 1e9, epoch_overhead_s=overhead,
                epoch_s=overhead + mean * session.num_batches, peak_rss_train_mib=peak_rss_mib())
     if spec.get("eval", True):
         session.model.eval()

@@ -4,10 +4,10 @@ Each batch allocates several (num_nodes, dim) buffers. With glibc's defaults a b
 threshold is mapped fresh and returned to the OS on free, so every first touch page-faults: on Gowalla that
 was ~30% of a training batch and ~65% of full-ranking evaluation. Raising the mmap and trim thresholds keeps
 buffers of up to GRAPHREC_MALLOC_KEEP_MIB (default 512) in the heap for reuse. Bigger ones (a 30M-event graph's
-~1 GB tables) fragmented a heap that kept them (peak RSS 15.3 against 11.4 GiB), so they stay mapped, and
+~1 GB tables) fragmented a heap that kept them (peak RSS 15.5 against 11.6 GiB), so they stay mapped, and
 torch backs them with transparent huge pages (THP_MEM_ALLOC_ENABLE, set by `request_huge_pages` before torch
-is imported): one fault per 2 MiB instead of per 4 KiB, which made a 30M training step cheaper than keeping
-them (docs/benchmarks.md, "Peak memory at 30M"). GRAPHREC_MALLOC_TUNING=0 turns both off; a no-op off glibc
+is imported): one fault per 2 MiB instead of per 4 KiB, so mapping them costs a 30M training step ~7% instead
+of ~37% (docs/benchmarks.md, "Peak memory at 30M"). GRAPHREC_MALLOC_TUNING=0 turns both off; a no-op off glibc
 and where the kernel has THP disabled.
 """
 from __future__ import annotations

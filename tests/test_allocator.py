@@ -16,12 +16,16 @@ print(os.environ.get("THP_MEM_ALLOC_ENABLE"), all(p % 4096 == 0 for p in ptrs))
 """
 
 
+def run_fresh(script: str, **env: str) -> list[str]:
+    """The words `script` prints in a fresh Python process whose memory settings are only those in `env`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("THP_MEM", "GRAPHREC_MALLOC"))}
+    return subprocess.run([sys.executable, "-c", script], env={**clean, **env}, capture_output=True, text=True,
+                          check=True).stdout.split()
+
+
 def probe(first: str, **env: str) -> list[str]:
     """[THP_MEM_ALLOC_ENABLE as the process saw it, whether torch page-aligned every allocation] of a fresh process."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("THP_MEM_ALLOC_ENABLE", "GRAPHREC_MALLOC_TUNING")}
-    out = subprocess.run([sys.executable, "-c", PROBE.format(first=first)], env={**clean, **env},
-                         capture_output=True, text=True, check=True).stdout
-    return out.split()
+    return run_fresh(PROBE.format(first=first), **env)
 
 
 def test_importing_graphrec_first_gives_torch_huge_page_buffers():
@@ -55,10 +59,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 def faults_of_a_second_64mib_buffer(**env: str) -> int:
     """Page faults while a fresh process allocates and fills a 64 MiB tensor the second time."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("THP_MEM", "GRAPHREC_MALLOC"))}
-    out = subprocess.run([sys.executable, "-c", REUSE], env={**clean, **env}, capture_output=True, text=True,
-                         check=True).stdout
-    return int(out.split()[-1])
+    return int(run_fresh(REUSE, **env)[-1])
 
 
 def thp_possible() -> bool:

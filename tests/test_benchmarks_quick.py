@@ -114,3 +114,10 @@ def test_alloc_quick_runs_each_chosen_policy_in_its_own_process(capsys, restore_
     assert code == 0 and len(rows) == 2, out
     assert "huge pages above" in rows[0] and "default before" in rows[1]
     assert "Error" not in out, out  # every policy's worker ran its steps
+
+
+@pytest.mark.parametrize("policies", ["0", "5", "1,x", ""])
+def test_alloc_refuses_policy_numbers_it_does_not_have(policies, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["alloc", "--quick", "--policies", policies])
+    assert exit_info.value.code == 2 and "expected numbers from 1 to 4" in capsys.readouterr().err
