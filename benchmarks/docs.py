@@ -155,7 +155,15 @@ def summary_markdown(results: dict[str, Any]) -> str:
     if scale and scale.get("rows"):
         parts = [f"{r['label']}: {r['ns_per_nnz']:.1f} ns/nnz, epoch {fmt_s(r['epoch_s'])}, {fmt_mib(r['peak_rss_mib'])}"
                  for r in scale["rows"] if r.get("ns_per_nnz")]
-        lines.append("Scaling (synthetic, one training batch per adjacency non-zero): " + "; ".join(parts) + ".")
+        lines.append(f"Scaling (synthetic, one training batch per adjacency non-zero; {scale['env']['date']}): "
+                     + "; ".join(parts) + ".")
+        alloc = results.get("alloc")
+        if alloc and alloc["env"]["date"] > scale["env"]["date"]:
+            later = [f"{r['label']} {fmt_mib(r['peak_rss_mib'])}" for r in alloc["rows"]
+                     if r.get("peak_rss_mib") and r["policy"].startswith("default")]
+            if later:
+                lines.append(f"Peak RSS under the allocator's current default policy (alloc, {alloc['env']['date']}): "
+                             + "; ".join(later) + ".")
     lines.append("")
     lines.append("GPU rows (H100 / H200) are unmeasured: no GPU was lent to the task that produced these numbers.")
     lines.append(END)
