@@ -15,6 +15,7 @@ POLICIES = {
         {"GRAPHREC_MALLOC_KEEP_MIB": "1024", "THP_MEM_ALLOC_ENABLE": "0"},
     "glibc's defaults (GRAPHREC_MALLOC_TUNING=0)": {"GRAPHREC_MALLOC_TUNING": "0"},
 }
+DEFAULT_POLICY = next(iter(POLICIES))  # graphrec's own policy: the environment adds nothing
 
 
 def policy_numbers(text: str) -> list[int]:

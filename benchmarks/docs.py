@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
+from .allocator_policy import DEFAULT_POLICY
 from .common import DOCS, PAPER_RECALL20_GOWALLA, Table, env_line, fmt_mib, fmt_s, fmt_x
 
 START, END = "<!-- summary:start -->", "<!-- summary:end -->"
@@ -160,7 +161,7 @@ def summary_markdown(results: dict[str, Any]) -> str:
         alloc = results.get("alloc")
         if alloc and alloc["env"]["date"] > scale["env"]["date"]:
             later = [f"{r['label']} {fmt_mib(r['peak_rss_mib'])}" for r in alloc["rows"]
-                     if r.get("peak_rss_mib") and r["policy"].startswith("default")]
+                     if r.get("peak_rss_mib") and r["policy"] == DEFAULT_POLICY]
             if later:
                 lines.append(f"Peak RSS under the allocator's current default policy (alloc, {alloc['env']['date']}): "
                              + "; ".join(later) + ".")
