@@ -226,7 +226,7 @@ def test_environment_vae_stays_finite_on_latents_in_the_hundreds():
     """A CausalDiffRec sweep trial diverged to nan with latents up to 638: exp of the unclamped log-std overflowed.
     With the log-stds clamped (MAX_LOGSTD) the sample and the loss stay finite, and below the bound the loss is
     the Gaussian KL formula with the learned prior."""
-    from graphrec.models.latent import MAX_LOGSTD
+    from graphrec.models.causaldiffrec import MAX_LOGSTD
     vae = EnvironmentVAE(8)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -256,12 +256,41 @@ def test_encoder_kl_is_the_vgae_formula(tmp_path):
         m.logstd_map.weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
     state = m.noise_gen.get_state()
     z, mu, kl = m.encode(m.graph, sample=True)
-    logstd = m.logstd_map(mu)
+    logstd = m.logstd_map(mu).clamp(max=float(mu.detach().pow(2).mean().sqrt().log()))
     expected = -0.5 / len(mu) * (1 + 2 * logstd - mu.pow(2) - (2 * logstd).exp()).sum(1).mean()
     torch.testing.assert_close(kl, expected)
     m.noise_gen.set_state(state)
     torch.testing.assert_close(z, mu + torch.randn(mu.shape, generator=m.noise_gen) * logstd.exp())
     assert m.encode(m.graph, sample=False)[2] == 0
+
+
+def test_encoder_noise_is_capped_at_the_latents_own_scale(tmp_path):
+    """A log-sigma map that asks for sigma = e^5 gets sigma = RMS(mu) on every entry: z stays a noisy latent."""
+    m = Trainer(config(tmp_path, DRGO)).model
+    with torch.no_grad():
+        m.logstd_map.bias.fill_(5.0)
+    state = m.noise_gen.get_state()
+    z, mu, _ = m.encode(m.graph, sample=True)
+    m.noise_gen.set_state(state)
+    noise = torch.randn(mu.shape, generator=m.noise_gen)
+    torch.testing.assert_close(z, mu + noise * mu.pow(2).mean().sqrt())
+
+
+def test_condition_losses_train_the_environment_vae_not_the_latents(tmp_path):
+    """CausalDiffRec's environment VAE and the diffusion loss read the latents detached: their gradients reach the
+    environment VAE (and the denoiser), never the ego table, which BPR and the KL shape."""
+    trainer = Trainer(config(tmp_path, {**CAUSALDIFFREC, "pretrain_epochs": 0, "env_weight": 1.0}))
+    model = trainer.model
+    trainer.state.epoch = 0
+    out = model.loss(next(trainer.batches()))
+    for term in ("condition", "diffusion"):
+        model.zero_grad()
+        out[term].backward(retain_graph=True)
+        assert model.embedding.grad is None or model.embedding.grad.abs().sum() == 0, term
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.environment_vae.parameters()), term
+    model.zero_grad()
+    out["bpr"].backward()
+    assert model.embedding.grad.abs().sum() > 0
 
 
 def test_drgo_penalty_from_the_loss_read_out_equals_the_direct_one(tmp_path):

@@ -13,8 +13,10 @@ from ..graph.adjacency import NormalizedAdjacency
 from . import register
 from .base import ModelContext
 from ..schema import with_defaults
-from .latent import MAX_LOGSTD, DiffusionConfig, LatentDiffusionConfig, LatentDiffusionRecommender
+from .latent import DiffusionConfig, LatentDiffusionConfig, LatentDiffusionRecommender
 
+
+MAX_LOGSTD = 10.0  # the environment VAE's log-stds are clamped here, as PyG's VGAE clamps its own
 
 CausalDiffRecDiffusion = with_defaults(DiffusionConfig, "CausalDiffRecDiffusion", noise_min=0.01, noise_max=0.09,
                                        sampling_steps=100, time_dim=10, clip_x0=1.0)
@@ -38,7 +40,7 @@ class CausalDiffRecConfig(LatentDiffusionConfig):
 class EnvironmentVAE(nn.Module):
     """q(e | z) = N(W_mu relu(z), exp(W_sigma relu(z))^2), decoder W_d relu(e) -> z, learnable diagonal prior.
 
-    The posterior's log-std is clamped to at most MAX_LOGSTD (the VGAE's bound) and the learned prior's, which
+    The posterior's log-std is clamped to at most MAX_LOGSTD (PyG's VGAE bound) and the learned prior's, which
     divides, to within +-MAX_LOGSTD: with large latents (|z| in the hundreds at a high lr) the unclamped exp
     overflowed to inf and the loss to nan."""
 

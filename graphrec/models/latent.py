@@ -27,8 +27,6 @@ from ..losses import softplus_of_dots
 from ..schema import ModelConfig, Section, all_or_count
 from .base import ModelContext, Recommender, Stage
 
-MAX_LOGSTD = 10.0  # the VGAE's log-std is clamped here, as in PyG's VGAE
-
 
 class DiffusionConfig(Section):
     """The latent diffusion: schedule, denoiser and reverse chain (formulas: docs/ood-pieces.md)."""
@@ -129,7 +127,9 @@ class LatentDiffusionRecommender(Recommender):
         mu = weighted_propagation(adj, self.embedding, [1.0 / (layers + 1)] * (layers + 1))
         if not sample:
             return mu, mu, mu.new_zeros(())
-        logstd = self.logstd_map(mu).clamp(max=MAX_LOGSTD)
+        # sigma at most the latents' own RMS: the KL's 1/n weight barely holds sigma, and at a high lr the unbounded
+        # map drove it to 1e4 x the latents, so z was noise and the diffusion loss ran to 1e6
+        logstd = self.logstd_map(mu).clamp(max=-self.latent_scale(mu).log())
         std = logstd.exp()
         n, d = mu.shape  # the KL by whole-table reductions: no (n, d) temporaries forward or backward
         norm = torch.linalg.vector_norm
@@ -230,7 +230,9 @@ class LatentDiffusionRecommender(Recommender):
         cfg = self.cfg
         z, mu, kl = self.encode(adj, sample=True)
         sample = self.node_sample(len(z)) if sampled else None
-        cond, cond_loss = self.condition(z, sample=True, rows=sample)
+        # the condition reads the latents detached, as the denoiser does: its losses train the condition's networks,
+        # never the latents (the environment VAE's reconstruction of z otherwise shrank z against BPR)
+        cond, cond_loss = self.condition(z.detach(), sample=True, rows=sample)
         scale = self.latent_scale(mu)
         m, k = len(users), neg.numel() // len(users)
         recon_nodes = torch.cat([users, pos + self.num_users, neg.reshape(-1) + self.num_users])
