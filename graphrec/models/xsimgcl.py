@@ -20,10 +20,15 @@ class XSimGCLConfig(SimGCLConfig):
     cl_layer: int = Field(1, ge=1, description="layer l* (1..num_layers) whose perturbed embedding is contrasted "
                                                "with the final one")
 
+    mixgcf_dropout: float = default_of(ContrastiveConfig, "mixgcf_dropout", 0.0)
+
     @model_validator(mode="after")
     def _layer_exists(self) -> "XSimGCLConfig":
         if self.cl_layer > self.num_layers:
             raise ValueError(f"model.cl_layer {self.cl_layer} must be at most model.num_layers ({self.num_layers})")
+        if self.mixgcf_dropout > 0:
+            raise ValueError(f"model.mixgcf_dropout ({self.mixgcf_dropout}) drops layers of a clean BPR pass; XSimGCL "
+                             "mixes the layers of its one noisy pass, which has none: leave it at 0")
         return self
 
 
