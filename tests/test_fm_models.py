@@ -55,6 +55,23 @@ def constant_predictor(cfg) -> dict[str, float]:
     return {"auc": 0.5, "logloss": float(-np.mean(np.where(positive, np.log(rate), np.log(1 - rate))))}
 
 
+@pytest.mark.parametrize("batch_norm", [True, False])
+def test_nfm_normalizes_the_bi_interaction_vector_with_batch_norm(batch_norm, tmp_path):
+    """NFM's code batch-normalizes the Bi-Interaction vector before its dropout: in training the tower then reads
+    a vector of zero mean and unit variance per dimension over the batch; without batch_norm it reads it raw."""
+    trainer = Trainer(config(tmp_path, "nfm", model={"batch_norm": batch_norm, "bi_dropout": 0.0}))
+    model, seen = trainer.model, []
+    model.tower.register_forward_hook(lambda module, args, out: seen.append(args[0].detach()))
+    model.train()
+    model.loss(next(iter(trainer.batches())))
+    mean, std = seen[0].mean(0), seen[0].std(0, unbiased=False)
+    if batch_norm:
+        torch.testing.assert_close(mean, torch.zeros_like(mean), atol=1e-5, rtol=0)
+        torch.testing.assert_close(std, torch.ones_like(std), atol=0.05, rtol=0)  # BatchNorm eps 1e-5 vs var ~1e-3
+    else:
+        assert std.max() < 0.5  # raw products of init_std 0.1 rows
+
+
 @pytest.mark.parametrize("embedding", ["plain", "gem"])
 @pytest.mark.parametrize("model", MODELS)
 def test_model_learns_planted_fm_regression_and_classification(model, embedding, tmp_path):

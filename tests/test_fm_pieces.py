@@ -203,6 +203,8 @@ def test_sage_layer_concatenates_self_and_neighbour_mean():
     layer = sage.layers[0]
     torch.testing.assert_close(out[0], layer(torch.cat([table[5], table[8]])))
     torch.testing.assert_close(out[1], layer(torch.cat([table[7], torch.zeros(3)])))
+    assert layer.bias is None  # the spec's W [h || mean]: a zero table stays zero, no shared offset
+    assert sage(torch.zeros(10, 3), seeds, blocks).abs().sum() == 0
 
 
 def test_gem_with_zero_layers_equals_the_plain_embedding():

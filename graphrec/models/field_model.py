@@ -63,7 +63,8 @@ class DeepConfig(FieldModelConfig):
 
     hidden: list[int] = Field(default_factory=lambda: [64], description="widths of the MLP's hidden layers")
     dropout: float = Field(0.5, ge=0, lt=1, description="dropout after each hidden layer")
-    batch_norm: bool = Field(True, description="batch normalization after each hidden layer's Linear")
+    batch_norm: bool = Field(True, description="batch normalization after each hidden layer's Linear (NFM: also on the "
+                                                    "Bi-Interaction vector, as its code)")
 
     def tower(self, in_dim: int) -> MLP:
         """The MLP these keys describe, (b, in_dim) -> (b,)."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 from pydantic import Field
+from torch import nn
 
 from ..draws import Dropout
 from . import register
@@ -27,8 +28,10 @@ class NFM(FieldModel):
     def __init__(self, cfg: NFMConfig, ctx: ModelContext):
         super().__init__(cfg, ctx)
         self.bi_dropout = Dropout(cfg.bi_dropout)
+        # with batch_norm the Bi-Interaction vector is normalized too, before its dropout, as NFM's code does
+        self.bi_norm = nn.BatchNorm1d(cfg.embedding_dim) if cfg.batch_norm else nn.Identity()
         self.tower = cfg.tower(cfg.embedding_dim)
 
     def interaction(self, emb: torch.Tensor) -> torch.Tensor:
-        """(b,) MLP(dropout(Bi-Interaction(e))) from (b, f, d) embeddings."""
-        return self.tower(self.bi_dropout(bi_interaction(emb)))
+        """(b,) MLP(dropout(norm(Bi-Interaction(e)))) from (b, f, d) embeddings (norm: BatchNorm with batch_norm)."""
+        return self.tower(self.bi_dropout(self.bi_norm(bi_interaction(emb))))
