@@ -302,3 +302,22 @@ def test_per_epoch_state_resumes_exactly(tmp_path, model):
     reference = results(trainer.fit()), history(trainer.run_dir)
     steps_per_epoch = -(-len(trainer.dataset.train) // 128)
     assert stopped_and_resumed(cfg, steps_per_epoch + 2) == reference
+
+
+@pytest.mark.parametrize("name", ["vbpr", "lattice"])
+def test_group_dro_reweights_the_multimodal_pairwise_loss(name, tmp_path):
+    """VBPR and LATTICE hand the batch to the DRO reduction: group DRO (popularity groups) gives the DRO objective
+    of the batch's per-sample BPR, not the mean (it used to fail on a missing batch)."""
+    raw = {**MULTIMODAL, "output_dir": str(tmp_path / "runs"), "model": {"name": name, "embedding_dim": 8},
+           "dro": {"enabled": True, "groups": "popularity", "num_groups": 3, "temperature": 0.1}}
+    trainer = Trainer(build_config(raw))
+    model, seen = trainer.model, {}
+    model.reduction.register_forward_hook(lambda module, args, out: seen.update(per_sample=args[0].detach(),
+                                                                                batch=args[1]))
+    batch = next(iter(trainer.batches()))
+    bpr = model.loss(batch)["bpr"]
+    assert seen["batch"] is batch and torch.isfinite(bpr)
+    groups = model.reduction.groups(batch)
+    group_means = torch.stack([seen["per_sample"][groups == g].mean() for g in torch.unique(groups)])
+    # softmax(L_g / tau) weights put more than the uniform share on the worse groups
+    assert group_means.mean() + 1e-6 < float(bpr.detach()) <= group_means.max() + 1e-6

@@ -107,7 +107,7 @@ class MultimodalRecommender(Recommender):
         """BPR + reg * L2 of the batch's final user, positive and negative vectors (each of k negatives 1/k)."""
         u, p, n, _ = self.pair_embeddings(batch, table, index)
         neg_scores = (u * n).sum(-1) if n.dim() == 2 else (u.unsqueeze(1) * n).sum(-1)
-        bpr = self.reduce_samples(bpr_per_sample((u * p).sum(1), neg_scores))
+        bpr = self.reduce_samples(bpr_per_sample((u * p).sum(1), neg_scores), batch)
         b = len(batch.users)
         k = n.shape[1] if n.dim() == 3 else 1
         l2 = l2_reg(b, u, p) + l2_reg(b, n) / k
