@@ -46,6 +46,19 @@ def test_an_identical_item_is_a_neighbour_but_never_the_item_itself():
     assert graph[0, 1] > 0 and graph[1, 0] > 0
 
 
+def test_tied_items_share_the_neighbour_roles_whatever_the_block_layout():
+    """60 items with one feature row, k = 3: every other item ties at cosine 1. Without a tie-break the lowest
+    indices of a block were everyone's neighbours (in-degree 59); the pair-wise tie-break spreads the choice and is
+    the same for any chunk_rows."""
+    features = torch.zeros(60, 4)
+    features[:, 0] = 1.0
+    graphs = [knn_graph(features, k=3, chunk_rows=chunk).to_dense() for chunk in (7, 16, 4096)]
+    for graph in graphs[1:]:
+        torch.testing.assert_close(graph, graphs[0])
+    degree = (graphs[0] > 0).sum(0)
+    assert degree.min() >= 3 and degree.max() <= 10, degree
+
+
 def dense_reference(features: np.ndarray, k: int, weighted: bool) -> np.ndarray:
     unit = features / np.linalg.norm(features, axis=1, keepdims=True)
     cos = unit @ unit.T
@@ -77,7 +90,7 @@ def test_k_is_capped_at_the_other_items_and_must_be_positive():
 def test_cache_is_reused_for_the_same_features_and_k_only(tmp_path, monkeypatch):
     features = torch.randn(30, 4, generator=torch.Generator().manual_seed(1))
     first = cached_knn_graph(features, 3, tmp_path)
-    assert len(list(tmp_path.glob("knn-*-k3-binary.pt"))) == 1
+    assert len(list(tmp_path.glob("knn-*-k3-binary-tiebreak.pt"))) == 1
     real = knn.knn_graph
     built = []
     monkeypatch.setattr(knn, "knn_graph", lambda *a, **kw: built.append(a[1]) or real(*a, **kw))

@@ -11,14 +11,18 @@ from ..checkpoint import save_checkpoint
 from ..errors import GraphrecError
 
 Device = Union[torch.device, str, None]
+# Exact ties (items with one feature row) are broken by a pseudo-random offset below float32's resolution of a cosine:
+# without it the block layout chose among tied neighbours, and a few items became everyone's neighbour
+TIE_BREAK = 1e-9
 
 
 def knn_graph(features: torch.Tensor, k: int, chunk_rows: int = 4096, device: Device = None,
               weighted: bool = False) -> torch.Tensor:
     """(n, n) sparse CSR D^-1/2 S D^-1/2 of the top-k cosine neighbours of (n, d) `features`.
 
-    Each row keeps its k most cosine-similar other items (never itself); S is the union of these edges in both
-    directions, so it is symmetric, and D holds S's row sums. FREEDOM style by default: S is binary.
+    Each row keeps its k most cosine-similar other items (never itself; exact ties broken by TIE_BREAK); S is the
+    union of these edges in both directions, so it is symmetric, and D holds S's row sums. FREEDOM style by
+    default: S is binary.
     `weighted=True` is LATTICE style: S holds the cosine (clamped at 0). Both reference codes normalize the
     one-directional top-k matrix instead, which is not symmetric. Similarities are computed in
     (chunk_rows, chunk_rows) blocks, so no dense (n, n) matrix is ever held; only blocks on or above the diagonal
@@ -32,7 +36,7 @@ def knn_graph(features: torch.Tensor, k: int, chunk_rows: int = 4096, device: De
     k = best.k
     src = torch.arange(n, device=device).repeat_interleave(k)
     dst = best.index.reshape(-1)
-    weight = best.value.reshape(-1).clamp_min(0.0) if weighted else torch.ones(n * k, device=device)
+    weight = best.value.reshape(-1).float().clamp_min(0.0) if weighted else torch.ones(n * k, device=device)
     return _symmetric_normalized(torch.cat([src, dst]), torch.cat([dst, src]), torch.cat([weight, weight]), n)
 
 
@@ -47,10 +51,14 @@ def topk_cosine_neighbours(features: torch.Tensor, k: int, chunk_rows: int = 409
     n = features.shape[0]
     normed = torch.nn.functional.normalize(features.to(device=device, dtype=torch.float32), dim=1)
     best = RunningTopK(n, min(k, n - 1), device)
+    # pair (i, j) gets TIE_BREAK * frac(r_i + r_j): symmetric, independent of the blocks, and the same on every run
+    r = torch.rand(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(device)
     for start in range(0, n, chunk_rows):
         rows = normed[start:start + chunk_rows]
         for col_start in range(start, n, chunk_rows):
-            block = rows @ normed[col_start:col_start + chunk_rows].T
+            cols = normed[col_start:col_start + chunk_rows]
+            block = (rows @ cols.T).double()
+            block += TIE_BREAK * torch.frac(r[start:start + len(rows), None] + r[None, col_start:col_start + len(cols)])
             if col_start == start:
                 block.fill_diagonal_(-torch.inf)
             best.offer(start, block, col_start)
@@ -64,7 +72,7 @@ class RunningTopK:
 
     def __init__(self, n: int, k: int, device: torch.device):
         self.k = k
-        self.value = torch.full((n, k), -torch.inf, device=device)
+        self.value = torch.full((n, k), -torch.inf, device=device, dtype=torch.float64)  # keeps the tie-break
         self.index = torch.zeros((n, k), dtype=torch.int64, device=device)
 
     def offer(self, row_start: int, block: torch.Tensor, col_start: int) -> None:
@@ -102,7 +110,7 @@ def knn_cache_key(features: torch.Tensor, k: int, weighted: bool) -> str:
     """
     digest = hashlib.sha256(str((tuple(features.shape), str(features.dtype))).encode())
     digest.update(features.detach().cpu().contiguous().numpy().tobytes())
-    return f"knn-{digest.hexdigest()[:20]}-k{k}-{'cosine' if weighted else 'binary'}.pt"
+    return f"knn-{digest.hexdigest()[:20]}-k{k}-{'cosine' if weighted else 'binary'}-tiebreak.pt"
 
 
 def cached_knn_graph(features: torch.Tensor, k: int, cache_dir: Union[str, Path], chunk_rows: int = 4096,
