@@ -23,7 +23,7 @@ class XSimGCLConfig(SimGCLConfig):
     mixgcf_dropout: float = default_of(ContrastiveConfig, "mixgcf_dropout", 0.0)
 
     @model_validator(mode="after")
-    def _layer_exists(self) -> "XSimGCLConfig":
+    def _check(self) -> "XSimGCLConfig":
         if self.cl_layer > self.num_layers:
             raise ValueError(f"model.cl_layer {self.cl_layer} must be at most model.num_layers ({self.num_layers})")
         if self.mixgcf_dropout > 0:
