@@ -1,4 +1,5 @@
-"""`graphrec analyze views RUN`: SGCL's noisy-view diagnostic on a trained contrastive run.
+"""`graphrec analyze views RUN`: SGCL's noisy-view diagnostic on a trained contrastive run (`analyze popularity`:
+graphrec/popularity_bias.py).
 
 Views are drawn as the model's training draws them (the epoch-0 views of the run's seed); for every node with
 training events and each of the two views, the cosine between the view's embedding and the clean one. A view is
@@ -21,7 +22,9 @@ QUANTILES = (0.05, 0.1, 0.2, 0.5, 0.8, 0.95)
 
 
 def add_parser(subparsers) -> None:
-    """Add `analyze views RUN [--plot PNG] [--out JSON] [--checkpoint best.pt]` to the graphrec command."""
+    """Add `analyze views RUN [--plot PNG] [--out JSON] [--checkpoint best.pt]` and `analyze popularity RUN` to the
+    graphrec command."""
+    from . import popularity_bias
     analyze = subparsers.add_parser("analyze", help="diagnostics of a trained run")
     sub = analyze.add_subparsers(dest="analyze_command", required=True)
     views = sub.add_parser("views", help="cosine of each contrastive view's embedding to the clean one, the share of "
@@ -31,6 +34,7 @@ def add_parser(subparsers) -> None:
     views.add_argument("--out", metavar="JSON", help="where the numbers go (default: RUN/views.json)")
     views.add_argument("--checkpoint", default="best.pt", help="best.pt (default) or last.pt")
     views.set_defaults(func=run)
+    popularity_bias.add_parser(sub)
 
 
 def run(args: argparse.Namespace) -> int:
