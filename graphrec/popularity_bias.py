@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .errors import GraphrecError
 
-USER_CHUNK = 1024
+USER_CHUNK = 256  # (256, num_items) float64 scores and their ranks at a time
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
