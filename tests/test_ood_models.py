@@ -63,6 +63,19 @@ def test_latent_diffusion_models_train_and_resume_exactly(tmp_path, model):
     assert stopped_and_resumed(cfg, 2 + per_epoch + 3) == (metrics, records)
 
 
+@pytest.mark.parametrize("model", [DRGO, CAUSALDIFFREC], ids=["drgo", "causaldiffrec"])
+def test_pretraining_leaves_the_ego_table_alone(tmp_path, model):
+    """Pre-training reads the latents detached, so only the KL would reach the ego table, and Adam would turn that
+    tiny gradient (the same vector at every node) into full steps along one shared direction: the stage does not
+    train the table, and the rest of the model does move in it."""
+    trainer = Trainer(config(tmp_path, {**model, "pretrain_epochs": 2}, lr=0.02, epochs=2))
+    before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    trainer.fit()
+    after = dict(trainer.model.named_parameters())
+    assert torch.equal(after["embedding"], before["embedding"])
+    assert any(not torch.equal(after[name], before[name]) for name in before if name.startswith("denoiser."))
+
+
 def test_lightgcn_with_dro_trains_and_resumes_exactly(tmp_path):
     cfg = config(tmp_path, {"name": "lightgcn", "embedding_dim": 16, "num_layers": 2},
                  {"enabled": True, "temperature": 0.3, "groups": "popularity", "num_groups": 4}, lr=0.02)

@@ -269,7 +269,12 @@ class LatentDiffusionRecommender(Recommender):
         main = Stage("main", groups=("embedding", "encoder", "denoiser"))
         if not self.cfg.pretrain_epochs:
             return [main]
-        return [Stage("pretrain", epochs=self.cfg.pretrain_epochs, batch_kind="graph", evaluate=False), main]
+        # pre-training leaves the ego table alone: its objective reads the latents detached, so only the KL would
+        # reach E, and Adam scales that tiny gradient (the same vector at every node) to full steps along one shared
+        # direction, which starts the main stage from a popularity ranking (docs/ood-models.md §2b)
+        pretrained = tuple(group for group in self.param_groups() if group != "embedding")
+        return [Stage("pretrain", epochs=self.cfg.pretrain_epochs, groups=pretrained, batch_kind="graph",
+                      evaluate=False), main]
 
     def graph_loss(self, step: GraphStep) -> dict[str, torch.Tensor]:
         """One whole-graph pre-training step (subclasses)."""
