@@ -66,8 +66,8 @@ def test_latent_diffusion_models_train_and_resume_exactly(tmp_path, model):
 @pytest.mark.parametrize("model", [DRGO, CAUSALDIFFREC], ids=["drgo", "causaldiffrec"])
 def test_pretraining_leaves_the_ego_table_alone(tmp_path, model):
     """Pre-training reads the latents detached, so only the KL would reach the ego table, and Adam would turn that
-    tiny gradient (the same vector at every node) into full steps along one shared direction: the stage does not
-    train the table, and the rest of the model does move in it."""
+    tiny gradient into lr-sized steps along one shared direction: the stage does not train the table, and the rest
+    of the model does move in it."""
     trainer = Trainer(config(tmp_path, {**model, "pretrain_epochs": 2}, lr=0.02, epochs=2))
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
     trainer.fit()

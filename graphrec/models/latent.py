@@ -270,8 +270,8 @@ class LatentDiffusionRecommender(Recommender):
         if not self.cfg.pretrain_epochs:
             return [main]
         # pre-training leaves the ego table alone: its objective reads the latents detached, so only the KL would
-        # reach E, and Adam scales that tiny gradient (the same vector at every node) to full steps along one shared
-        # direction, which starts the main stage from a popularity ranking (docs/ood-models.md §2b)
+        # reach E, and Adam scales that tiny gradient to lr-sized steps that drift E along one shared direction,
+        # which started the main stage from a popularity ranking (docs/ood-models.md §2b)
         pretrained = tuple(group for group in self.param_groups() if group != "embedding")
         return [Stage("pretrain", epochs=self.cfg.pretrain_epochs, groups=pretrained, batch_kind="graph",
                       evaluate=False), main]
