@@ -54,10 +54,7 @@ def run(args: argparse.Namespace) -> int:
         raise GraphrecError(f"run '{run_dir}' trained model {name}, which has no contrastive views; analyze views "
                             "needs a run of sgl, sgcl, simgcl or xsimgcl")
     out = Path(args.out) if args.out else run_dir / "views.json"
-    for path in [out] + ([Path(args.plot)] if args.plot else []):
-        if not path.parent.is_dir():
-            raise GraphrecError(f"cannot write '{path}': folder '{path.parent}' does not exist; create it or pass "
-                                "another path")
+    check_writable([out] + ([Path(args.plot)] if args.plot else []))
     pyplot = report_module.pyplot() if args.plot else None
     report = view_report(run_dir, args.checkpoint)
     print(summary_text(report))
@@ -66,6 +63,14 @@ def run(args: argparse.Namespace) -> int:
         plot_histogram(pyplot, report, Path(args.plot))
     print(f"wrote {out}" + (f" and {args.plot}" if args.plot else ""))
     return 0
+
+
+def check_writable(paths: list[Path]) -> None:
+    """One-line error for an output path whose folder does not exist, before any work."""
+    for path in paths:
+        if not path.parent.is_dir():
+            raise GraphrecError(f"cannot write '{path}': folder '{path.parent}' does not exist; create it or pass "
+                                "another path")
 
 
 def view_report(run_dir: Path, checkpoint: str) -> dict:

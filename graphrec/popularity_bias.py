@@ -29,22 +29,19 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Compute, print and write the popularity statistics of one run; user mistakes raise GraphrecError first."""
+    from .analyze import check_writable
     from .atomic import atomic_write_json
     from .cli import _check_run_folder
     from .config import config_from_file
-    from .models import get_model_class
-    from .models.pointwise import PointwiseModel
 
     run_dir = Path(args.run)
     _check_run_folder(run_dir, args.checkpoint)
-    cfg = config_from_file(run_dir / "config.yaml", base_dir=str(run_dir))
-    name = cfg.model["name"]
-    if issubclass(get_model_class(name), PointwiseModel) or (cfg.task or "ranking") != "ranking":
-        raise GraphrecError(f"run '{run_dir}' trained {name} on a pointwise task; analyze popularity needs a ranking "
-                            "run (a model that scores every item for a user)")
+    cfg = config_from_file(run_dir / "config.yaml", base_dir=str(run_dir))  # resolves cfg.task from the model
+    if cfg.task != "ranking":
+        raise GraphrecError(f"run '{run_dir}' trained {cfg.model['name']} on a pointwise task; analyze popularity "
+                            "needs a ranking run (a model that scores every item for a user)")
     out = Path(args.out) if args.out else run_dir / "popularity.json"
-    if not out.parent.is_dir():
-        raise GraphrecError(f"cannot write '{out}': folder '{out.parent}' does not exist; create it or pass another path")
+    check_writable([out])
     report = popularity_report(run_dir, args.checkpoint)
     print(summary_text(report))
     atomic_write_json(out, report)
@@ -62,9 +59,10 @@ def popularity_report(run_dir: Path, checkpoint: str) -> dict:
     train = dataset.train
     degree = torch.bincount(torch.as_tensor(train.item), minlength=dataset.num_items).double()
     users = torch.unique(torch.as_tensor(train.user))
+    degree_ranks = average_ranks(degree.unsqueeze(0))[0]
     scorer = model.scorer()
     with torch.no_grad():
-        correlations = torch.cat([rank_correlation(scorer(chunk).double().cpu(), degree)
+        correlations = torch.cat([rank_correlation(scorer(chunk).double().cpu(), degree_ranks)
                                   for chunk in users.split(USER_CHUNK)])
     report = {"run": str(run_dir), "model": cfg.model["name"], "checkpoint": checkpoint, "users": len(users),
               "spearman_mean": float(correlations.nanmean()),
@@ -91,12 +89,12 @@ def average_ranks(values):
     return torch.empty_like(values).scatter_(1, order, mean_position[run_id])
 
 
-def rank_correlation(scores, degree):
-    """(m,) Spearman correlations of each row of (m, n) scores with the (n,) degrees; nan for a constant row."""
+def rank_correlation(scores, reference_ranks):
+    """(m,) Spearman correlations of each row of (m, n) scores with a reference whose (n,) average ranks are given
+    (computed once for all rows); nan for a constant row."""
     a = average_ranks(scores)
-    b = average_ranks(degree.unsqueeze(0))
     a = a - a.mean(1, keepdim=True)
-    b = b - b.mean()
+    b = reference_ranks - reference_ranks.mean()
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm())
 
 

@@ -27,7 +27,7 @@ def test_rank_correlation_hand_values():
     degree = torch.tensor([4.0, 1.0, 1.0, 9.0], dtype=torch.float64)
     scores = torch.stack([degree * 2 + 1, -degree, torch.tensor([0.0, 1.0, 2.0, 3.0], dtype=torch.float64),
                           torch.ones(4, dtype=torch.float64)])
-    got = rank_correlation(scores, degree)
+    got = rank_correlation(scores, average_ranks(degree.unsqueeze(0))[0])
     # row 3 by hand: degree ranks (2, 0.5, 0.5, 3) and score ranks (0, 1, 2, 3), both centred on 1.5
     a, b = torch.tensor([-1.5, -0.5, 0.5, 1.5]), torch.tensor([0.5, -1.0, -1.0, 1.5])
     assert got[:3].tolist() == pytest.approx([1.0, -1.0, float((a * b).sum() / (a.norm() * b.norm()))])
