@@ -35,6 +35,7 @@ class NoiseSchedule:
     posterior_variance: torch.Tensor  # variance of q(x_{t-1} | x_t, x_0); 0 at t = 0
     posterior_log_variance: torch.Tensor  # its log, with t = 0 set to t = 1's value (finite; unused at t = 0)
     x0_loss_weight: torch.Tensor   # SNR(t-1) - SNR(t), SNR = abar / (1 - abar); 1 at t = 0 (DiffRec `reweight`)
+    eps_loss_weight: torch.Tensor  # x0_loss_weight / SNR(t): the same weight on the x0 error implied by a noise prediction
 
     @property
     def steps(self) -> int:
@@ -100,7 +101,7 @@ def make_schedule(kind: str, steps: int, noise_min: float = 1e-4, noise_max: flo
         posterior_mean_x0=betas * alpha_bar_prev.sqrt() / (1 - alpha_bar),
         posterior_mean_xt=(1 - alpha_bar_prev) * alphas.sqrt() / (1 - alpha_bar),
         posterior_variance=posterior_variance, posterior_log_variance=log_var.log(),
-        x0_loss_weight=x0_loss_weight)
+        x0_loss_weight=x0_loss_weight, eps_loss_weight=x0_loss_weight / snr)
 
 
 def _at(coef: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -219,12 +220,11 @@ def diffusion_loss(denoiser: nn.Module, schedule: NoiseSchedule, x0: torch.Tenso
                    reweight: bool = False) -> DiffusionLoss:
     """Per-row mean squared error (n,) of the denoiser's target at t ~ Uniform{0..T-1}, x_t = q_sample(x0 (n, d), t).
 
-    The steps and the noise come from `generator`. With `reweight` (target 'x0' only) each row is multiplied by
-    SNR(t-1) - SNR(t) (1 at t = 0), DiffRec's ELBO weighting that both official models switch on.
+    The steps and the noise come from `generator`. With `reweight` each row is multiplied by SNR(t-1) - SNR(t)
+    (1 at t = 0), DiffRec's ELBO weighting that both official models switch on; for target 'eps' by that over SNR(t),
+    which makes the loss that weight times the error of the implied x0 (|x0 - x0_hat|^2 = |eps - eps_hat|^2 / SNR(t)).
     """
     _check_target(target)
-    if reweight and target != "x0":
-        raise GraphrecError("diffusion.reweight applies to diffusion.target 'x0' only; set reweight: false for 'eps'")
     n = x0.shape[0]
     t = torch.randint(0, schedule.steps, (n,), generator=generator, device=generator.device).to(x0.device)
     noise = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
@@ -232,7 +232,7 @@ def diffusion_loss(denoiser: nn.Module, schedule: NoiseSchedule, x0: torch.Tenso
     out, x0_pred = _predict_x0(denoiser, schedule, xt, t, condition, target)
     loss = (out - (x0 if target == "x0" else noise)).pow(2).mean(dim=1)
     if reweight:
-        loss = loss * _at(schedule.x0_loss_weight, t, x0).squeeze(1)
+        loss = loss * _at(schedule.x0_loss_weight if target == "x0" else schedule.eps_loss_weight, t, x0).squeeze(1)
     return DiffusionLoss(loss, x0_pred)
 
 

@@ -49,7 +49,8 @@ CAUSALDIFFREC = {"name": "causaldiffrec", "embedding_dim": 16, "pretrain_epochs"
                                "time_dim": 10, "clip_x0": 1.0}}
 
 
-@pytest.mark.parametrize("model", [DRGO, CAUSALDIFFREC], ids=["drgo", "causaldiffrec"])
+@pytest.mark.parametrize("model", [DRGO, CAUSALDIFFREC, {**CAUSALDIFFREC, "diffusion": {
+    **CAUSALDIFFREC["diffusion"], "target": "eps", "reweight": True}}], ids=["drgo", "causaldiffrec", "eps-reweighted"])
 def test_latent_diffusion_models_train_and_resume_exactly(tmp_path, model):
     cfg = config(tmp_path, model, lr=0.02, max_batches=8, groups={"denoiser": {"lr": 0.01}})
     trainer = Trainer(cfg)
@@ -142,6 +143,24 @@ def test_bpr_trains_the_latents_through_a_frozen_denoiser(tmp_path):
     model.zero_grad()
     out["diffusion"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.denoiser.parameters())
+
+
+@pytest.mark.parametrize("model", [DRGO, CAUSALDIFFREC], ids=["drgo", "causaldiffrec"])
+def test_untrained_denoiser_passes_latents_through_for_eps_and_scrambles_them_for_x0(tmp_path, model):
+    """Before any training, BPR ranks through f(z, t = 0): with target eps that is x0_hat = (z - sqrt(1 - abar_0)
+    eps_hat) / sqrt(abar_0), z itself up to a few percent; with target x0 it is a random map of z, unrelated to it
+    (docs/ood-models.md §2c)."""
+    def denoised_cosine(target):
+        diffusion = {**model["diffusion"], "target": target, "reweight": False}
+        latent_model = Trainer(config(tmp_path / target, {**model, "pretrain_epochs": 0, "diffusion": diffusion})).model
+        with torch.no_grad():
+            mu, _, _ = latent_model.encode(latent_model.graph, sample=False)
+            cond, _ = latent_model.condition(mu, sample=False)
+            out = latent_model.denoised(mu, cond, latent_model.latent_scale(mu))
+        return torch.nn.functional.cosine_similarity(out, mu, dim=1).mean().item()
+
+    assert denoised_cosine("eps") > 0.999
+    assert abs(denoised_cosine("x0")) < 0.2
 
 
 def test_evaluation_embeddings_are_the_reverse_chain_read_out(tmp_path):

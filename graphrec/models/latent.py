@@ -39,7 +39,8 @@ class DiffusionConfig(Section):
     sampling_steps: int = Field(100, ge=0, description="evaluation: forward-noising depth T' before all T reverse "
                                                        "steps (0: start from the clean latent)")
     target: Literal["x0", "eps"] = Field("x0", description="what the denoiser predicts")
-    reweight: bool = Field(True, description="weight each row's loss by SNR(t-1) - SNR(t) (target x0 only)")
+    reweight: bool = Field(True, description="weight each row's loss by SNR(t-1) - SNR(t) (target eps: that over "
+                                             "SNR(t), the same weight on the implied x0 error)")
     time_dim: int = Field(16, ge=1, description="sinusoidal step-embedding width")
     hidden: Optional[list[int]] = Field(None, description="denoiser hidden widths (default: one layer of "
                                                           "embedding_dim)")
@@ -56,8 +57,6 @@ class DiffusionConfig(Section):
         if self.sampling_steps > self.steps:
             raise ValueError(f"diffusion.sampling_steps ({self.sampling_steps}) must be at most diffusion.steps "
                              f"({self.steps})")
-        if self.reweight and self.target != "x0":
-            raise ValueError("diffusion.reweight applies to target x0 only; set reweight: false for eps")
         return self
 
 
