@@ -391,6 +391,8 @@ def test_train_seeds_runs_the_config_once_per_seed_as_a_resumable_sweep(tmp_path
     configs = [yaml.safe_load((folder / r["run_dir"] / "config.yaml").read_text()) for r in runs.values()]
     assert {c["train.lr"] for c in configs} == {0.1} and [c["seed"] for c in configs] == [1, 2, 3]
     assert {c["train.select_metric"] for c in configs} == {"recall@10"}
+    # base.yaml is the config before --set; its header says what every run added, so nobody retrains it alone
+    assert "every run also applies --set train.lr=0.1" in (folder / "base.yaml").read_text().splitlines()[1]
     assert sweep_progress(folder) == (3, 3, 3)
     agent.run_offline(None, sweep_dir=folder, resume=True)  # nothing left: no run is started again
     assert len(list((folder / "runs").iterdir())) == 3

@@ -65,6 +65,9 @@ def create_sweep_folder(spec: SweepSpec, count: Optional[int], overrides: list[s
                                 f"{folder} or choose a new folder")
         folder.mkdir(parents=True, exist_ok=True)
     header = f"# {spec.base} as it was when sweep {folder.name} started\n"
+    if overrides:  # not in this snapshot: `graphrec train base.yaml` alone would not train what the runs trained
+        header += (f"# every run also applies --set {' --set '.join(overrides)} (sweep.json 'overrides'); each run "
+                   "folder's config.yaml is the whole config\n")
     atomic_write_text(folder / "base.yaml", header + yaml.safe_dump(portable_base(spec.base), sort_keys=False))
     atomic_write_text(folder / "sweep.yaml", f"# {spec.path} (base: {spec.raw['base']})\n"
                       + yaml.safe_dump({**spec.raw, "base": "base.yaml"}, sort_keys=False))
