@@ -54,7 +54,7 @@ def refit_config(run_dir: Path, overrides: list[str]):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import config_from_file
-    from .runs import RunLock, check_resumable
+    from .runs import RESUME_GRACE_S, RunLock, check_resumable
     from .trainer import Trainer
     if args.seeds is None and (args.workers is not None or args.threads is not None):
         raise GraphrecError("--workers and --threads go with --seeds (several seeds at once); one run takes "
@@ -71,7 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         run_dir = Path(args.resume)
         check_resumable(run_dir)
-        RunLock(run_dir).release()  # in use by another process? say so before reading any data
+        RunLock(run_dir, wait=RESUME_GRACE_S).release()  # in use by another process? say so before reading any data
         if args.config:
             cfg = config_from_file(args.config, args.set)
         else:

@@ -11,6 +11,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
@@ -125,6 +126,9 @@ def is_failed(run_dir: Path) -> bool:
     return (Path(run_dir) / FAILED_FILE).is_file()
 
 
+RESUME_GRACE_S = 10.0  # graphrec train --resume waits this long for a just-stopped process to let go of the folder
+
+
 class RunLock:
     """An exclusive lock on a run folder (fcntl.flock on the folder itself), held while one process trains into it.
 
@@ -133,19 +137,27 @@ class RunLock:
     collection; without fcntl (Windows) it is a no-op.
     """
 
-    def __init__(self, run_dir: Path, in_use: Optional[str] = None) -> None:
+    def __init__(self, run_dir: Path, in_use: Optional[str] = None, wait: float = 0.0) -> None:
+        """`wait`: seconds to keep trying while another process holds the lock (one that was just stopped may still
+        be exiting: torchrun's ranks outlive torchrun by a moment)."""
         self.fd: Optional[int] = None
         try:
             import fcntl
         except ImportError:
             return
         fd = os.open(run_dir, os.O_RDONLY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise GraphrecError(in_use or f"run folder '{run_dir}' is in use by another graphrec process (training or "
-                                "resuming it); wait for that one to finish, or stop it first") from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.1)
+                    continue
+                os.close(fd)
+                raise GraphrecError(in_use or f"run folder '{run_dir}' is in use by another graphrec process (training "
+                                    "or resuming it); wait for that one to finish, or stop it first") from None
         self.fd = fd
 
     def release(self) -> None:

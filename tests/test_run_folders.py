@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import signal
+import threading
 
 import numpy as np
+
 import pytest
 
 from graphrec import trainer as trainer_module
@@ -125,7 +127,20 @@ def test_the_run_lock_is_exclusive(tmp_path):
     RunLock(tmp_path).release()
 
 
-def test_a_second_resume_of_a_run_in_use_exits_with_one_line(tmp_path, capsys):
+def test_the_run_lock_waits_for_a_holder_that_is_exiting(tmp_path):
+    """A process stopped a moment ago may still hold the folder: with `wait` the lock is taken once it lets go, and
+    refused as before when it does not let go in time."""
+    holder = RunLock(tmp_path)
+    threading.Timer(0.5, holder.release).start()
+    RunLock(tmp_path, wait=5).release()
+    holder = RunLock(tmp_path)
+    with pytest.raises(GraphrecError, match="is in use by another graphrec process"):
+        RunLock(tmp_path, wait=0.3)
+    holder.release()
+
+
+def test_a_second_resume_of_a_run_in_use_exits_with_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("graphrec.runs.RESUME_GRACE_S", 0.2)  # the holder below never lets go
     trainer = Trainer(tiny(tmp_path, epochs=1))
     trainer.fit()
     before = {p.name: p.stat().st_mtime_ns for p in trainer.run_dir.iterdir()}
