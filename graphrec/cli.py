@@ -71,7 +71,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         run_dir = Path(args.resume)
         check_resumable(run_dir)
-        RunLock(run_dir, wait=RESUME_GRACE_S).release()  # in use by another process? say so before reading any data
+        if os.environ.get("RANK", "0") == "0":  # the lock is rank 0's (the writer's): other ranks do not check it
+            RunLock(run_dir, wait=RESUME_GRACE_S).release()  # in use by another process? say so before reading data
         if args.config:
             cfg = config_from_file(args.config, args.set)
         else:
