@@ -54,6 +54,7 @@ def refit_config(run_dir: Path, overrides: list[str]):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .config import config_from_file
+    from .distributed import launch_rank
     from .runs import RESUME_GRACE_S, RunLock, check_resumable
     from .trainer import Trainer
     if args.seeds is None and (args.workers is not None or args.threads is not None):
@@ -71,7 +72,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         run_dir = Path(args.resume)
         check_resumable(run_dir)
-        if os.environ.get("RANK", "0") == "0":  # the lock is rank 0's (the writer's): other ranks do not check it
+        if launch_rank() == 0:  # the lock is rank 0's (the writer's): other ranks do not check it
             RunLock(run_dir, wait=RESUME_GRACE_S).release()  # in use by another process? say so before reading data
         if args.config:
             cfg = config_from_file(args.config, args.set)

@@ -151,12 +151,17 @@ def launch_world_size(mode: str) -> int:
     return world_size
 
 
+def launch_rank() -> int:
+    """This process's rank among those torchrun started (0 without torchrun)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def init_from_env(mode: str = "data") -> DistContext:
     """Join the process group torchrun describes in RANK / WORLD_SIZE, or a single-process context."""
     world_size = launch_world_size(mode)
     if world_size <= 1:
         return DistContext(mode=mode)
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    rank, local_rank = launch_rank(), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available()
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")

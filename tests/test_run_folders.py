@@ -7,7 +7,6 @@ import signal
 import threading
 
 import numpy as np
-
 import pytest
 
 from graphrec import trainer as trainer_module
