@@ -285,4 +285,9 @@ def save_figure(fig: Any, path: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return f"plot: {path}"
+    return f"plot: {repo_relative(path)}"
+
+
+def repo_relative(path: Path) -> Path:
+    """`path` relative to the repository when inside it, so that docs/ names no machine's folders."""
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path

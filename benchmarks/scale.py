@@ -12,11 +12,6 @@ from .common import (REPO, Table, available_mib, save_figure, environment, fmt_c
 PLOT = REPO / "docs" / "benchmarks-scale.png"
 
 
-def batches_for(size: int) -> int:
-    """Timed batches per size: fewer as batches get slower (a few at 10M and beyond)."""
-    return 20 if size <= 1_500_000 else 8 if size <= 5_000_000 else 3
-
-
 def plot(rows: list[dict[str, Any]], path: Path) -> str:
     """ns/nnz and epoch time against the number of non-zeros; returns a note (saved or why not)."""
     try:
@@ -64,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
                              f"extrapolation, {fmt_mib(free)} available"})
                 print(f"{label}: {rows[-1]['error']}")
                 continue
-        spec = {"size": size, "batches": 2 if args.quick else batches_for(size), "warmup": 1,
+        spec = {"size": size, "batches": 2 if args.quick else args.batches, "warmup": 1,
                 "eval_budget_s": 0 if args.quick else args.eval_budget, "eval_probe_users": args.eval_probe}
         print(f"{label}: generating and timing in a fresh process ...", flush=True)
         result = run_worker("scale_one", spec, args.threads, timeout=args.timeout)
@@ -124,4 +119,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the full evaluation when predicted to take at most this many seconds")
     parser.add_argument("--eval-probe", type=int, default=None,
                         help="users in the timed evaluation probe (default: 4 score chunks, at least 512)")
+    parser.add_argument("--batches", type=int, default=20,
+                        help="timed training batches per size (the epoch is their mean x batches per epoch)")
     parser.add_argument("--timeout", type=float, default=3000.0, help="seconds per size")

@@ -9,11 +9,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .common import PAPER_RECALL20_GOWALLA, REPO, Table, environment, fmt_s, publish, save_figure, set_threads
+from .common import (PAPER_RECALL20_GOWALLA, REPO, Table, environment, fmt_s, publish, repo_relative, save_figure,
+                     set_threads)
 from .workloads import SETTINGS, GraphrecSession
 
-DOCS_CSV = REPO / "docs" / "benchmarks-tta.csv"
-DOCS_PNG = REPO / "docs" / "benchmarks-tta.png"
 PROTOCOL = ("paper protocol: train on all of train.txt (no validation split), evaluate test.txt; the first time "
             "test Recall@20 reaches the target is reported. Not a model-selection protocol.")
 
@@ -71,6 +70,12 @@ def describe(args: argparse.Namespace) -> str:
     return ", ".join(parts)
 
 
+def result_key(model: str) -> str:
+    """The results key and file stem of a paper-protocol run: `tta` for LightGCN (the summary's row), `tta-<model>`
+    for any other model, so that its curve and section sit beside LightGCN's instead of replacing them."""
+    return "tta" if model == "lightgcn" else f"tta-{model}"
+
+
 def run(args: argparse.Namespace) -> int:
     if args.protocol == "refit":
         from .tta_refit import run_refit
@@ -125,8 +130,8 @@ def run(args: argparse.Namespace) -> int:
                 break
     write = not (quick or args.no_write)
     out_dir = REPO / "docs" if write else Path(tempfile.gettempdir()) / "graphrec-benchmarks-tta"  # overwritten
-    csv_path = DOCS_CSV if write else out_dir / "benchmarks-tta.csv"
-    png_path = DOCS_PNG if write else out_dir / "benchmarks-tta.png"
+    command = result_key(args.model)
+    csv_path, png_path = out_dir / f"benchmarks-{command}.csv", out_dir / f"benchmarks-{command}.png"
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     with open(csv_path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(curve[0]) if curve else ["epoch"])
@@ -149,14 +154,14 @@ def run(args: argparse.Namespace) -> int:
     table.notes.append(PROTOCOL)
     table.notes.append(f"wall time counts training and the test evaluation every {args.eval_every} epoch(s), not the "
                        f"one-time setup ({fmt_s(session.setup_seconds)}).")
-    table.notes.append(f"curve: {csv_path}")
+    table.notes.append(f"curve: {repo_relative(csv_path)}")
     table.notes.append(plot(curve, args.target, png_path, f"{ds.name}: {model_label(args)} test Recall@20 (paper "
                                                           f"protocol)", model_label(args)))
     results = {"reached_s": reached["wall_s"] if reached else None, "reached_epoch": reached["epoch"] if reached
                else None, "budget_s": budget, "best_recall": best, "target": args.target,
                "batch_size": args.batch_size, "lr": args.lr, "settings": describe(args), "model": model_label(args),
                "demo": budget < 30 * 60}
-    publish("tta", [table], environment(args.threads), results, write=write)
+    publish(command, [table], environment(args.threads), results, write=write)
     session.close()
     return 0
 

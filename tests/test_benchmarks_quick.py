@@ -61,6 +61,12 @@ def test_tta_trains_the_model_it_is_given(capsys, restore_threads):
     assert "(synthetic, xsimgcl, num_layers=2, batch 2048" in out
 
 
+def test_a_tta_run_of_another_model_keeps_lightgcns_summary_row_and_curve():
+    from benchmarks.tta import result_key
+    assert result_key("lightgcn") == "tta"  # the key the summary's time-to-accuracy row reads
+    assert result_key("xsimgcl") == "tta-xsimgcl"  # its own section, docs/benchmarks-tta-xsimgcl.{csv,png}
+
+
 def test_a_bad_model_key_is_one_line_and_exit_2(capsys, restore_threads):
     code = main(["tta", "--quick", "--threads", "1", "--model", "xsimgc"])
     err = capsys.readouterr().err.strip()
