@@ -1,6 +1,7 @@
 """Shared pieces of the benchmarks: environment facts, timing, tables, docs/benchmarks.md, subprocess workers."""
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -286,6 +287,17 @@ def save_figure(fig: Any, path: Path) -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return f"plot: {repo_relative(path)}"
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (argparse turns the error into one usage line and exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
 
 
 def repo_relative(path: Path) -> Path:

@@ -6,8 +6,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .common import (REPO, Table, available_mib, save_figure, environment, fmt_count, fmt_mib, fmt_s, parse_count, publish,
-                     run_worker)
+from .common import (REPO, Table, available_mib, save_figure, environment, fmt_count, fmt_mib, fmt_s, parse_count,
+                     positive_int, publish, run_worker)
 
 PLOT = REPO / "docs" / "benchmarks-scale.png"
 
@@ -119,6 +119,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the full evaluation when predicted to take at most this many seconds")
     parser.add_argument("--eval-probe", type=int, default=None,
                         help="users in the timed evaluation probe (default: 4 score chunks, at least 512)")
-    parser.add_argument("--batches", type=int, default=20,
+    parser.add_argument("--batches", type=positive_int, default=20,
                         help="timed training batches per size (the epoch is their mean x batches per epoch)")
     parser.add_argument("--timeout", type=float, default=3000.0, help="seconds per size")

@@ -73,6 +73,13 @@ def test_a_bad_model_key_is_one_line_and_exit_2(capsys, restore_threads):
     assert code == 2 and err == "benchmarks: unknown model 'xsimgc' (model.name), did you mean 'xsimgcl'?"
 
 
+def test_scale_refuses_zero_timed_batches_in_one_line(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["scale", "--quick", "--batches", "0"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 2 and err.endswith("argument --batches: must be a whole number >= 1, got '0'")
+
+
 def test_neighbourhood_coverage_of_a_hand_made_graph():
     """u0-i0, u1-i0, u1-i1 (nodes u0=0, u1=1, i0=2, i1=3; 6 adjacency entries) from the batch row u0: S_3 = {u0}
     holds 1 entry, S_2 = {u0, i0} 1 + 2, S_1 = {u0, i0, u1} 1 + 2 + 2."""
