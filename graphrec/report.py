@@ -506,10 +506,14 @@ def run(args: argparse.Namespace) -> int:
     if args.plot and not args.best:
         raise GraphrecError("report --plot goes with --best METRIC (a sweep's metric against its parameters); "
                             "for one run's splits use graphrec eval RUN --plot")
+    check_out(args.out)
+    if args.best and args.baseline:
+        raise GraphrecError("report --best ranks one sweep's trials; --baseline compares models over seeds: run "
+                            "them as two commands (--baseline on the seeds' run folders)")
     if args.best:
         if args.plot:
             pyplot()
-        print(sweep_report(args.runs, args.best, args.format, args.plot))
+        emit(sweep_report(args.runs, args.best, args.format, args.plot), args.out)
         return 0
     runs = [r for r in map(read_run, find_runs(args.runs)) if r is not None]
     if not runs:
@@ -523,14 +527,21 @@ def run(args: argparse.Namespace) -> int:
     columns, rows = report_rows(runs, _names(args.splits), _names(args.metrics))
     if args.baseline:
         compare_to_baseline(rows, args.baseline, paired=args.paired)
-    text = format_report(columns, rows, args.format)
-    if args.out:
-        from .atomic import atomic_write_text
-        out = Path(args.out)
-        if out.is_dir() or not out.parent.is_dir():
-            raise GraphrecError(f"--out '{out}': {'is a folder' if out.is_dir() else 'its folder does not exist'}; "
-                                "name a file in an existing folder")
-        atomic_write_text(out, text + "\n")
-    else:
-        print(text)
+    emit(format_report(columns, rows, args.format), args.out)
     return 0
+
+
+def check_out(out: Optional[str]) -> None:
+    """Refuse an --out that cannot be written before anything is read or written."""
+    if out and (Path(out).is_dir() or not Path(out).parent.is_dir()):
+        raise GraphrecError(f"--out '{out}': {'is a folder' if Path(out).is_dir() else 'its folder does not exist'}; "
+                            "name a file in an existing folder")
+
+
+def emit(text: str, out: Optional[str]) -> None:
+    """Print the report, or write it to the file `out` (checked by check_out) atomically."""
+    if not out:
+        print(text)
+        return
+    from .atomic import atomic_write_text
+    atomic_write_text(Path(out), text + "\n")

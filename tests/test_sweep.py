@@ -360,6 +360,18 @@ def test_the_best_config_of_an_unfinished_sweep_says_it_is_provisional(tmp_path,
     assert write_best_config(folder, METRIC).read_text().splitlines()[1].startswith("# Budget: 4 runs,")
 
 
+def test_report_best_writes_its_ranked_table_to_out_instead_of_printing_it(tmp_path, fake_train, capsys):
+    from graphrec.cli import main
+    folder = agent.run_offline(write_sweep(tmp_path, {"train.lr": {"values": [0.001, 0.01]}}), count=2)
+    capsys.readouterr()
+    out = tmp_path / "ranked.csv"
+    assert main(["report", str(folder), "--best", METRIC, "--format", "csv", "--out", str(out)]) == 0
+    assert capsys.readouterr().out == ""
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith(f"sweep {folder}: best config written to") and lines[1].startswith("rank,run,status,")
+    assert [line.split(",")[0] for line in lines[2:]] == ["1", "2"]
+
+
 def test_a_sweep_whose_only_valued_run_failed_has_no_best_config(tmp_path, fake_train, monkeypatch):
     monkeypatch.setenv("FAKE_DIVERGE_LR", "0.01")
     folder = agent.run_offline(write_sweep(tmp_path, {"train.lr": {"values": [0.01]}}))
