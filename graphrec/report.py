@@ -476,7 +476,7 @@ def _status(row: dict) -> str:
 
 def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str]) -> str:
     """Each sweep folder's runs ranked by `metric` (a table per sweep), the best config written beside them."""
-    from .sweep.summary import plot_sweep, progress_note, sweep_rows, write_best_config
+    from .sweep.summary import plot_sweep, progress_note, sweep_rows, time_left_note, write_best_config
     texts = []
     for folder in folders:
         if not (Path(folder) / "runs.jsonl").is_file():
@@ -493,6 +493,8 @@ def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str])
         live = any(r["status"] == "running" for r in rows)
         note = "" if partial is None else (f"; provisional: {partial} (" + (
             "still running" if live else f"graphrec sweep --resume {folder} finishes it") + ")")
+        eta = time_left_note(folder) if live else None
+        note += f"; {eta}" if eta else ""
         texts.append(f"sweep {folder}: best config written to {best}{note}\n"
                      + _render(["rank", "run", "status", metric] + names, body, fmt))
     return "\n\n".join(texts)

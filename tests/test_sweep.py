@@ -24,7 +24,8 @@ from graphrec.sweep.hyperband import runs_to_stop
 from graphrec.sweep.runlog import append_record, read_runs
 from graphrec.sweep.seeds import parse_seeds, run_seeds
 from graphrec.sweep.spec import Hyperband, SweepSpec, format_value, load_sweep, parse_dimensions
-from graphrec.sweep.summary import plot_sweep, progress_note, sweep_progress, sweep_rows, write_best_config
+from graphrec.sweep.summary import (plot_sweep, progress_note, sweep_progress, sweep_rows, time_left_note,
+                                    write_best_config)
 
 FAKE_TRAIN = Path(__file__).parent / "fake_train.py"
 BASE = {
@@ -335,6 +336,9 @@ def test_a_sweep_read_while_it_runs_shows_each_live_run_s_best_value_so_far(tmp_
         assert progress_note(folder) == "2 of 3 runs done, 1 running"
         report = sweep_report([str(folder)], METRIC, "markdown", None)
         assert "(still running)" in report.splitlines()[0] and "| r002 | running, epoch 3 | 0.9900 |" in report
+        for run_id, seconds in (("r000", 600), ("r001", 1800)):
+            append_record(folder / "runs.jsonl", {"id": run_id, "seconds": seconds})
+        assert time_left_note(folder) == "about 20 min left: 1 run at the finished runs' median of 20 min, 1 at a time"
     rows = {r["id"]: r for r in sweep_rows(folder, METRIC)}
     assert (rows["r002"]["status"], rows["r002"]["epoch"]) == ("interrupted", None)
     assert progress_note(folder) == "2 of 3 runs done, 1 interrupted"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any, Optional
 
@@ -120,6 +121,24 @@ def progress_note(sweep_dir: str | Path) -> Optional[str]:
     if planned is not None and planned > begun:
         parts.append(f"{planned - begun} not begun")
     return ", ".join([f"{done} of {planned if planned is not None else begun} runs done", *parts])
+
+
+def time_left_note(sweep_dir: str | Path) -> Optional[str]:
+    """'about 2.7 h left: 9 runs at the finished runs' median of 18 min, 1 at a time' while runs train and some
+    have finished; None otherwise (nothing to time by, or nothing running)."""
+    done, _, planned = sweep_progress(sweep_dir)
+    running = [s for s, _ in run_states(sweep_dir).values()].count("running")
+    seconds = [r["seconds"] for r in read_runs(Path(sweep_dir) / "runs.jsonl").values()
+               if r.get("status") in SELECTABLE and r.get("seconds")]
+    if not running or not seconds or planned is None:
+        return None
+    median, left = statistics.median(seconds), planned - done
+    return (f"about {_duration(left * median / running)} left: {left} run{'s' * (left != 1)} at the finished runs' "
+            f"median of {_duration(median)}, {running} at a time")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
 
 
 def _best(sweep_dir: Path, metric: str) -> dict[str, Any]:
