@@ -127,12 +127,13 @@ def time_left_note(sweep_dir: str | Path) -> Optional[str]:
     """'about 2.7 h left: 9 runs at the finished runs' median of 18 min, 1 at a time' while runs train and some
     have finished; None otherwise (nothing to time by, or nothing running)."""
     done, _, planned = sweep_progress(sweep_dir)
-    running = [s for s, _ in run_states(sweep_dir).values()].count("running")
+    states = [s for s, _ in run_states(sweep_dir).values()]
+    running = states.count("running")
     seconds = [r["seconds"] for r in read_runs(Path(sweep_dir) / "runs.jsonl").values()
                if r.get("status") in SELECTABLE and r.get("seconds")]
     if not running or not seconds or planned is None:
         return None
-    median, left = statistics.median(seconds), planned - done
+    median, left = statistics.median(seconds), planned - done - states.count("failed")  # failed: not retried
     return (f"about {_duration(left * median / running)} left: {left} run{'s' * (left != 1)} at the finished runs' "
             f"median of {_duration(median)}, {running} at a time")
 
