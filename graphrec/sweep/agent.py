@@ -359,6 +359,13 @@ class Sweep:
                 signal.signal(signal.SIGTERM, previous)
 
 
+def check_retry_failed(retry_failed: bool, resume: bool) -> None:
+    """Failed runs are retried only in an existing sweep folder (--resume)."""
+    if retry_failed and not resume:
+        raise GraphrecError("--retry-failed continues a sweep folder: graphrec sweep --resume sweeps/<name>-<time>/ "
+                            "--retry-failed")
+
+
 def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, workers: int = 1,
                 overrides: Optional[list[str]] = None, sweep_dir: Optional[str | Path] = None,
                 resume: bool = False, threads: Optional[int] = None, retry_failed: bool = False) -> Path:
@@ -366,9 +373,7 @@ def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, w
     `sweep_dir` continued (finished runs kept, runs left running run again; with retry_failed also the failed
     runs, from scratch). Each run gets `threads` threads (default: this process's cores split between the
     workers). Returns the sweep folder."""
-    if retry_failed and not resume:
-        raise GraphrecError("--retry-failed continues a sweep folder: graphrec sweep --resume sweeps/<name>-<time>/ "
-                            "--retry-failed")
+    check_retry_failed(retry_failed, resume)
     if workers < 1:
         raise GraphrecError(f"--workers {workers}: give 1 or more")
     if threads is not None and threads < 1:

@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.sweep_file:
         raise GraphrecError(f"pass either a sweep file or --resume {args.resume}, not both (a resumed sweep keeps "
                             "its own sweep.yaml)")
+    from .agent import check_retry_failed
+    check_retry_failed(args.retry_failed, bool(args.resume))  # before --dry-run and the online path ignore it
     if args.dry_run:
         return _dry_run(args)
     if args.offline or args.resume:
