@@ -227,7 +227,8 @@ class TrainConfig(Section):
                                                                              "{name: {lr, optimizer, weight_decay}}")
     lr_schedule: Literal["constant", "cosine", "step", "exponential"] = Field(
         "constant", description="per-epoch learning rate: constant, cosine (lr to lr_min over epochs), step, "
-                                "exponential (lr * lr_gamma^epoch; IDSF: lr_gamma 0.96^(1/50) = 0.999184)")
+                                "exponential (lr * lr_gamma^epoch; IDSF: lr_gamma 0.96^(1/50) = 0.999184); "
+                                "every group's schedule counts the run's epochs, stages it sat out included")
     lr_min: float = Field(0.0, ge=0, description="cosine schedule's final learning rate")
     lr_schedule_epochs: Optional[int] = Field(None, ge=1, description="cosine schedule's length in epochs (none: "
                                               "train.epochs); a refit run keeps its selection run's length, so "

@@ -6,6 +6,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -540,8 +541,10 @@ class Trainer:
         raise TrainingStopped(stop.exit_code)
 
     def _advance_epoch(self) -> None:
-        for scheduler in self.schedulers.values():
-            scheduler.step()
+        with warnings.catch_warnings():  # a group idle in this epoch's stage still advances: schedules count epochs
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+            for scheduler in self.schedulers.values():
+                scheduler.step()
         self.state.epoch += 1
         self.state.batch_in_epoch = 0
         self.state.epoch_sums = []

@@ -3,6 +3,7 @@ mechanisms hold on hand-built cases (docs/ood-models.md)."""
 from __future__ import annotations
 
 import math
+import warnings
 
 import networkx as nx
 import numpy as np
@@ -367,3 +368,18 @@ def test_user_clusters_recover_planted_communities():
     keep = np.unique(users * 30 + items)
     labels = user_clusters(keep // 30, keep % 30, 40, 30, 2, rank=4, seed=0).numpy()
     assert len(set(labels[:20])) == 1 and len(set(labels[20:])) == 1 and labels[0] != labels[20]
+
+
+def test_schedules_count_every_epoch_and_an_idle_stage_warns_nothing(tmp_path):
+    """The main group sits out the pre-training epoch, yet its cosine schedule advances through it (schedules count the
+    run's epochs), silently: torch's "scheduler before optimizer" warning is no news here."""
+    cfg = config(tmp_path, DRGO, lr=0.02, epochs=4, max_batches=2, lr_schedule="cosine")
+    trainer = Trainer(cfg)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit()
+    assert not [w for w in caught if "lr_scheduler" in str(w.message)]
+    records = history(trainer.run_dir)
+    assert [r["stage"] for r in records] == ["pretrain"] + ["main"] * 3
+    rates = [r["train/lr"] for r in records]
+    assert rates == pytest.approx([0.01 * (1 + math.cos(math.pi * epoch / 4)) for epoch in range(4)])
