@@ -550,6 +550,26 @@ def test_dry_run_prints_the_train_command_of_each_run_the_sweep_then_starts(tmp_
         assert {key: yaml.safe_load(text) for key, text in sets.items()} == records[line.split()[0]]["params"]
 
 
+def test_trials_run_only_the_named_proposals_with_their_parameters_in_the_whole_sweep(tmp_path, fake_train):
+    """--trials 1,3-4 (a lost sweep's missing trials, or a sweep split over machines) makes a folder of r001, r003 and
+    r004 with exactly their parameters in the whole sweep, as its dry-run lines say; it plans 3 runs, and --resume
+    finds nothing left."""
+    sweep_file = write_sweep(tmp_path, {"train.lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0},
+                                        "train.batch_size": {"values": [32, 64, 128]}}, "random", seed=3)
+    whole = dict(agent.plan_offline(sweep_file, 5))
+    assert agent.plan_offline(sweep_file, trials="1,3-4") == [(k, whole[k]) for k in ("r001", "r003", "r004")]
+    folder = agent.run_offline(sweep_file, workers=2, sweep_dir=tmp_path / "sw", trials="1,3-4")
+    engine = Engine(load_sweep(sweep_file))
+    assert statuses(folder) == {"r001": "finished", "r003": "finished", "r004": "finished"}
+    assert {run_id: r["params"] for run_id, r in read_runs(folder / "runs.jsonl").items()} == {
+        f"r{i:03d}": engine.propose(i, []).params for i in (1, 3, 4)}
+    assert sweep_progress(folder) == (3, 3, 3) and progress_note(folder) is None
+    agent.run_offline(None, sweep_dir=folder, resume=True)
+    assert len(list((folder / "runs").iterdir())) == 3
+    with pytest.raises(GraphrecError, match="runs the trials it was started with"):
+        agent.run_offline(None, count=5, sweep_dir=folder, resume=True)
+
+
 def test_dry_run_of_a_bayes_sweep_is_refused_in_one_line(tmp_path):
     sweep_file = write_sweep(tmp_path, {"train.lr": {"min": 1e-4, "max": 1e-1}}, "bayes")
     with pytest.raises(GraphrecError, match="bayes sweep's proposals depend on the results"):

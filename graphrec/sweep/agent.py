@@ -20,6 +20,7 @@ from ..errors import GraphrecError
 from ..runs import RunLock
 from .engine import Engine, Observation
 from .hyperband import runs_to_stop
+from .numbers import parse_number_list
 from .runlog import append_record, end_cut_line, metric_history, read_runs, run_folders
 from .spec import SweepSpec, load_sweep, set_args
 
@@ -54,8 +55,9 @@ def claim_folder(parent: Path, name: str) -> Path:
 
 
 def create_sweep_folder(spec: SweepSpec, count: Optional[int], overrides: list[str],
-                        sweep_dir: Optional[Path] = None) -> Path:
-    """sweeps/<name>-<time>/ with sweep.yaml (base: base.yaml), base.yaml (a snapshot) and sweep.json."""
+                        sweep_dir: Optional[Path] = None, trials: Optional[list[int]] = None) -> Path:
+    """sweeps/<name>-<time>/ with sweep.yaml (base: base.yaml), base.yaml (a snapshot) and sweep.json (with
+    `trials`, the proposal indices this folder runs, when it runs only some)."""
     if sweep_dir is None:
         folder = claim_folder(Path.cwd() / "sweeps", spec.name)
     else:
@@ -73,6 +75,7 @@ def create_sweep_folder(spec: SweepSpec, count: Optional[int], overrides: list[s
                       + yaml.safe_dump({**spec.raw, "base": "base.yaml"}, sort_keys=False))
     atomic_write_json(folder / "sweep.json", {"sweep_file": str(spec.path.resolve()), "base": str(spec.base),
                                               "count": count, "overrides": overrides, "method": spec.method,
+                                              **({"trials": trials} if trials is not None else {}),
                                               "created": datetime.now().isoformat(timespec="seconds")})
     (folder / "runs").mkdir()
     (folder / "logs").mkdir()
@@ -142,15 +145,33 @@ def runs_in_sweep(engine: Engine, count: Optional[int]) -> int:
     return total
 
 
+def trial_indices(engine: Engine, trials_text: Optional[str], count: Optional[int]) -> Optional[list[int]]:
+    """The proposal indices --trials names (None without it): grid and random sweeps only, whose run rNNN has the
+    same parameters whichever runs came before it; a grid's indices must exist."""
+    if trials_text is None:
+        return None
+    if count is not None:
+        raise GraphrecError(f"--trials {trials_text} names the runs itself; drop --count {count}")
+    if engine.spec.method == "bayes":
+        raise GraphrecError(f"--trials {trials_text}: a bayes sweep's proposals depend on the runs before them, so "
+                            "one cannot be run alone; use method: random or grid")
+    indices = parse_number_list(trials_text, "--trials", "trial")
+    size = engine.size()
+    if size is not None and max(indices) >= size:
+        raise GraphrecError(f"--trials {trials_text}: the grid has {size} combinations, r000-r{size - 1:03d}")
+    return indices
+
+
 def sweep_settings(spec: SweepSpec, overrides: list[str]) -> list[str]:
     """The --set texts every run of the sweep shares: selection by the sweep's metric, then the sweep's --set."""
     return [f"train.select_metric={spec.select_metric()}", *overrides]
 
 
-def plan_offline(sweep_file: str | Path, count: Optional[int] = None,
-                 overrides: Optional[list[str]] = None) -> list[tuple[str, list[str]]]:
-    """The runs an offline sweep would start, none started and nothing written: (run id, `graphrec train`
-    arguments) per run. Grid and random sweeps only: a bayes proposal depends on the results before it."""
+def plan_offline(sweep_file: str | Path, count: Optional[int] = None, overrides: Optional[list[str]] = None,
+                 trials: Optional[str] = None) -> list[tuple[str, list[str]]]:
+    """The runs an offline sweep would start (all, or those --trials names), none started and nothing written:
+    (run id, `graphrec train` arguments) per run. Grid and random sweeps only: a bayes proposal depends on the
+    results before it."""
     if count is not None and count < 1:
         raise GraphrecError(f"--count {count}: give 1 or more")
     overrides = list(overrides or [])
@@ -159,9 +180,10 @@ def plan_offline(sweep_file: str | Path, count: Optional[int] = None,
         raise GraphrecError(f"{sweep_file}: --dry-run lists grid and random sweeps; a bayes sweep's proposals "
                             "depend on the results of the runs before them")
     engine = Engine(spec)
+    indices = trial_indices(engine, trials, count) or range(runs_in_sweep(engine, count))
     base = Path(os.path.relpath(spec.base)) if spec.base.resolve().is_relative_to(Path.cwd()) else spec.base
     return [(f"r{index:03d}", train_args(base, engine.propose(index, []).params, sweep_settings(spec, overrides)))
-            for index in range(runs_in_sweep(engine, count))]
+            for index in indices]
 
 
 def resume_command(run_dir: Path, threads: int) -> list[str]:
@@ -189,11 +211,11 @@ class Sweep:
     """One sweep folder being worked on: proposes, launches, watches and records runs."""
 
     def __init__(self, folder: Path, spec: SweepSpec, count: Optional[int], workers: int, overrides: list[str],
-                 threads: Optional[int] = None, retry_failed: bool = False):
+                 threads: Optional[int] = None, retry_failed: bool = False, trials: Optional[list[int]] = None):
         self.folder, self.spec, self.workers, self.overrides = folder, spec, workers, overrides
-        self.retry_failed = retry_failed
+        self.retry_failed, self.trials = retry_failed, trials
         self.engine = Engine(spec)
-        self.count = runs_in_sweep(self.engine, count)
+        self.count = len(trials) if trials is not None else runs_in_sweep(self.engine, count)
         self.threads = threads or max(1, usable_cores() // workers)
         self.runs_file = folder / "runs.jsonl"
         end_cut_line(self.runs_file)
@@ -209,6 +231,12 @@ class Sweep:
 
     def _history(self) -> list[Observation]:
         return [Observation(r["draw"], r.get("metric"), r["status"]) for r in self.records.values()]
+
+    def _next_index(self) -> int:
+        """The proposal index of the next new run: the next of `trials` not yet started, else the next in order."""
+        if self.trials is None:
+            return len(self.records)
+        return next(index for index in self.trials if f"r{index:03d}" not in self.records)
 
     def _target_reached(self) -> bool:
         target = self.spec.target
@@ -335,7 +363,7 @@ class Sweep:
                     if queue:
                         self._launch(*queue.pop(0))
                         continue
-                    index = len(self.records)
+                    index = self._next_index()
                     proposal = self.engine.propose(index, self._history())
                     if proposal is None:
                         self.count = len(self.records)
@@ -368,11 +396,13 @@ def check_retry_failed(retry_failed: bool, resume: bool) -> None:
 
 def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, workers: int = 1,
                 overrides: Optional[list[str]] = None, sweep_dir: Optional[str | Path] = None,
-                resume: bool = False, threads: Optional[int] = None, retry_failed: bool = False) -> Path:
-    """Run a sweep without W&B: a new sweep folder from `sweep_file`, or with resume=True the folder
-    `sweep_dir` continued (finished runs kept, runs left running run again; with retry_failed also the failed
-    runs, from scratch). Each run gets `threads` threads (default: this process's cores split between the
-    workers). Returns the sweep folder."""
+                resume: bool = False, threads: Optional[int] = None, retry_failed: bool = False,
+                trials: Optional[str] = None) -> Path:
+    """Run a sweep without W&B: a new sweep folder from `sweep_file` (with `trials`, e.g. '7-11', only those
+    proposals, each with its parameters in the whole sweep), or with resume=True the folder `sweep_dir` continued
+    (finished runs kept, runs left running run again; with retry_failed also the failed runs, from scratch). Each
+    run gets `threads` threads (default: this process's cores split between the workers). Returns the sweep
+    folder."""
     check_retry_failed(retry_failed, resume)
     if workers < 1:
         raise GraphrecError(f"--workers {workers}: give 1 or more")
@@ -385,10 +415,17 @@ def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, w
             raise GraphrecError("--resume needs the sweep folder, e.g. graphrec sweep --resume sweeps/<name>-<time>/")
         if overrides:
             raise GraphrecError("--set cannot change a sweep being resumed: its runs keep the --set it started with")
+        if trials is not None:
+            raise GraphrecError(f"--trials {trials} starts a new sweep folder; a resumed sweep keeps the trials it "
+                                "started with")
         folder = Path(sweep_dir)
         state = open_sweep_folder(folder)
         lock = sweep_lock(folder)
         overrides = list(state.get("overrides") or [])
+        indices = state.get("trials")
+        if indices is not None and count is not None:
+            raise GraphrecError(f"--count {count}: sweep folder '{folder}' runs the trials it was started with "
+                                "(--trials); resume it without --count")
         spec = load_sweep(folder / "sweep.yaml", overrides)
         count = count if count is not None else state.get("count")
         if count != state.get("count"):
@@ -399,11 +436,13 @@ def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, w
                                 "or --resume SWEEP_DIR")
         overrides = list(overrides or [])
         spec = load_sweep(sweep_file, overrides)
-        runs_in_sweep(Engine(spec), count)  # a missing engine or an endless sweep is reported before the folder
-        folder = create_sweep_folder(spec, count, overrides, Path(sweep_dir) if sweep_dir else None)
+        indices = trial_indices(Engine(spec), trials, count)
+        if indices is None:
+            runs_in_sweep(Engine(spec), count)  # a missing engine or an endless sweep is reported before the folder
+        folder = create_sweep_folder(spec, count, overrides, Path(sweep_dir) if sweep_dir else None, indices)
         spec = load_sweep(folder / "sweep.yaml", overrides)
         lock = sweep_lock(folder)
         print(f"sweep folder: {folder}", file=sys.stderr)
     with lock:
-        Sweep(folder, spec, count, workers, overrides, threads, retry_failed).run()
+        Sweep(folder, spec, count, workers, overrides, threads, retry_failed, indices).run()
     return folder

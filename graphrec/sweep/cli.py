@@ -1,4 +1,5 @@
-"""`graphrec sweep SWEEP.yaml --count N [--offline] [--workers N] [--threads N] [--set k=v] [--dry-run]`, `graphrec sweep --resume DIR`."""
+"""`graphrec sweep`: a sweep file online or --offline (all its runs, --count N or --trials 7-11), --dry-run, and
+`graphrec sweep --resume DIR`."""
 from __future__ import annotations
 
 import argparse
@@ -22,6 +23,9 @@ def add_parser(subparsers) -> None:
     sweep.add_argument("--resume", metavar="SWEEP_DIR", help="continue an offline sweep folder")
     sweep.add_argument("--retry-failed", action="store_true", help="with --resume: run the failed runs again from "
                        "scratch with their parameters (after a fix; their old run folders stay, marked failed)")
+    sweep.add_argument("--trials", metavar="TRIALS", help="offline grid or random sweep: run only these proposals, "
+                       "e.g. 7-11 or 0,3 (run r007-r011 or r000 and r003, each with its parameters in the whole "
+                       "sweep); replaces --count")
     sweep.add_argument("--dry-run", action="store_true", help="print the `graphrec train` command of each run an "
                        "offline grid or random sweep would start (exact values), start none, write nothing")
     sweep.set_defaults(func=run)
@@ -40,13 +44,15 @@ def run(args: argparse.Namespace) -> int:
         from .agent import run_offline
         folder = run_offline(args.sweep_file, args.count, args.workers, args.set,
                              sweep_dir=args.resume, resume=bool(args.resume), threads=args.threads,
-                             retry_failed=args.retry_failed)
+                             retry_failed=args.retry_failed, trials=args.trials)
         print(f"sweep folder: {folder}")
         print(f"best runs: graphrec report {folder} --best <metric>", file=sys.stderr)
         return 0
     if args.sweep_file is None:
         raise GraphrecError("graphrec sweep needs a sweep file, e.g. graphrec sweep "
                             "experiments/sweeps/lightgcn-quickstart.yaml --count 12 --offline")
+    if args.trials is not None:
+        raise GraphrecError(f"--trials {args.trials} needs --offline (W&B's agent proposes the online runs)")
     if args.workers != 1 or args.threads is not None:
         raise GraphrecError("--workers and --threads need --offline; online, start one graphrec sweep per machine "
                             "instead and set train.threads with --set")
@@ -61,6 +67,6 @@ def _dry_run(args: argparse.Namespace) -> int:
         raise GraphrecError("--dry-run lists the runs of a new sweep: graphrec sweep SWEEP.yaml --count N --dry-run "
                             "(a sweep folder's runs are in its runs.jsonl)")
     from .agent import plan_offline
-    for run_id, train_args in plan_offline(args.sweep_file, args.count, args.set):
+    for run_id, train_args in plan_offline(args.sweep_file, args.count, args.set, args.trials):
         print(f"{run_id}  graphrec {shlex.join(train_args)}")
     return 0

@@ -2,7 +2,6 @@
 (parallel workers, a ledger, failed runs marked, `graphrec sweep --resume` after a kill)."""
 from __future__ import annotations
 
-import re
 import sys
 import tempfile
 from dataclasses import replace
@@ -15,25 +14,13 @@ from ..config import config_from_file
 from ..errors import GraphrecError
 from ..tasks import lower_is_better
 from .agent import claim_folder, create_sweep_folder, run_offline
+from .numbers import parse_number_list
 from .spec import SWEEP_OWNED_KEYS, load_sweep, override_key
-
-_SEEDS_TEXT = re.compile(r"^\s*\d+\s*(-\s*\d+\s*)?(,\s*\d+\s*(-\s*\d+\s*)?)*$")
 
 
 def parse_seeds(text: str) -> list[int]:
     """'1-5' -> [1, 2, 3, 4, 5]; '1,3,7' and '1-3,7' as written; one-line error for anything else or a repeat."""
-    if not _SEEDS_TEXT.match(text or ""):
-        raise GraphrecError(f"--seeds {text!r}: give seeds as 1-5, 1,3,7 or 1-3,7 (non-negative integers)")
-    seeds: list[int] = []
-    for part in text.split(","):
-        first, _, last = (p.strip() for p in part.partition("-"))
-        if last and int(last) < int(first):
-            raise GraphrecError(f"--seeds {text}: range {first}-{last} runs backwards; write {last}-{first}")
-        seeds += range(int(first), int(last or first) + 1)
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
-        raise GraphrecError(f"--seeds {text}: seed {repeated[0]} is listed twice; list each seed once")
-    return seeds
+    return parse_number_list(text, "--seeds", "seed")
 
 
 def run_seeds(config: str, seeds_text: str, workers: int = 1, threads: Optional[int] = None,

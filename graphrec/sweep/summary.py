@@ -101,10 +101,12 @@ def sweep_rows(sweep_dir: str | Path, metric: str) -> list[dict[str, Any]]:
 
 
 def sweep_progress(sweep_dir: str | Path) -> tuple[int, int, Optional[int]]:
-    """(runs finished or stopped, runs begun, runs planned: --count, else a grid's combinations; None if unknown)."""
+    """(runs finished or stopped, runs begun, runs planned: --count or --trials, else a grid's combinations; None if
+    unknown)."""
     sweep_dir = Path(sweep_dir)
     runs = read_runs(sweep_dir / "runs.jsonl")
-    planned = json.loads((sweep_dir / "sweep.json").read_text()).get("count")
+    state = json.loads((sweep_dir / "sweep.json").read_text())
+    planned = len(state["trials"]) if state.get("trials") is not None else state.get("count")
     raw = read_yaml(sweep_dir / "sweep.yaml")
     if planned is None and raw.get("method") == "grid":  # every combination, as Engine.size counts them
         planned = math.prod(len(d.grid_values()) for d in parse_dimensions(sweep_dir / "sweep.yaml", raw["parameters"]))
