@@ -145,6 +145,11 @@ def runs_in_sweep(engine: Engine, count: Optional[int]) -> int:
     return total
 
 
+def proposal_id(index: int) -> str:
+    """The id of a sweep's proposal `index`: r000, r001, ..."""
+    return f"r{index:03d}"
+
+
 def trial_indices(engine: Engine, trials_text: Optional[str], count: Optional[int]) -> Optional[list[int]]:
     """The proposal indices --trials names (None without it): grid and random sweeps only, whose run rNNN has the
     same parameters whichever runs came before it; a grid's indices must exist."""
@@ -158,7 +163,7 @@ def trial_indices(engine: Engine, trials_text: Optional[str], count: Optional[in
     indices = parse_number_list(trials_text, "--trials", "trial")
     size = engine.size()
     if size is not None and max(indices) >= size:
-        raise GraphrecError(f"--trials {trials_text}: the grid has {size} combinations, r000-r{size - 1:03d}")
+        raise GraphrecError(f"--trials {trials_text}: the grid has {size} combinations, r000-{proposal_id(size - 1)}")
     return indices
 
 
@@ -182,7 +187,7 @@ def plan_offline(sweep_file: str | Path, count: Optional[int] = None, overrides:
     engine = Engine(spec)
     indices = trial_indices(engine, trials, count) or range(runs_in_sweep(engine, count))
     base = Path(os.path.relpath(spec.base)) if spec.base.resolve().is_relative_to(Path.cwd()) else spec.base
-    return [(f"r{index:03d}", train_args(base, engine.propose(index, []).params, sweep_settings(spec, overrides)))
+    return [(proposal_id(index), train_args(base, engine.propose(index, []).params, sweep_settings(spec, overrides)))
             for index in indices]
 
 
@@ -236,7 +241,7 @@ class Sweep:
         """The proposal index of the next new run: the next of `trials` not yet started, else the next in order."""
         if self.trials is None:
             return len(self.records)
-        return next(index for index in self.trials if f"r{index:03d}" not in self.records)
+        return next(index for index in self.trials if proposal_id(index) not in self.records)
 
     def _target_reached(self) -> bool:
         target = self.spec.target
@@ -368,7 +373,7 @@ class Sweep:
                     if proposal is None:
                         self.count = len(self.records)
                         break
-                    self._launch(f"r{index:03d}", proposal.params, proposal.draw)
+                    self._launch(proposal_id(index), proposal.params, proposal.draw)
                 if not self.live:
                     break
                 time.sleep(POLL_SECONDS)
@@ -436,9 +441,10 @@ def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, w
                                 "or --resume SWEEP_DIR")
         overrides = list(overrides or [])
         spec = load_sweep(sweep_file, overrides)
-        indices = trial_indices(Engine(spec), trials, count)
+        engine = Engine(spec)  # a missing engine, bad --trials or an endless sweep is reported before the folder
+        indices = trial_indices(engine, trials, count)
         if indices is None:
-            runs_in_sweep(Engine(spec), count)  # a missing engine or an endless sweep is reported before the folder
+            runs_in_sweep(engine, count)
         folder = create_sweep_folder(spec, count, overrides, Path(sweep_dir) if sweep_dir else None, indices)
         spec = load_sweep(folder / "sweep.yaml", overrides)
         lock = sweep_lock(folder)
