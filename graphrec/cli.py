@@ -136,15 +136,25 @@ def _check_run_folder(run_dir: Path, checkpoint: str) -> None:
                                 "back the run's own files")
 
 
+# protocols that keep the run's data: a checkpoint can be evaluated under either (refit changes train)
+EVAL_PROTOCOLS = ("validation", "leaky")
+
+
 def _check_eval_overrides(overrides: list[str]) -> None:
-    """One line for an eval `--set` outside model.* / eval.* (they change the data or the training, not how the
-    trained parameters evaluate) or one that renames the model."""
+    """One line for an eval `--set` outside model.* / eval.* / protocol=validation|leaky (the rest change the data or
+    the training, not how the trained parameters evaluate) or one that renames the model."""
     from .config import parse_override
     for text in overrides:
-        path, _ = parse_override(text)
-        if path[0] not in ("model", "eval") or path == ["model", "name"]:
-            raise GraphrecError(f"eval --set {text}: only model.* and eval.* keys (not model.name) change how a "
-                                "trained run evaluates, e.g. --set eval.topk=[10,50]; retrain for any other key")
+        path, value = parse_override(text)
+        if path == ["protocol"]:
+            if value not in EVAL_PROTOCOLS:
+                raise GraphrecError(f"eval --set {text}: a trained run evaluates under protocol "
+                                    f"{' or '.join(EVAL_PROTOCOLS)}; refit trains on other data (graphrec train "
+                                    "--refit RUN)")
+        elif path[0] not in ("model", "eval") or path == ["model", "name"]:
+            raise GraphrecError(f"eval --set {text}: only model.* and eval.* keys (not model.name) and protocol="
+                                "validation|leaky change how a trained run evaluates, e.g. --set eval.topk=[10,50]; "
+                                "retrain for any other key")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -274,7 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--plot", metavar="PNG", help="also write grouped bars per metric and split (graphrec[plot])")
     ev.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="evaluate with a model.* or eval.* key changed, e.g. --set eval.topk=[10,50] or --set "
-                    "model.diffusion.sampling_steps=0 (repeatable; the parameters stay the checkpoint's)")
+                    "model.diffusion.sampling_steps=0, or under --set protocol=leaky (the official codes' evaluation: "
+                    "the split's edges in the propagation graph, nothing masked) (repeatable; the parameters stay "
+                    "the checkpoint's)")
     ev.set_defaults(func=cmd_eval)
     split_cmd.add_parser(sub)
     report.add_parser(sub)

@@ -105,6 +105,25 @@ def test_eval_set_changes_how_the_checkpoint_evaluates_not_its_parameters(traine
     assert {"recall@3", "recall@20"} <= keys and not any(key.endswith("@5") for key in keys)
 
 
+def test_eval_under_the_leaky_protocol_is_the_leaky_evaluator_on_the_same_checkpoint(trained, capsys):
+    """`eval --set protocol=leaky` scores a validation-protocol checkpoint as the official codes do (the split's edges
+    in the graph, nothing masked): exactly a leaky Evaluator's numbers, and not the honest ones."""
+    from graphrec.evaluation import Evaluator, evaluate_splits
+    from graphrec.trainer import load_run
+    cfg, dataset, model, _ = load_run(trained)
+    leaky = Evaluator(dataset, "test", cfg.eval.topk, cfg.eval.metrics, cfg.eval.max_score_elements, leaky=True)
+    expected = {k.split("/", 1)[1]: v for k, v in evaluate_splits(model, {"test": leaky}, ["test"]).items()}
+    capsys.readouterr()
+
+    def evaluated(*extra):
+        assert main(["eval", str(trained), "--splits", "test", "--format", "json", *extra]) == 0
+        return json.loads(capsys.readouterr().out)["splits"]["test"]
+
+    got, honest = evaluated("--set", "protocol=leaky"), evaluated()
+    assert got == pytest.approx({k: expected[k] for k in got})
+    assert got["recall@20"] != pytest.approx(honest["recall@20"])
+
+
 def test_models_lists_mf_and_lightgcn(capsys):
     assert main(["models"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines() if line.strip()]
