@@ -72,6 +72,15 @@ def _read_yaml_text(path: str | os.PathLike) -> tuple[dict, str]:
     return data, text
 
 
+def _model_fields(raw: dict) -> Optional[list[str]]:
+    """The keys of the raw config's model (for hints), or None when its name is not a model's."""
+    model = raw.get("model")
+    try:
+        return list(get_model_class(str(model.get("name", "lightgcn"))).config_class.model_fields)
+    except (AttributeError, GraphrecError):
+        return None
+
+
 def build_config(raw: dict, source: str = "", base_dir: str = ".", origin: Optional[Origin] = None) -> Config:
     """Validate a raw dict into a Config, including the model's own keys; raises GraphrecError."""
     origin = origin or Origin(source)
@@ -80,7 +89,7 @@ def build_config(raw: dict, source: str = "", base_dir: str = ".", origin: Optio
     try:
         cfg = Config(**{str(k): v for k, v in raw.items() if k != "base_dir"}, base_dir=base_dir)
     except ValidationError as err:
-        raise GraphrecError(validation_message(err, Config, "", origin)) from None
+        raise GraphrecError(validation_message(err, Config, "", origin, _model_fields(raw))) from None
     name = cfg.model.get("name", "lightgcn")
     try:
         model_cls = get_model_class(str(name))

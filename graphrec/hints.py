@@ -161,6 +161,16 @@ def key_text(path: tuple) -> str:
     return out
 
 
+def _flattened_model_key(word: str, value, model_fields: Optional[list[str]]) -> str:
+    """A did-you-mean for a section graphrec spells as model keys: `ssl: {loss: x}` -> 'model.ssl_loss', or ''."""
+    if not isinstance(value, dict) or not value or not model_fields:
+        return ""
+    keys = [f"{word}_{sub}" for sub in value]
+    if not all(key in model_fields for key in keys):
+        return ""
+    return f", did you mean {', '.join(f'model.{key}' for key in keys)} (this model's keys for it)?"
+
+
 def validation_message(err: ValidationError, cls: type[BaseModel], prefix: str, origin: Origin,
                        model_fields: Optional[list[str]] = None, model_name: str = "",
                        key_owners: Optional[dict[str, list[str]]] = None, causes: tuple = ()) -> str:
@@ -174,7 +184,8 @@ def validation_message(err: ValidationError, cls: type[BaseModel], prefix: str, 
     if first["type"] == "extra_forbidden":
         known = _section_fields(cls, tuple(str(p) for p in loc))
         section = ".".join(str(p) for p in path[:-1])
-        hint = suggest_key(section, str(path[-1]), known, model_fields)
+        hint = _flattened_model_key(str(path[-1]), first.get("input"), model_fields) or suggest_key(
+            section, str(path[-1]), known, model_fields)
         if prefix == "model" and hint.startswith(";"):
             owners = (key_owners or {}).get(str(path[-1]), [])
             hint = f"; model {model_name} has no such key (its keys: {', '.join(known)})" + (

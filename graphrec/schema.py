@@ -17,6 +17,8 @@ TASKS = ("ranking", "regression", "classification")
 # np.random.seed (at most 2**32 - 1) and torch.Generator.manual_seed (seed + 1 is used too, far inside its range).
 INT64 = np.iinfo(np.int64)
 FLOAT32 = np.finfo(np.float32)  # rates, weights and scales meet float32 parameters
+# its bounds as Python floats: comparing a float to a numpy float32 casts it down, with an overflow warning
+FLOAT32_TINY, FLOAT32_MAX = float(FLOAT32.smallest_subnormal), float(FLOAT32.max)
 SEED_MAX = int(np.iinfo(np.uint32).max)
 # A run folder is claimed as '.<name>-YYYYmmdd-HHMMSS-NNNN.partial': it must fit one file name (255 bytes).
 RUN_NAME_MAX_BYTES = 255 - len(".-20260101-000000-9999.partial")
@@ -46,9 +48,9 @@ def _library_limits(value: Any) -> None:
     if isinstance(value, int) and not INT64.min <= value <= INT64.max:
         raise ValueError(f"{value} is outside the 64-bit integer range numpy and torch compute with "
                          f"([-2**63, 2**63 - 1])")
-    if isinstance(value, float) and not (value == 0 or FLOAT32.smallest_subnormal <= abs(value) <= FLOAT32.max):
+    if isinstance(value, float) and not (value == 0 or FLOAT32_TINY <= abs(value) <= FLOAT32_MAX):
         raise ValueError(f"{value:g} is outside the float32 range torch trains in (a magnitude between "
-                         f"{FLOAT32.smallest_subnormal:.1e} and {FLOAT32.max:.1e}, or 0)")
+                         f"{FLOAT32_TINY:.1e} and {FLOAT32_MAX:.1e}, or 0)")
     if isinstance(value, str) and "\x00" in value:
         raise ValueError("the text holds a NUL byte (\\x00); remove it")
     if isinstance(value, (list, tuple)):
