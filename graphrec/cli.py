@@ -153,8 +153,8 @@ def _check_eval_overrides(overrides: list[str]) -> None:
                                     "--refit RUN)")
         elif path[0] not in ("model", "eval") or path == ["model", "name"]:
             raise GraphrecError(f"eval --set {text}: only model.* and eval.* keys (not model.name) and protocol="
-                                "validation|leaky change how a trained run evaluates, e.g. --set eval.topk=[10,50]; "
-                                "retrain for any other key")
+                                f"{'|'.join(EVAL_PROTOCOLS)} change how a trained run evaluates, e.g. --set "
+                                "eval.topk=[10,50]; retrain for any other key")
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
