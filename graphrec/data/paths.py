@@ -15,7 +15,25 @@ def resolve_data_path(cfg: Config) -> Optional[Path]:
     (default ../shared/data)."""
     if cfg.data.path is None:
         return None
-    return resolve_config_path(cfg.data.path, cfg.base_dir, "data.path")
+    return resolve_config_path(cfg.data.path, cfg.base_dir, "data.path", _fetch_hint(cfg.data.path))
+
+
+def datasets_folder() -> Path:
+    """Where bare dataset names resolve: $GRAPHREC_DATA, else ../shared/data from the working folder."""
+    env = os.environ.get("GRAPHREC_DATA")
+    return Path(env) if env else Path.cwd().parent / "shared" / "data"
+
+
+def _fetch_hint(name: str) -> Optional[str]:
+    """How to get a dataset graphrec knows by name (`graphrec data list`) when it is not on this machine, or None."""
+    from .catalog import CATALOG
+    entry = CATALOG.get(name)
+    if entry is None:
+        return None
+    if entry.url is None:
+        return (f"'{name}' is a dataset graphrec knows but cannot download: get {', '.join(entry.files)} from "
+                f"{entry.source}, then graphrec data fetch {name} --mirror DIR --out {datasets_folder()}")
+    return f"'{name}' is a dataset graphrec knows: graphrec data fetch {name} --out {datasets_folder()} gets it"
 
 
 def resolve_config_path(value: str, base_dir: str, key: str, fix: Optional[str] = None) -> Path:
@@ -25,7 +43,7 @@ def resolve_config_path(value: str, base_dir: str, key: str, fix: Optional[str] 
     path = Path(os.path.expanduser(value))
     candidates = [path] if path.is_absolute() else [Path(base_dir) / path, Path.cwd() / path]
     env = os.environ.get("GRAPHREC_DATA")
-    data_root = Path(env) if env else Path.cwd().parent / "shared" / "data"
+    data_root = datasets_folder()
     if not path.is_absolute():
         candidates.append(data_root / path)
     for candidate in candidates:
