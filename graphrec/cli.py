@@ -187,6 +187,7 @@ def cmd_data_info(args: argparse.Namespace) -> int:
     from .data.loader import load_dataset
     from .data.field_loader import FIELD_FORMATS, fields_summary
     from .data.registry import PRESETS, data_format, preset_for
+    from .data.paths import fetch_hint
     path = Path(os.path.expanduser(args.path))
     if not path.exists():
         env = os.environ.get("GRAPHREC_DATA")
@@ -194,8 +195,9 @@ def cmd_data_info(args: argparse.Namespace) -> int:
         if under is None or not under.exists():
             looked = os.path.abspath(path) + (f" and {under}" if under is not None else "")
             hint = "" if env else " (or set GRAPHREC_DATA to the folder that holds your datasets)"
-            raise GraphrecError(f"data info: '{args.path}' not found (looked in {looked}); pass a dataset folder "
-                                f"or file{hint}")
+            known = fetch_hint(args.path)
+            raise GraphrecError(f"data info: '{args.path}' not found (looked in {looked}); "
+                                + (known or f"pass a dataset folder or file{hint}"))
         path = under
     path = path.resolve()
     folder = path if path.is_dir() else path.parent

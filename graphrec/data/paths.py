@@ -15,7 +15,7 @@ def resolve_data_path(cfg: Config) -> Optional[Path]:
     (default ../shared/data)."""
     if cfg.data.path is None:
         return None
-    return resolve_config_path(cfg.data.path, cfg.base_dir, "data.path", _fetch_hint(cfg.data.path))
+    return resolve_config_path(cfg.data.path, cfg.base_dir, "data.path", fetch_hint(cfg.data.path))
 
 
 def datasets_folder() -> Path:
@@ -24,7 +24,7 @@ def datasets_folder() -> Path:
     return Path(env) if env else Path.cwd().parent / "shared" / "data"
 
 
-def _fetch_hint(name: str) -> Optional[str]:
+def fetch_hint(name: str) -> Optional[str]:
     """How to get a dataset graphrec knows by name (`graphrec data list`) when it is not on this machine, or None."""
     from .catalog import CATALOG
     entry = CATALOG.get(name)
