@@ -570,6 +570,25 @@ def test_trials_run_only_the_named_proposals_with_their_parameters_in_the_whole_
         agent.run_offline(None, count=5, sweep_dir=folder, resume=True)
 
 
+def test_a_resumed_folder_changes_its_trials_but_keeps_the_runs_it_has_begun(tmp_path, fake_train):
+    """--resume DIR --trials hands a folder's unstarted trials to another folder: the folder runs exactly the new
+    list (with each trial's parameters in the whole sweep) and records it in sweep.json; dropping a begun run is
+    refused in one line, before anything is written."""
+    sweep_file = write_sweep(tmp_path, {"train.lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}},
+                             "random", seed=3)
+    engine = Engine(load_sweep(sweep_file))
+    folder = agent.run_offline(sweep_file, count=2, sweep_dir=tmp_path / "sw")
+    agent.run_offline(None, sweep_dir=folder, resume=True, trials="0-1,4")
+    assert statuses(folder) == {"r000": "finished", "r001": "finished", "r004": "finished"}
+    assert read_runs(folder / "runs.jsonl")["r004"]["params"] == engine.propose(4, []).params
+    state = json.loads((folder / "sweep.json").read_text())
+    assert (state["trials"], state["count"]) == ([0, 1, 4], None)
+    before = (folder / "sweep.json").read_text()
+    with pytest.raises(GraphrecError, match="has already begun r001, r004"):
+        agent.run_offline(None, sweep_dir=folder, resume=True, trials="0")
+    assert (folder / "sweep.json").read_text() == before and len(list((folder / "runs").iterdir())) == 3
+
+
 def test_dry_run_of_a_bayes_sweep_is_refused_in_one_line(tmp_path):
     sweep_file = write_sweep(tmp_path, {"train.lr": {"min": 1e-4, "max": 1e-1}}, "bayes")
     with pytest.raises(GraphrecError, match="bayes sweep's proposals depend on the results"):

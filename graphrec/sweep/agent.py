@@ -420,9 +420,8 @@ def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, w
             raise GraphrecError("--resume needs the sweep folder, e.g. graphrec sweep --resume sweeps/<name>-<time>/")
         if overrides:
             raise GraphrecError("--set cannot change a sweep being resumed: its runs keep the --set it started with")
-        if trials is not None:
-            raise GraphrecError(f"--trials {trials} starts a new sweep folder; a resumed sweep keeps the trials it "
-                                "started with")
+        if trials is not None and count is not None:
+            raise GraphrecError(f"--trials {trials} names the runs itself; drop --count {count}")
         folder = Path(sweep_dir)
         state = open_sweep_folder(folder)
         lock = sweep_lock(folder)
@@ -430,11 +429,12 @@ def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, w
         indices = state.get("trials")
         if indices is not None and count is not None:
             raise GraphrecError(f"--count {count}: sweep folder '{folder}' runs the trials it was started with "
-                                "(--trials); resume it without --count")
+                                "(--trials); resume it without --count, or with --trials to change them")
         spec = load_sweep(folder / "sweep.yaml", overrides)
-        count = count if count is not None else state.get("count")
-        if count != state.get("count"):
-            atomic_write_json(folder / "sweep.json", {**state, "count": count})
+        if trials is not None:
+            indices, count = retrial(folder, spec, trials), None
+        else:
+            count = count if count is not None else state.get("count")
     else:
         if sweep_file is None:
             raise GraphrecError("graphrec sweep needs a sweep file (e.g. experiments/sweeps/lightgcn-quickstart.yaml) "
@@ -450,5 +450,19 @@ def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, w
         lock = sweep_lock(folder)
         print(f"sweep folder: {folder}", file=sys.stderr)
     with lock:
+        if resume and (count, indices) != (state.get("count"), state.get("trials")):
+            atomic_write_json(folder / "sweep.json", {**state, "count": count, "trials": indices})
         Sweep(folder, spec, count, workers, overrides, threads, retry_failed, indices).run()
     return folder
+
+
+def retrial(folder: Path, spec: SweepSpec, trials_text: str) -> list[int]:
+    """A resumed folder's new trials (`--resume DIR --trials 6-9`), so that the ones it gives up can run in another
+    folder at once (`--trials 10-11` there): they must keep every run the folder has already begun."""
+    indices = trial_indices(Engine(spec), trials_text, None)
+    begun = sorted(read_runs(folder / "runs.jsonl"))
+    dropped = [run_id for run_id in begun if run_id not in {proposal_id(i) for i in indices}]
+    if dropped:
+        raise GraphrecError(f"--trials {trials_text}: sweep folder '{folder}' has already begun {', '.join(dropped)}; "
+                            "keep every begun run in --trials (begun: " + ", ".join(begun) + ")")
+    return indices

@@ -25,7 +25,8 @@ def add_parser(subparsers) -> None:
                        "scratch with their parameters (after a fix; their old run folders stay, marked failed)")
     sweep.add_argument("--trials", metavar="TRIALS", help="offline grid or random sweep: run only these proposals, "
                        "e.g. 7-11 or 0,3 (run r007-r011 or r000 and r003, each with its parameters in the whole "
-                       "sweep); replaces --count")
+                       "sweep); replaces --count; with --resume, the folder's trials from now on (every run it "
+                       "has begun kept), so that the others can run in another folder at once")
     sweep.add_argument("--dry-run", action="store_true", help="print the `graphrec train` command of each run an "
                        "offline grid or random sweep would start (exact values), start none, write nothing")
     sweep.set_defaults(func=run)
