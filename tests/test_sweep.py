@@ -589,6 +589,23 @@ def test_a_resumed_folder_changes_its_trials_but_keeps_the_runs_it_has_begun(tmp
     assert (folder / "sweep.json").read_text() == before and len(list((folder / "runs").iterdir())) == 3
 
 
+def test_report_best_names_the_best_run_of_a_sweep_split_over_folders(tmp_path, fake_train):
+    """report --best over the folders of one sweep split with --trials ends with the best run over all of them and
+    the config to train it from; a folder of another sweep file is not pooled with them."""
+    sweep_file = write_sweep(tmp_path, {"train.lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}},
+                             "random", seed=3)
+    folders = [str(agent.run_offline(sweep_file, sweep_dir=tmp_path / name, trials=trials))
+               for name, trials in (("a", "0-1"), ("b", "2-3"))]
+    values = {(folder, run_id): r["metric"] for folder in folders
+              for run_id, r in read_runs(Path(folder) / "runs.jsonl").items()}
+    folder, run_id = max(values, key=values.get)
+    assert len(set(values.values())) == 4  # a real choice between the folders
+    last = sweep_report(folders, METRIC, "markdown", None).splitlines()[-1]
+    assert last.startswith(f"sweep sweep.yaml over 2 folders: best {run_id} (")
+    assert last.endswith(f"in {folder}; train it from {Path(folder) / 'best-valid-recall@10.yaml'}")
+    assert "over 1 folders" not in sweep_report(folders[:1], METRIC, "markdown", None)
+
+
 def test_dry_run_of_a_bayes_sweep_is_refused_in_one_line(tmp_path):
     sweep_file = write_sweep(tmp_path, {"train.lr": {"min": 1e-4, "max": 1e-1}}, "bayes")
     with pytest.raises(GraphrecError, match="bayes sweep's proposals depend on the results"):

@@ -100,6 +100,18 @@ def sweep_rows(sweep_dir: str | Path, metric: str) -> list[dict[str, Any]]:
     return rows
 
 
+def best_across(folders: list[str | Path], metric: str) -> Optional[tuple[str, dict[str, Any]]]:
+    """(folder, row) of the best selectable run over sweep folders that split one sweep (`--trials`), or None when
+    none has one: the folders' best rows compared with the sweep's goal for `metric`."""
+    best = None
+    for folder in folders:
+        top = [row for row in sweep_rows(folder, metric) if row["status"] in SELECTABLE and row["value"] is not None]
+        sign = -1.0 if _goal(_sweep_file(Path(folder)), metric) == "maximize" else 1.0
+        if top and (best is None or sign * top[0]["value"] < sign * best[1]["value"]):
+            best = (str(folder), top[0])
+    return best
+
+
 def sweep_progress(sweep_dir: str | Path) -> tuple[int, int, Optional[int]]:
     """(runs finished or stopped, runs begun, runs planned: --count or --trials, else a grid's combinations; None if
     unknown)."""
