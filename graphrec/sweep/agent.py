@@ -451,7 +451,8 @@ def run_offline(sweep_file: Optional[str | Path], count: Optional[int] = None, w
         print(f"sweep folder: {folder}", file=sys.stderr)
     with lock:
         if resume and (count, indices) != (state.get("count"), state.get("trials")):
-            atomic_write_json(folder / "sweep.json", {**state, "count": count, "trials": indices})
+            atomic_write_json(folder / "sweep.json", {**state, "count": count,
+                                                      **({"trials": indices} if indices is not None else {})})
         Sweep(folder, spec, count, workers, overrides, threads, retry_failed, indices).run()
     return folder
 
