@@ -477,7 +477,7 @@ def _status(row: dict) -> str:
 def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str]) -> str:
     """Each sweep folder's runs ranked by `metric` (a table per sweep), the best config written beside them."""
     from .sweep.summary import plot_sweep, progress_note, sweep_rows, time_left_note, write_best_config
-    texts, written = [], {}
+    texts, written, best_rows = [], {}, {}
     for folder in folders:
         if not (Path(folder) / "runs.jsonl").is_file():
             raise GraphrecError(f"report --best: '{folder}' is not a sweep folder (no runs.jsonl); pass "
@@ -486,7 +486,8 @@ def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str])
         names = list(dict.fromkeys(k for row in rows for k in row["params"]))
         body = [[str(r["rank"]), r["id"], _status(r), _number(r["value"])] +
                 [str(r["params"].get(n, "")) for n in names] for r in rows]
-        best = written[folder] = write_best_config(folder, metric)
+        best = written[folder] = write_best_config(folder, metric)  # refuses a folder without a best run
+        best_rows[folder] = rows[0]
         if plot:
             plot_sweep(folder, metric, plot)
         partial = progress_note(folder)
@@ -497,12 +498,12 @@ def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str])
         note += f"; {eta}" if eta else ""
         texts.append(f"sweep {folder}: best config written to {best}{note}\n"
                      + _render(["rank", "run", "status", metric] + names, body, fmt))
-    return "\n\n".join(texts + _split_sweep_notes(written, metric))
+    return "\n\n".join(texts + _split_sweep_notes(written, best_rows, metric))
 
 
-def _split_sweep_notes(written: dict[str, Path], metric: str) -> list[str]:
+def _split_sweep_notes(written: dict[str, Path], best_rows: dict[str, dict], metric: str) -> list[str]:
     """A line per sweep whose trials are split over several folders (same sweep file; `written`: folder -> its best
-    config): the best run over all of them, and the config to train it from."""
+    config, `best_rows`: folder -> its best run): the best run over all of them, and the config to train it from."""
     from .sweep.summary import best_across
     by_sweep: dict[str, list[str]] = {}
     for folder in written:
@@ -510,9 +511,9 @@ def _split_sweep_notes(written: dict[str, Path], metric: str) -> list[str]:
         by_sweep.setdefault(str(state.get("sweep_file")), []).append(folder)
     notes = []
     for sweep_file, group in by_sweep.items():
-        found = best_across(group, metric) if len(group) > 1 else None
-        if found is not None:
-            folder, row = found
+        if len(group) > 1:
+            folder = best_across({f: best_rows[f] for f in group}, metric)
+            row = best_rows[folder]
             notes.append(f"sweep {Path(sweep_file).name} over {len(group)} folders: best {row['id']} "
                          f"({metric} {_number(row['value'])}) in {folder}; train it from {written[folder]}")
     return notes

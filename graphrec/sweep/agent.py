@@ -461,8 +461,8 @@ def retrial(folder: Path, spec: SweepSpec, trials_text: str) -> list[int]:
     """A resumed folder's new trials (`--resume DIR --trials 6-9`), so that the ones it gives up can run in another
     folder at once (`--trials 10-11` there): they must keep every run the folder has already begun."""
     indices = trial_indices(Engine(spec), trials_text, None)
-    begun = sorted(read_runs(folder / "runs.jsonl"))
-    dropped = [run_id for run_id in begun if run_id not in {proposal_id(i) for i in indices}]
+    begun, kept = sorted(read_runs(folder / "runs.jsonl")), {proposal_id(i) for i in indices}
+    dropped = [run_id for run_id in begun if run_id not in kept]
     if dropped:
         raise GraphrecError(f"--trials {trials_text}: sweep folder '{folder}' has already begun {', '.join(dropped)}; "
                             "keep every begun run in --trials (begun: " + ", ".join(begun) + ")")

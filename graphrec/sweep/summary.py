@@ -100,16 +100,11 @@ def sweep_rows(sweep_dir: str | Path, metric: str) -> list[dict[str, Any]]:
     return rows
 
 
-def best_across(folders: list[str | Path], metric: str) -> Optional[tuple[str, dict[str, Any]]]:
-    """(folder, row) of the best selectable run over sweep folders that split one sweep (`--trials`), or None when
-    none has one: the folders' best rows compared with the sweep's goal for `metric`."""
-    best = None
-    for folder in folders:
-        top = [row for row in sweep_rows(folder, metric) if row["status"] in SELECTABLE and row["value"] is not None]
-        sign = -1.0 if _goal(_sweep_file(Path(folder)), metric) == "maximize" else 1.0
-        if top and (best is None or sign * top[0]["value"] < sign * best[1]["value"]):
-            best = (str(folder), top[0])
-    return best
+def best_across(best_rows: dict[str, dict[str, Any]], metric: str) -> str:
+    """The folder whose best run (`best_rows`: folder -> its sweep_rows' first row) is best, over folders that split
+    one sweep (`--trials`) and so share its goal for `metric`."""
+    goal = _goal(_sweep_file(Path(next(iter(best_rows)))), metric)
+    return (max if goal == "maximize" else min)(best_rows, key=lambda folder: best_rows[folder]["value"])
 
 
 def sweep_progress(sweep_dir: str | Path) -> tuple[int, int, Optional[int]]:
