@@ -233,9 +233,13 @@ def test_a_run_interrupted_after_its_first_checkpoint_is_continued_from_last_pt(
         trainer.fit(stop_at_step(trainer, trainer._epoch_batches() + 1))  # inside epoch 1: last.pt holds epoch 0
     append_record(folder / "runs.jsonl", {"id": "r001", "status": "running", "params": {"train.lr": 0.01},
                                           "draw": {"train.lr": 0}})
+    log = trainer.run_dir / "log.jsonl"  # say the first process trained 1000 s and evaluated 200 s before the kill
+    log.write_text("".join(json.dumps({**json.loads(line), "train_seconds": 1000.0, "eval_seconds": 200.0}) + "\n"
+                           for line in log.read_text().splitlines()))
     agent.run_offline(None, count=2, sweep_dir=folder, resume=True)
     runs = read_runs(folder / "runs.jsonl")
     assert runs["r001"]["status"] == "finished"
+    assert 1200 < runs["r001"]["seconds"] < 1200 + 60  # the run's time before the resume counts, not only after
     assert runs["r001"]["resumed_from"] == runs["r001"]["run_dir"] == str(trainer.run_dir.relative_to(folder))
     assert len(list((folder / "runs").iterdir())) == 2  # no third folder: r001 was not started again
     assert runs["r001"]["metric"] == whole["metric"]

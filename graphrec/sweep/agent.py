@@ -21,7 +21,7 @@ from ..runs import RunLock
 from .engine import Engine, Observation
 from .hyperband import runs_to_stop
 from .numbers import parse_number_list
-from .runlog import append_record, end_cut_line, metric_history, read_runs, run_folders
+from .runlog import append_record, end_cut_line, logged_seconds, metric_history, read_runs, run_folders
 from .spec import SweepSpec, load_sweep, set_args
 
 POLL_SECONDS = 0.25
@@ -210,6 +210,7 @@ class LiveRun:
     started: float = field(default_factory=time.monotonic)
     run_dir: Optional[Path] = None
     stopping: bool = False
+    earlier_seconds: float = 0.0  # a resumed run's logged time before its resume
 
 
 class Sweep:
@@ -257,12 +258,14 @@ class Sweep:
         extra = [f"output_dir={runs_dir}", f"name={name}", f"train.threads={self.threads}", "train.progress=false",
                  *sweep_settings(self.spec, self.overrides)]
         log_path = self.folder / "logs" / f"{run_id}.log"
+        before_resume = logged_seconds(resume_dir) if resume_dir is not None else 0.0
         known = {p.name for p in run_folders(self.folder, self.base_name, run_id)}
         command = (resume_command(resume_dir, self.threads) if resume_dir is not None
                    else run_command(self.folder / "base.yaml", params, extra))
         with open(log_path, "ab") as log:
             process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=child_env(self.threads))
-        self.live[run_id] = LiveRun(run_id, params, draw, process, log_path, known, run_dir=resume_dir)
+        self.live[run_id] = LiveRun(run_id, params, draw, process, log_path, known, run_dir=resume_dir,
+                                    earlier_seconds=before_resume)
         origin = {"resumed_from": str(resume_dir.relative_to(self.folder))} if resume_dir is not None else {}
         earlier = self.records.get(run_id, {})
         if earlier.get("status") == "failed":  # run again from scratch (--retry-failed): the failure is history
@@ -287,7 +290,7 @@ class Sweep:
     def _finish(self, run: LiveRun) -> None:
         code = run.process.returncode
         run_dir = self._find_run_dir(run)
-        seconds = round(time.monotonic() - run.started, 2)
+        seconds = round(time.monotonic() - run.started + run.earlier_seconds, 2)
         folder = str(run_dir.relative_to(self.folder)) if run_dir else None
         metrics_file = run_dir / "metrics.json" if run_dir else None
         if code == 0 and metrics_file is not None and metrics_file.is_file():

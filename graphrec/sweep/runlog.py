@@ -65,6 +65,15 @@ def log_records(run_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
+def logged_seconds(run_dir: Path) -> float:
+    """Training plus evaluation seconds a run folder's log.jsonl has counted so far (0.0 for none): what a resumed
+    run spent before its resume."""
+    train = evaluation = 0.0
+    for record in log_records(run_dir):
+        train, evaluation = record.get("train_seconds", train), record.get("eval_seconds", evaluation)
+    return float(train) + float(evaluation)
+
+
 def metric_history(run_dir: Path, metric: str) -> list[float]:
     """The values of `metric` in a run folder's log.jsonl, one per validation evaluation, in order."""
     return [float(r[metric]) for r in log_records(run_dir)
