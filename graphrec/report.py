@@ -459,6 +459,10 @@ def add_parser(subparsers) -> None:
                         "marked ▲ / ▼ at p < 0.05")
     parser.add_argument("--best", metavar="METRIC", help="sweep folders: rank their runs by METRIC (e.g. "
                         "valid/ndcg@20) and write the best config as <sweep>/best-<metric>.yaml")
+    parser.add_argument("--by-trial", metavar="METRIC", help="folders of two or more sweeps whose shared dimensions "
+                        "draw the same settings at the same trial (e.g. a model's sweep and LightGCN's): METRIC per "
+                        "trial and sweep, whether the shared draw agrees, and a last row with the trials each sweep "
+                        "is ahead of the first one in")
     parser.add_argument("--plot", metavar="PNG", help="with --best: METRIC against each swept parameter "
                         "(graphrec[plot])")
     parser.set_defaults(func=run)
@@ -531,6 +535,13 @@ def run(args: argparse.Namespace) -> int:
     if args.best and args.baseline:
         raise GraphrecError("report --best ranks one sweep's trials; --baseline compares models over seeds: run "
                             "them as two commands (--baseline on the seeds' run folders)")
+    if args.by_trial:
+        if args.best or args.baseline or args.plot:
+            raise GraphrecError("report --by-trial compares sweeps on their own; drop --best, --baseline and --plot "
+                                "(run them as separate commands)")
+        from .sweep.compare import compare_by_trial
+        emit(_render(*compare_by_trial(args.runs, args.by_trial), args.format), args.out)
+        return 0
     if args.best:
         if args.plot:
             pyplot()

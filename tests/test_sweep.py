@@ -614,3 +614,23 @@ def test_dry_run_of_a_bayes_sweep_is_refused_in_one_line(tmp_path):
     sweep_file = write_sweep(tmp_path, {"train.lr": {"min": 1e-4, "max": 1e-1}}, "bayes")
     with pytest.raises(GraphrecError, match="bayes sweep's proposals depend on the results"):
         agent.plan_offline(sweep_file, 3)
+
+
+def test_report_by_trial_sets_sweeps_side_by_side_on_their_shared_draws(tmp_path, fake_train, capsys):
+    """Two sweeps sharing train.batch_size (trial i draws the same batch in both, except r002): each trial's value
+    per sweep, r002 flagged as a different draw and left out of the count of trials the second sweep is ahead in."""
+    from graphrec.cli import main
+    folders = []
+    for name, parameters in (("ref", {"train.batch_size": {"values": [32, 64, 128]}, "train.lr": {"values": [0.1]}}),
+                             ("model", {"train.batch_size": {"values": [32, 64, 256]},
+                                        "train.epochs": {"values": [2]}})):
+        (tmp_path / name).mkdir()
+        sweep_file = write_sweep(tmp_path / name, parameters).rename(tmp_path / name / f"{name}.yaml")
+        folders.append(str(agent.run_offline(sweep_file, sweep_dir=tmp_path / f"{name}-sweep")))
+    assert main(["report", *folders, "--by-trial", METRIC, "--format", "csv"]) == 0
+    rows = [line.split(",") for line in capsys.readouterr().out.strip().splitlines()]
+    assert rows[0] == ["trial", "ref", "model", "same shared draw"]
+    # fake_train's score: 1 / (1 + (log10(lr) + 2)^2): 0.5 at lr 0.1 (ref), 1.0 at the base's lr 0.01 (model)
+    assert rows[1:4] == [["r000", "0.5000", "1.0000", "yes"], ["r001", "0.5000", "1.0000", "yes"],
+                         ["r002", "0.5000", "1.0000", "no (train.batch_size)"]]
+    assert rows[4] == ["ahead of ref", "-", "2 of 2", "trials finished on one shared draw"]

@@ -100,10 +100,15 @@ def sweep_rows(sweep_dir: str | Path, metric: str) -> list[dict[str, Any]]:
     return rows
 
 
+def sweep_goal(sweep_dir: str | Path, metric: str) -> str:
+    """'maximize' or 'minimize': the sweep's goal when `metric` is its own, else graphrec's (maximized) metrics."""
+    return _goal(_sweep_file(Path(sweep_dir)), metric)
+
+
 def best_across(best_rows: dict[str, dict[str, Any]], metric: str) -> str:
     """The folder whose best run (`best_rows`: folder -> its sweep_rows' first row) is best, over folders that split
     one sweep (`--trials`) and so share its goal for `metric`."""
-    goal = _goal(_sweep_file(Path(next(iter(best_rows)))), metric)
+    goal = sweep_goal(next(iter(best_rows)), metric)
     return (max if goal == "maximize" else min)(best_rows, key=lambda folder: best_rows[folder]["value"])
 
 
