@@ -508,13 +508,9 @@ def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str])
 def _split_sweep_notes(written: dict[str, Path], best_rows: dict[str, dict], metric: str) -> list[str]:
     """A line per sweep whose trials are split over several folders (same sweep file; `written`: folder -> its best
     config, `best_rows`: folder -> its best run): the best run over all of them, and the config to train it from."""
-    from .sweep.summary import best_across
-    by_sweep: dict[str, list[str]] = {}
-    for folder in written:
-        state = json.loads((Path(folder) / "sweep.json").read_text())
-        by_sweep.setdefault(str(state.get("sweep_file")), []).append(folder)
+    from .sweep.summary import best_across, sweeps_by_file
     notes = []
-    for sweep_file, group in by_sweep.items():
+    for sweep_file, group in sweeps_by_file(list(written), "--best").items():
         if len(group) > 1:
             folder = best_across({f: best_rows[f] for f in group}, metric)
             row = best_rows[folder]

@@ -2,27 +2,12 @@
 index (a model's sweep built on LightGCN's), each trial's value in each sweep and who is ahead on the same draw."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import GraphrecError
-from .summary import SELECTABLE, sweep_goal, sweep_rows
-
-
-def sweeps_by_file(folders: list[str]) -> dict[str, list[str]]:
-    """Sweep name (its sweep file's stem) -> its folders, in the order given: the folders of one sweep split with
-    --trials form one sweep."""
-    groups: dict[str, list[str]] = {}
-    for folder in folders:
-        state_file = Path(folder) / "sweep.json"
-        if not state_file.is_file():
-            raise GraphrecError(f"report --by-trial: '{folder}' is not a sweep folder (no sweep.json); pass "
-                                "sweeps/<name>-<time>/ as printed by graphrec sweep")
-        name = Path(str(json.loads(state_file.read_text()).get("sweep_file"))).stem
-        groups.setdefault(name, []).append(folder)
-    return groups
+from .summary import SELECTABLE, sweep_goal, sweep_rows, sweeps_by_file
 
 
 def _same(left: Any, right: Any) -> bool:
@@ -49,14 +34,13 @@ def compare_by_trial(folders: list[str], metric: str) -> tuple[list[str], list[l
     """(header, rows): a row per trial id with `metric` in each sweep (a column per sweep file; the first is the
     reference) and whether the shared draw agrees; a last row counts, per other sweep, the trials it is ahead of
     the first in, among those every sweep finished on the same shared draw."""
-    groups = sweeps_by_file(folders)
+    groups = list(sweeps_by_file(folders, "--by-trial").items())
+    names = [Path(sweep_file).stem for sweep_file, _ in groups]
     if len(groups) < 2:
         raise GraphrecError(f"report --by-trial compares sweeps trial by trial; the folders given are all of sweep "
-                            f"'{next(iter(groups))}': add a folder of another sweep (e.g. its baseline's)")
-    trials: dict[str, dict[str, dict]] = {}
-    for name, group in groups.items():
-        trials[name] = {row["id"]: row for folder in group for row in sweep_rows(folder, metric)}
-    names = list(groups)
+                            f"'{names[0]}': add a folder of another sweep (e.g. its baseline's)")
+    trials = {name: {row["id"]: row for folder in group for row in sweep_rows(folder, metric)}
+              for name, (_, group) in zip(names, groups)}
     keys = [set(row["params"]) for name in names for row in trials[name].values()]
     shared = sorted(set.intersection(*keys)) if keys else []
     rows, comparable = [], []
@@ -67,7 +51,7 @@ def compare_by_trial(folders: list[str], metric: str) -> tuple[list[str], list[l
         if not differing and all(c is not None and c["status"] in SELECTABLE and c["value"] is not None
                                  for c in cells):
             comparable.append([c["value"] for c in cells])
-    better = (lambda a, b: a < b) if sweep_goal(groups[names[0]][0], metric) == "minimize" else (lambda a, b: a > b)
+    better = (lambda a, b: a < b) if sweep_goal(groups[0][1][0], metric) == "minimize" else (lambda a, b: a > b)
     ahead = [f"{sum(better(values[column], values[0]) for values in comparable)} of {len(comparable)}"
              for column in range(1, len(names))]
     rows.append([f"ahead of {names[0]}", "-", *ahead, "trials finished on one shared draw"])

@@ -105,6 +105,19 @@ def sweep_goal(sweep_dir: str | Path, metric: str) -> str:
     return _goal(_sweep_file(Path(sweep_dir)), metric)
 
 
+def sweeps_by_file(folders: list[str], option: str) -> dict[str, list[str]]:
+    """Sweep file (as sweep.json records it) -> its folders, in the order given: the folders of one sweep split with
+    --trials are one sweep. `option` names the report option in the one-line error for a folder that is no sweep."""
+    groups: dict[str, list[str]] = {}
+    for folder in folders:
+        state_file = Path(folder) / "sweep.json"
+        if not state_file.is_file():
+            raise GraphrecError(f"report {option}: '{folder}' is not a sweep folder (no sweep.json); pass "
+                                "sweeps/<name>-<time>/ as printed by graphrec sweep")
+        groups.setdefault(str(json.loads(state_file.read_text()).get("sweep_file")), []).append(folder)
+    return groups
+
+
 def best_across(best_rows: dict[str, dict[str, Any]], metric: str) -> str:
     """The folder whose best run (`best_rows`: folder -> its sweep_rows' first row) is best, over folders that split
     one sweep (`--trials`) and so share its goal for `metric`."""
