@@ -82,14 +82,15 @@ def create_sweep_folder(spec: SweepSpec, count: Optional[int], overrides: list[s
     return folder
 
 
-def open_sweep_folder(folder: Path) -> dict:
-    """sweep.json of an existing sweep folder; a one-line error for anything else."""
+def open_sweep_folder(folder: Path, option: str = "--resume") -> dict:
+    """sweep.json of an existing sweep folder; a one-line error for anything else, naming the `option` the folder
+    was passed to."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise GraphrecError(f"--resume '{folder}': no such folder; pass sweeps/<name>-<time>/ as printed by "
+        raise GraphrecError(f"{option} '{folder}': no such folder; pass sweeps/<name>-<time>/ as printed by "
                             "graphrec sweep")
     if not (folder / "sweep.json").is_file() or not (folder / "sweep.yaml").is_file():
-        raise GraphrecError(f"--resume '{folder}' is not a sweep folder (no sweep.json and sweep.yaml); pass "
+        raise GraphrecError(f"{option} '{folder}' is not a sweep folder (no sweep.json and sweep.yaml); pass "
                             "sweeps/<name>-<time>/ as printed by graphrec sweep")
     return json.loads((folder / "sweep.json").read_text())
 

@@ -22,10 +22,7 @@ SELECTABLE = ("finished", "stopped")  # a failed or unfinished run's last value 
 
 def _sweep_file(sweep_dir: Path) -> dict:
     """The sweep folder's sweep.yaml (a one-line error when the folder is not a sweep)."""
-    try:
-        open_sweep_folder(sweep_dir)
-    except GraphrecError as err:
-        raise GraphrecError(str(err).replace("--resume ", "")) from None
+    open_sweep_folder(sweep_dir, option="report")
     return read_yaml(Path(sweep_dir) / "sweep.yaml")
 
 
@@ -110,11 +107,8 @@ def sweeps_by_file(folders: list[str], option: str) -> dict[str, list[str]]:
     --trials are one sweep. `option` names the report option in the one-line error for a folder that is no sweep."""
     groups: dict[str, list[str]] = {}
     for folder in folders:
-        state_file = Path(folder) / "sweep.json"
-        if not state_file.is_file():
-            raise GraphrecError(f"report {option}: '{folder}' is not a sweep folder (no sweep.json); pass "
-                                "sweeps/<name>-<time>/ as printed by graphrec sweep")
-        groups.setdefault(str(json.loads(state_file.read_text()).get("sweep_file")), []).append(folder)
+        state = open_sweep_folder(Path(folder), option=f"report {option}:")
+        groups.setdefault(str(state.get("sweep_file")), []).append(folder)
     return groups
 
 
