@@ -8,6 +8,7 @@ from graphrec.batches import PairBatch
 from graphrec.config import build_config
 from graphrec.data.dataset import Dataset, Interactions
 from graphrec.evaluation import Evaluator, rank_topk, ranking_metrics
+from graphrec.graph.propagate import spmm
 from graphrec.models.base import dot_scorer
 from graphrec.trainer import Trainer
 
@@ -147,3 +148,23 @@ def test_most_popular_ranks_unseen_items_by_training_popularity_and_trains_nothi
     assert metrics["test/recall@20"] == pytest.approx(want, abs=1e-12) and want > 0.2
     assert metrics["epochs_run"] == 0 and metrics["best_epoch"] == -1
     assert {"best.pt", "last.pt", "metrics.json"} <= {p.name for p in trainer.run_dir.iterdir()}
+
+
+def test_lightgcn_layer_mean_propagated_averages_layers_one_to_l(tmp_path):
+    """model.layer_mean: propagated (the SimGCL/XSimGCL code's mean, a search dimension for LightGCN too) gives
+    (A E + A^2 E) / 2 for 2 layers, the same as layer_weights [0, 0.5, 0.5]; the default keeps layer 0 in."""
+    dataset = planted_dataset()
+    models = {}
+    for name, keys in (("all", {}), ("propagated", {"layer_mean": "propagated"}),
+                       ("weights", {"layer_weights": [0, 0.5, 0.5]})):
+        models[name] = Trainer(tiny_config(tmp_path / name, {"name": "lightgcn", "embedding_dim": 8, "num_layers": 2,
+                                                             **keys}), dataset=dataset).model
+    e0 = models["all"].embedding.detach()
+    graph = models["all"].graph
+    first = spmm(graph, e0, "torch")
+    second = spmm(graph, first, "torch")
+    with torch.no_grad():
+        assert torch.allclose(models["all"].propagate(), (e0 + first + second) / 3, atol=1e-6)
+        for name in ("propagated", "weights"):  # same seed, so the same E0
+            assert torch.equal(models[name].embedding, models["all"].embedding)
+            assert torch.allclose(models[name].propagate(), (first + second) / 2, atol=1e-6)

@@ -1,7 +1,7 @@
 """LightGCN (He et al., SIGIR 2020): linear propagation over D^-1/2 A D^-1/2, layers combined by weights."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from pydantic import Field, model_validator
@@ -12,12 +12,18 @@ from . import register
 from .base import Recommender
 
 
+LayerMean = Literal["all", "propagated"]
+
+
 class LightGCNConfig(ModelConfig):
-    """LightGCN keys: layers, optional layer weights (default: the mean, 1 / (num_layers + 1) each), backend."""
+    """LightGCN keys: layers, how they combine (the mean of 0..L or of 1..L, or explicit weights), backend."""
 
     num_layers: int = Field(3, ge=0, description="propagation layers L")
-    layer_weights: Optional[list[float]] = Field(None, description="layer weights w_0..w_L (default: the mean, "
-                                                                  "1 / (L + 1) each)")
+    layer_mean: LayerMean = Field(
+        "all", description="final embedding: mean of layers 0..L (all, LightGCN) or of 1..L (propagated, the "
+                           "SimGCL/XSimGCL code); model.layer_weights overrides both")
+    layer_weights: Optional[list[float]] = Field(None, description="layer weights w_0..w_L (default: the mean "
+                                                                  "that model.layer_mean names)")
     backend: str = Field("torch", description="propagation: torch (sparse CSR), scatter (index_add), pyg (PyG "
                                               "scatter / torch_scatter)")
 
@@ -28,6 +34,8 @@ class LightGCNConfig(ModelConfig):
         if self.layer_weights is not None and len(self.layer_weights) != self.num_layers + 1:
             raise ValueError(f"model.layer_weights needs num_layers + 1 = {self.num_layers + 1} values, "
                              f"got {len(self.layer_weights)}")
+        if self.layer_mean == "propagated" and self.num_layers < 1:
+            raise ValueError("model.layer_mean: propagated needs model.num_layers >= 1")
         return self
 
 
@@ -41,9 +49,14 @@ class LightGCN(Recommender):
 
     @property
     def layer_weights(self) -> list[float]:
-        """w_0..w_L: the configured ones or the uniform mean."""
+        """w_0..w_L: the configured ones, or the uniform mean of layers 0..L (layer_mean: all) or 1..L
+        (propagated)."""
         cfg = self.cfg
-        return cfg.layer_weights or [1.0 / (cfg.num_layers + 1)] * (cfg.num_layers + 1)
+        if cfg.layer_weights:
+            return cfg.layer_weights
+        if cfg.layer_mean == "propagated":
+            return [0.0] + [1.0 / cfg.num_layers] * cfg.num_layers
+        return [1.0 / (cfg.num_layers + 1)] * (cfg.num_layers + 1)
 
     def propagate(self, rows: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Final embeddings, (num_nodes, dim) or (len(rows), dim), with the fused propagation (or this rank's rows

@@ -1,15 +1,14 @@
 """SimGCL (Yu et al., SIGIR 2022): views made by adding sign-aligned uniform noise of norm eps after every layer."""
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from ..graph.propagate import weighted_propagation
 from ..graph.views import sign_aligned_noise
 from . import register
 from .contrastive import ContrastiveConfig, ContrastiveLightGCN, default_of
+from .lightgcn import LayerMean
 
 
 class SimGCLConfig(ContrastiveConfig):
@@ -17,15 +16,7 @@ class SimGCLConfig(ContrastiveConfig):
 
     ssl_weight: float = default_of(ContrastiveConfig, "ssl_weight", 0.5)
     noise_eps: float = Field(0.1, gt=0, description="norm eps of the noise added to each node after every layer")
-    layer_mean: Literal["all", "propagated"] = Field(
-        "propagated", description="final embedding: mean of layers 1..L (propagated, the SimGCL/XSimGCL code) or of "
-                                  "0..L (all, LightGCN); model.layer_weights overrides both")
-
-    @model_validator(mode="after")
-    def _layers_to_average(self) -> "SimGCLConfig":
-        if self.layer_mean == "propagated" and self.num_layers < 1:
-            raise ValueError("model.layer_mean: propagated needs model.num_layers >= 1")
-        return self
+    layer_mean: LayerMean = default_of(ContrastiveConfig, "layer_mean", "propagated")
 
 
 @register("simgcl")
@@ -34,14 +25,6 @@ class SimGCL(ContrastiveLightGCN):
 
     config_class = SimGCLConfig
     summary = "SimGCL: LightGCN + InfoNCE between two views with sign-aligned noise after every layer"
-
-    @property
-    def layer_weights(self) -> list[float]:
-        """The configured weights, or the mean of layers 1..L (layer_mean: propagated) or 0..L (all)."""
-        cfg = self.cfg
-        if cfg.layer_weights or cfg.layer_mean == "all":
-            return super().layer_weights
-        return [0.0] + [1.0 / cfg.num_layers] * cfg.num_layers
 
     def noise(self, h: torch.Tensor) -> torch.Tensor:
         """(..., d) sign-aligned noise of norm noise_eps for (..., d) layer embeddings, from the model's generator."""
