@@ -1,12 +1,15 @@
 """Epoch time of the contrastive models relative to LightGCN at the same batch size and depth, from timed batches.
 
     python -m benchmarks.contrastive --data gowalla --batch-size 2048 --threads 1 --clock cpu [--profile 3]
+    python -m benchmarks.contrastive --device cuda --data-path gowalla-copy/ [--peak-memory]   # on a GPU
 
 Every model trains on the same dataset object with Trainer.step, in alternating rounds (so background load hits all
 alike); an epoch is estimated as the median step time x batches per epoch + the epoch's view drawing
 (on_epoch_start). `--clock cpu` times the process's CPU seconds instead of wall seconds (steadier when other jobs
 share the cores). `--profile N` then prints torch.profiler's top operators over N more steps of each model. The
-data block (and the validation carve) is the one of experiments/sgl-<data>.yaml.
+data block (and the validation carve) is the one of experiments/sgl-<data>.yaml; `--data-path` points it at a copy
+of that dataset's folder (the device machine has no ../shared). On `--device cuda` every clock read waits for the
+GPU (torch.cuda.synchronize), and `--peak-memory` reports torch's peak of allocated GPU memory beside the RSS.
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -34,13 +37,15 @@ MODELS = {  # label -> (model keys, train keys); 2 layers everywhere, as the con
 }
 
 
-def build_trainers(data: str, batch_size: int, threads: int, folder: Path, models: Sequence[str]) -> dict:
+def build_trainers(data: str, batch_size: int, threads: int, folder: Path, models: Sequence[str],
+                   device: str = "cpu", data_path: Optional[str] = None) -> dict:
     """One Trainer per model label over one shared dataset, run folders under `folder`."""
     from graphrec.config import build_config, read_yaml
     from graphrec.data.loader import load_dataset
     from graphrec.trainer import Trainer
     base = read_yaml(REPO / "experiments" / f"sgl-{data}.yaml")
-    raw = {"seed": 2020, "device": "cpu", "data": base["data"], "split": base.get("split", {}),
+    data_block = {**base["data"], **({"path": str(Path(data_path).resolve())} if data_path else {})}
+    raw = {"seed": 2020, "device": device, "data": data_block, "split": base.get("split", {}),
            "train": {"batch_size": batch_size, "threads": threads, "progress": False}, "output_dir": str(folder)}
     dataset = None
     trainers = {}
@@ -52,6 +57,12 @@ def build_trainers(data: str, batch_size: int, threads: int, folder: Path, model
     return trainers
 
 
+def endless_batches(trainer):
+    """The trainer's training batches, epoch after epoch (so any number of timed steps fits any dataset)."""
+    while True:
+        yield from trainer.batches()
+
+
 def measure(trainers: dict, rounds: int, per_round: int, warmup: int, clock=time.perf_counter) -> dict:
     """Per model: step Timing, view-drawing seconds, batches per epoch and the estimated epoch seconds."""
     streams, draws = {}, {}
@@ -59,7 +70,7 @@ def measure(trainers: dict, rounds: int, per_round: int, warmup: int, clock=time
         started = clock()
         trainer.model.on_epoch_start(0, trainer.view_gen)
         draws[label] = clock() - started
-        streams[label] = iter(trainer.batches())
+        streams[label] = endless_batches(trainer)
         trainer.model.train()
         for _ in range(warmup):
             trainer.step(next(streams[label]))
@@ -73,7 +84,8 @@ def measure(trainers: dict, rounds: int, per_round: int, warmup: int, clock=time
                       "view_draw_s": draws[label], "batches_per_epoch": batches,
                       "epoch_estimate_s": timing.median * batches + draws[label]}
         products = contrastive_products(trainer.model, next(streams[label])) if label != "lightgcn" else []
-        out[label].update(dense_gflop=gflops(products), dense_s=time_products(products, clock) if products else 0.0)
+        dense_s = time_products(products, clock, device=trainer.device) if products else 0.0
+        out[label].update(dense_gflop=gflops(products), dense_s=dense_s)
     reference = out["lightgcn"]["epoch_estimate_s"] if "lightgcn" in out else None
     step = out["lightgcn"]["step_median_s"] if "lightgcn" in out else None
     for row in out.values():
@@ -87,7 +99,7 @@ def profile(trainers: dict, steps: int, rows: int = 12) -> str:
     from torch.profiler import ProfilerActivity, profile as torch_profile
     parts = []
     for label, trainer in trainers.items():
-        stream = iter(trainer.batches())
+        stream = endless_batches(trainer)
         batches = [next(stream) for _ in range(steps)]
         with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             for batch in batches:
@@ -95,6 +107,17 @@ def profile(trainers: dict, steps: int, rows: int = 12) -> str:
         parts.append(f"== {label} ({steps} steps)\n" + prof.key_averages().table(sort_by="self_cpu_time_total",
                                                                                 row_limit=rows))
     return "\n".join(parts)
+
+
+def synced(clock: Callable[[], float], device: str) -> Callable[[], float]:
+    """`clock`, reading only after the GPU's queued work is done when `device` is CUDA (else `clock` itself)."""
+    if not device.startswith("cuda"):
+        return clock
+
+    def read() -> float:
+        torch.cuda.synchronize()
+        return clock()
+    return read
 
 
 def table(results: dict) -> str:
@@ -115,8 +138,8 @@ def peak_memory(args: argparse.Namespace, argv: Sequence[str]) -> int:
     """Run every model of --models alone in a fresh process and print its peak RSS after setup and after training."""
     import subprocess
     passed = [a for a in argv if a not in ("--peak-memory",)]
-    lines = ["| model | peak RSS after setup (MiB) | peak RSS after training (MiB) | training adds (MiB) |",
-             "|---|---|---|---|"]
+    lines = ["| model | peak RSS after setup (MiB) | peak RSS after training (MiB) | training adds (MiB) "
+             "| peak GPU memory allocated (MiB) |", "|---|---|---|---|---|"]
     for label in args.models.split(","):
         with tempfile.TemporaryDirectory() as folder:
             out = Path(folder) / "result.json"
@@ -124,7 +147,9 @@ def peak_memory(args: argparse.Namespace, argv: Sequence[str]) -> int:
                             str(out)], check=True, stdout=subprocess.DEVNULL)
             row = json.loads(out.read_text())["results"][label]
         setup, peak = row["peak_rss_after_setup_mib"], row["peak_rss_mib"]
-        lines.append(f"| {label} | {setup:.0f} | {peak:.0f} | {peak - setup:.0f} |")
+        gpu = row.get("cuda_peak_allocated_mib")
+        gpu_text = "-" if gpu is None else f"{gpu:.0f}"
+        lines.append(f"| {label} | {setup:.0f} | {peak:.0f} | {peak - setup:.0f} | {gpu_text} |")
     print("\n".join(lines))
     return 0
 
@@ -133,6 +158,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Measure, print the table, and write the numbers as JSON when --out is given."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.contrastive", description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="gowalla", help="gowalla, ood-yelp2018 or yahoo (experiments/sgl-<data>.yaml)")
+    parser.add_argument("--data-path", help="the dataset's folder, instead of the YAML's path under GRAPHREC_DATA")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the clock then waits for the GPU)")
     parser.add_argument("--batch-size", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
@@ -149,11 +176,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return peak_memory(args, sys.argv[1:] if argv is None else argv)
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as folder:
-        trainers = build_trainers(args.data, args.batch_size, args.threads, Path(folder), args.models.split(","))
+        trainers = build_trainers(args.data, args.batch_size, args.threads, Path(folder), args.models.split(","),
+                                  args.device, args.data_path)
         setup_rss = peak_rss_mib()
-        results = measure(trainers, args.rounds, args.per_round, args.warmup, CLOCKS[args.clock])
+        results = measure(trainers, args.rounds, args.per_round, args.warmup,
+                          synced(CLOCKS[args.clock], args.device))
+        gpu = torch.cuda.max_memory_allocated() / 2 ** 20 if args.device.startswith("cuda") else None
         for row in results.values():
-            row.update(peak_rss_after_setup_mib=setup_rss, peak_rss_mib=peak_rss_mib())
+            row.update(peak_rss_after_setup_mib=setup_rss, peak_rss_mib=peak_rss_mib(), cuda_peak_allocated_mib=gpu)
         print(table(results))
         if args.profile:
             print(profile(trainers, args.profile))

@@ -9,8 +9,10 @@
 # DATA_DIR: a LightGCN-format folder (train.txt, test.txt), e.g. a copy of Gowalla carried into the working tree
 # (the shared data does not travel to the device machine); without it epoch, eval and tta use --quick synthetic data.
 # Needs no network. DEVICE=cpu SIZES=30k THREADS=1 bash benchmarks/gpu_check.sh rehearses it without a GPU.
-# STEPS (default: all but suite) picks steps by name, e.g. STEPS="suite cuda_tests epoch tta"; `suite` runs the whole
-# test suite there, where `device: auto` puts every trained test model on the GPU. Packages the machine lacks
+# STEPS (default: all but suite and the contrastive pair) picks steps by name, e.g. STEPS="suite cuda_tests epoch tta";
+# `suite` runs the whole test suite there, where `device: auto` puts every trained test model on the GPU;
+# STEPS="contrastive contrastive_memory" (a second call, about 3 minutes; needs DATA_DIR, a Gowalla copy) times the
+# contrastive models' epochs against LightGCN's and their peak GPU memory (issue 21's targets, docs/contrastive.md). Packages the machine lacks
 # (pydantic) travel as wheels installed on PYTHONPATH, which is kept.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
@@ -51,3 +53,8 @@ step tta_fast 90 python -m benchmarks tta "${SOURCE[@]}" "${COMMON[@]}" --minute
 step tta_xsimgcl 55 python -m benchmarks tta "${SOURCE[@]}" "${COMMON[@]}" --minutes 0.75 --eval-every 5 \
     --model xsimgcl --model-set num_layers=2
 step tta_refit 100 python -m benchmarks tta "${SOURCE[@]}" "${COMMON[@]}" --protocol refit "${FAST[@]}" --patience 0
+# the contrastive models' epoch time relative to LightGCN's at batch 2048, 2 layers, and each one's peak GPU memory
+CONTRASTIVE=(python -m benchmarks.contrastive --device "${DEVICE:-cuda}" --threads "$THREADS" --data gowalla
+             --data-path "${DATA:-missing: pass a Gowalla copy as DATA_DIR}")
+step contrastive 90 "${CONTRASTIVE[@]}" --rounds 10 --per-round 3 --warmup 3
+step contrastive_memory 150 "${CONTRASTIVE[@]}" --rounds 2 --per-round 3 --peak-memory

@@ -120,6 +120,28 @@ def test_dense_floor_lists_the_contrastive_and_projection_products_of_a_hand_mad
     assert time_products(joint, repeats=2) > 0
 
 
+def test_contrastive_benchmark_times_the_dataset_folder_it_is_pointed_at(tmp_path, capsys, restore_threads):
+    """--data-path replaces the YAML's Gowalla folder (as on the device machine, which has no ../shared): 60 users
+    with 10 items each, of which experiments/sgl-gowalla.yaml's valid_ratio 0.1 leaves 540 training events, so
+    at batch 64 an epoch is ceil(540 / 64) = 9 batches; the JSON has every model and no GPU peak on the CPU."""
+    import json
+
+    from benchmarks.contrastive import main as contrastive
+    (tmp_path / "train.txt").write_text("".join(f"{u} " + " ".join(str((u + j) % 40) for j in range(10)) + "\n"
+                                                for u in range(60)))
+    (tmp_path / "test.txt").write_text("".join(f"{u} {(u + 7) % 40}\n" for u in range(60)))
+    out = tmp_path / "result.json"
+    code = contrastive(["--data", "gowalla", "--data-path", str(tmp_path), "--batch-size", "64", "--rounds", "1",
+                        "--per-round", "1", "--models", "lightgcn,sgcl", "--out", str(out)])
+    assert code == 0
+    results = json.loads(out.read_text())["results"]
+    assert sorted(results) == ["lightgcn", "sgcl"]
+    assert [row["batches_per_epoch"] for row in results.values()] == [9, 9]
+    assert results["lightgcn"]["vs_lightgcn"] == 1.0 and results["sgcl"]["dense_gflop"] > 0
+    assert results["sgcl"]["cuda_peak_allocated_mib"] is None
+    assert "| sgcl |" in capsys.readouterr().out
+
+
 def test_alloc_quick_runs_each_chosen_policy_in_its_own_process(capsys, restore_threads):
     code = main(["alloc", "--quick", "--threads", "1", "--policies", "1,3"])
     out = capsys.readouterr().out

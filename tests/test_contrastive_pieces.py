@@ -259,6 +259,9 @@ def test_sign_aligned_noise_as_perturb_shifts_values_not_gradients():
     assert torch.allclose(grads[0], grads[1])                        # but is not differentiated
 
 
+ROW_OF_EACH_CANDIDATE = torch.tensor([[0, 1, 2]])  # one sample whose 3 candidates are the table's rows 0, 1 and 2
+
+
 def test_mixgcf_chooses_known_candidates_per_layer():
     # user along the first axis; the positive is zero there, so a candidate's score is (1 - alpha) * its first entry
     user = torch.tensor([[1.0, 0.0]])                                          # pooled (b, d)
@@ -268,7 +271,7 @@ def test_mixgcf_chooses_known_candidates_per_layer():
                           [[0.0, 5.0], [10.0, 6.0]]]])                         # candidate 2: best at layer 1
     cand.requires_grad_()
     pos.requires_grad_()
-    out = mixgcf_negatives(user, pos, cand, torch.Generator().manual_seed(0))
+    out = mixgcf_negatives(user, pos, cand.view(3, 2, 2), ROW_OF_EACH_CANDIDATE, torch.Generator().manual_seed(0))
     # entries lie on the segment alpha * pos + (1 - alpha) * chosen, alpha in (0, 1)
     chosen = torch.stack([cand[0, 0, 0], cand[0, 2, 1]]).detach()
     share = out.detach()[0] / chosen                                           # 1 - alpha, since pos = 0
@@ -279,6 +282,29 @@ def test_mixgcf_chooses_known_candidates_per_layer():
     grad_hit[0, 0, 0] = grad_hit[0, 2, 1] = True
     assert (cand.grad[grad_hit] > 0).all() and (cand.grad[~grad_hit] == 0).all()
     np.testing.assert_allclose((cand.grad.sum(1) + pos.grad).numpy(), np.ones((1, 2, 2)), rtol=1e-6)
+
+
+def test_mixgcf_equals_the_whole_mix_differentiated_by_autograd():
+    """The choice without autograd and the kept mix recomputed alone give the values and gradients of mixing every
+    candidate with autograd and gathering the best (the plain form), for both mixings and a per-layer user."""
+    gen = torch.Generator().manual_seed(3)
+    table = torch.randn(12, 3, 4, generator=gen)
+    pos_rows, candidates = torch.tensor([1, 5, 5, 7]), torch.randint(0, 12, (4, 6), generator=gen)
+    for mix, user in (("element", torch.randn(4, 4, generator=gen)), ("layer", torch.randn(4, 3, 4, generator=gen))):
+        leaves = [table.clone().requires_grad_(), table.clone().requires_grad_()]
+        fast = mixgcf_negatives(user, leaves[0][pos_rows], leaves[0], candidates, torch.Generator().manual_seed(9),
+                                mix)
+        cand_layers, pos = leaves[1][candidates], leaves[1][pos_rows]
+        shape = cand_layers.shape if mix == "element" else (4, 6, 3, 1)
+        alpha = torch.rand(shape, generator=torch.Generator().manual_seed(9))
+        mixed = alpha * pos.unsqueeze(1) + (1 - alpha) * cand_layers
+        scores = (mixed * (user.unsqueeze(1) if user.dim() == 3 else user[:, None, None, :])).sum(-1)
+        plain = mixed.gather(1, scores.argmax(1)[:, None, :, None].expand(4, 1, 3, 4)).squeeze(1)
+        assert torch.equal(fast, plain)
+        weights = torch.randn(4, 3, 4, generator=gen)
+        (fast * weights).sum().backward()
+        (plain * weights).sum().backward()
+        assert torch.allclose(leaves[0].grad, leaves[1].grad, atol=1e-6) and leaves[0].grad.abs().sum() > 0
 
 
 def mixing_weight(out, pos, chosen):
@@ -295,19 +321,23 @@ def test_mixgcf_user_per_layer_versus_pooled_and_layer_mixing():
     per_layer_user = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]], requires_grad=True)   # (b, L+1, d)
     pooled_user = per_layer_user.detach().mean(1)                                     # (b, d) = (0.5, 0.5)
     # per-layer user: layer 0 scores 4, 0, 2 -> candidate 0; layer 1 scores 0, 4, 2 -> candidate 1
-    per_layer = mixgcf_negatives(per_layer_user, pos, cand, torch.Generator().manual_seed(0), mix="layer")
+    table = cand.view(3, 2, 2)
+    per_layer = mixgcf_negatives(per_layer_user, pos, table, ROW_OF_EACH_CANDIDATE, torch.Generator().manual_seed(0),
+                                 mix="layer")
     alpha = mixing_weight(per_layer, pos, torch.stack([cand[:, 0, 0], cand[:, 1, 1]], 1))
     assert torch.allclose(alpha[..., 0], alpha[..., 1]) and ((alpha > 0) & (alpha < 1)).all()
     # pooled user: layer 0 scores 0.5, 0, 2 and layer 1 scores 0, 0.5, 2 -> candidate 2 at both
-    pooled = mixgcf_negatives(pooled_user, pos, cand, torch.Generator().manual_seed(0), mix="layer")
+    pooled = mixgcf_negatives(pooled_user, pos, table, ROW_OF_EACH_CANDIDATE, torch.Generator().manual_seed(0),
+                              mix="layer")
     alpha = mixing_weight(pooled, pos, cand[:, 2])
     assert torch.allclose(alpha[..., 0], alpha[..., 1]) and ((alpha > 0) & (alpha < 1)).all()
     per_layer.sum().backward()
     assert per_layer_user.grad is None                                 # the choice is not differentiated
-    again = mixgcf_negatives(pooled_user, pos, cand, torch.Generator().manual_seed(0), mix="layer")
+    again = mixgcf_negatives(pooled_user, pos, table, ROW_OF_EACH_CANDIDATE, torch.Generator().manual_seed(0),
+                             mix="layer")
     assert torch.equal(again, pooled)
     with pytest.raises(ValueError, match="mixing"):
-        mixgcf_negatives(pooled_user, pos, cand, mix="hop")
+        mixgcf_negatives(pooled_user, pos, table, ROW_OF_EACH_CANDIDATE, mix="hop")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -319,6 +349,7 @@ def test_pieces_stay_on_cuda_with_a_cuda_generator():
     assert all(view.csr.device.type == "cuda" for view in views)
     h = torch.randn(7, 4, device="cuda", generator=gen)
     assert sign_aligned_noise(h, 0.1, gen).device.type == "cuda"
-    out = mixgcf_negatives(h[:2, :], h[:2, None, :].expand(2, 3, 4), torch.randn(2, 5, 3, 4, device="cuda"), gen)
+    out = mixgcf_negatives(h[:2, :], h[:2, None, :].expand(2, 3, 4), torch.randn(6, 3, 4, device="cuda"),
+                           torch.tensor([[0, 1, 2, 3, 4], [5, 4, 3, 2, 1]], device="cuda"), gen)
     assert out.shape == (2, 3, 4) and out.device.type == "cuda"
     assert torch.isfinite(symmetric_contrastive(h, h.flip(0), 0.2, 0.01, 0.1))

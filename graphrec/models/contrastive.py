@@ -104,7 +104,7 @@ class ContrastiveLightGCN(LightGCN):
         weights = table.new_tensor(self.layer_weights)
         pooled = torch.einsum("nld,l->nd", table, weights)
         u, p = pooled[index.users], pooled[index.pos]
-        synthetic, choice = mixgcf_negatives(u, table[index.pos], table[index.neg[:, 0]], self.batch_gen,
+        synthetic, choice = mixgcf_negatives(u, table[index.pos], table, index.neg[:, 0], self.batch_gen,
                                              self.cfg.mixgcf_mix, return_choice=True)
         return u, p, torch.einsum("bld,l->bd", synthetic, weights), batch.neg[:, 0].gather(1, choice)
 
