@@ -28,12 +28,15 @@ def mixgcf_negatives(user_emb: torch.Tensor, pos_layers: torch.Tensor, table: to
     batch, num_layers, dim = pos_layers.shape
     with torch.no_grad():
         cand_layers = table.index_select(0, candidates.reshape(-1)).view(*candidates.shape, num_layers, dim)
-        alpha_shape = cand_layers.shape if mix == "element" else (batch, candidates.shape[1], num_layers, 1)
+        alpha_shape = cand_layers.shape if mix == "element" else (batch, 1, num_layers, 1)
         alpha = torch.rand(alpha_shape, generator=generator, device=table.device, dtype=table.dtype)
         mixed = alpha * pos_layers.unsqueeze(1) + (1 - alpha) * cand_layers
         user = user_emb.unsqueeze(1) if user_emb.dim() == 3 else user_emb[:, None, None, :]
         best = (mixed * user).sum(-1).argmax(dim=1)                               # (b, L+1)
-        kept_alpha = alpha.gather(1, best[:, None, :, None].expand(batch, 1, num_layers, alpha.shape[-1])).squeeze(1)
+        if mix == "element":
+            kept_alpha = alpha.gather(1, best[:, None, :, None].expand(batch, 1, num_layers, dim)).squeeze(1)
+        else:
+            kept_alpha = alpha.squeeze(1)                                         # (b, L+1, 1): one per layer
     layer = torch.arange(num_layers, device=table.device)
     chosen = kept_alpha * pos_layers + (1 - kept_alpha) * table[candidates.gather(1, best), layer]
     return (chosen, best) if return_choice else chosen

@@ -295,7 +295,7 @@ def test_mixgcf_equals_the_whole_mix_differentiated_by_autograd():
         fast = mixgcf_negatives(user, leaves[0][pos_rows], leaves[0], candidates, torch.Generator().manual_seed(9),
                                 mix)
         cand_layers, pos = leaves[1][candidates], leaves[1][pos_rows]
-        shape = cand_layers.shape if mix == "element" else (4, 6, 3, 1)
+        shape = cand_layers.shape if mix == "element" else (4, 1, 3, 1)       # MixGCF: one alpha per sample, layer
         alpha = torch.rand(shape, generator=torch.Generator().manual_seed(9))
         mixed = alpha * pos.unsqueeze(1) + (1 - alpha) * cand_layers
         scores = (mixed * (user.unsqueeze(1) if user.dim() == 3 else user[:, None, None, :])).sum(-1)
