@@ -11,9 +11,9 @@
 # Needs no network. DEVICE=cpu SIZES=30k THREADS=1 bash benchmarks/gpu_check.sh rehearses it without a GPU.
 # STEPS (default: all but suite and the contrastive pair) picks steps by name, e.g. STEPS="suite cuda_tests epoch tta";
 # `suite` runs the whole test suite there, where `device: auto` puts every trained test model on the GPU;
-# STEPS="contrastive contrastive_memory" (a second call, about 3 minutes; needs DATA_DIR, a Gowalla copy) times the
-# contrastive models' epochs against LightGCN's and their peak GPU memory (issue 21's targets, docs/contrastive.md). Packages the machine lacks
-# (pydantic) travel as wheels installed on PYTHONPATH, which is kept.
+# STEPS="contrastive contrastive_memory" (a second call, at most 4 minutes; needs DATA_DIR, a Gowalla copy) times the
+# contrastive models' epochs against LightGCN's and their peak GPU memory (issue 21's targets, docs/contrastive.md).
+# Packages the machine lacks (pydantic) travel as wheels installed on PYTHONPATH, which is kept.
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 WANDB_MODE=disabled OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
