@@ -5,7 +5,8 @@ Views are drawn as the model's training draws them (the epoch-0 views of the run
 training events and each of the two views, the cosine between the view's embedding and the clean one. A view is
 noisy when that cosine is under 0.1 (the SGCL paper's definition; it calls them the bottom 20%). Test metrics are
 reported for users whose lower view cosine is under 0.1 against the others, and for the bottom 20% of users by that
-cosine against the rest.
+cosine against the rest, each group with its users' mean training degree; the Spearman correlation of users' view
+cosine with their training degree says whether a low cosine marks the view or the user's degree.
 """
 from __future__ import annotations
 
@@ -100,10 +101,21 @@ def view_report(run_dir: Path, checkpoint: str) -> dict:
         cosine[:, groups["users"]].cpu().numpy(), bins=edges)[0].tolist(), "items": np.histogram(
         cosine[:, groups["items"]].cpu().numpy(), bins=edges)[0].tolist(), "all": counts.tolist()}
     user_cosine = cosine[:, :model.num_users].min(0).values                              # a user's noisier view
+    user_degree = model.graph.degree[:model.num_users]
+    report["users_cosine_degree_spearman"] = spearman(user_cosine[user_degree > 0], user_degree[user_degree > 0])
     scorer = model.scorer()
-    report["test"] = {split: group_metrics(evaluator, scorer, user_cosine)
+    report["test"] = {split: group_metrics(evaluator, scorer, user_cosine, user_degree)
                       for split, evaluator in evaluators.items() if split != "valid"}
     return report
+
+
+def spearman(x, y) -> float | None:
+    """Spearman rank correlation of two (n,) tensors (ties ranked by position); None under two values."""
+    import torch
+    if len(x) < 2:
+        return None
+    ranks = [torch.argsort(torch.argsort(v.double(), stable=True)).double() for v in (x, y)]
+    return float(torch.corrcoef(torch.stack(ranks))[0, 1])
 
 
 def cosine_summary(cosine) -> dict:
@@ -117,9 +129,10 @@ def cosine_summary(cosine) -> dict:
             "quantiles": dict(zip(map(str, QUANTILES), quantiles))}
 
 
-def group_metrics(evaluator, scorer, user_cosine) -> dict:
-    """Test metrics of an evaluator's users split by their lower view cosine: noisy (< NOISY_BELOW) vs clean, and the
-    bottom BOTTOM_SHARE of users vs the rest; user_cosine is (num_users,)."""
+def group_metrics(evaluator, scorer, user_cosine, user_degree) -> dict:
+    """Test metrics and mean training degree of an evaluator's users split by their lower view cosine: noisy
+    (< NOISY_BELOW) vs clean, and the bottom BOTTOM_SHARE of users vs the rest; user_cosine and user_degree are
+    (num_users,)."""
     import torch
     users = evaluator.users
     cos = user_cosine[users]
@@ -130,6 +143,8 @@ def group_metrics(evaluator, scorer, user_cosine) -> dict:
     for group, mask in masks.items():
         result = evaluator.evaluate(scorer, users[mask]) if bool(mask.any()) else None
         out[group] = {"users": int(mask.sum()), **(result.means() if result is not None else {})}
+        if result is not None:
+            out[group]["mean_degree"] = float(user_degree[users[mask]].double().mean())
     return out
 
 
@@ -140,9 +155,12 @@ def summary_text(report: dict) -> str:
     lines = [f"{report['model']} views (2 per node): cosine to the clean embedding < {NOISY_BELOW}: {pct(share['all'])}"
              f" (users {pct(share['users'])}, items {pct(share['items'])}); bottom {BOTTOM_SHARE:.0%} below "
              f"{report['cosine']['all']['bottom_cutoff']:.4f}"]
+    rho = report["users_cosine_degree_spearman"]
+    lines.append(f"users' view cosine vs training degree: Spearman {'n/a' if rho is None else f'{rho:+.3f}'}")
     key = report["metric"]
     for split, groups in report["test"].items():
-        show = lambda g: f"{groups[g].get(key, float('nan')):.4f} ({groups[g]['users']} users)"  # noqa: E731
+        show = lambda g: (f"{groups[g].get(key, float('nan')):.4f} ({groups[g]['users']} users"  # noqa: E731
+                          + (f", mean degree {groups[g]['mean_degree']:.1f})" if "mean_degree" in groups[g] else ")"))
         lines.append(f"{split} {key}: noisy {show('noisy')} vs clean {show('clean')}; bottom {BOTTOM_SHARE:.0%} "
                      f"{show('bottom')} vs rest {show('rest')}")
     return "\n".join(lines)

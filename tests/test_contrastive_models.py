@@ -6,6 +6,7 @@ import importlib.util
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -192,8 +193,20 @@ def test_analyze_views_without_dropout_has_no_noisy_view(tmp_path, capsys):
     assert test["clean"]["users"] == metrics["test/users"]
     assert test["clean"]["recall@20"] == pytest.approx(metrics["test/recall@20"])
     assert test["bottom"]["users"] + test["rest"]["users"] == metrics["test/users"]
+    dataset = load_dataset(trainer.cfg)
+    degree = dataset.matrix(dataset.train).sum(1).A1[np.unique(dataset.tests["test"].user)]  # each test user's
+    assert test["clean"]["mean_degree"] == pytest.approx(degree[degree > 0].mean())              # distinct train items
+    assert -1.0 <= report["users_cosine_degree_spearman"] <= 1.0
     assert plot is None or plot.stat().st_size > 0
     assert "noisy nan (0 users)" in capsys.readouterr().out
+
+
+def test_spearman_matches_the_hand_computed_rank_correlation():
+    """Ranks (0,1,2,3) against (0,1,3,2): 1 - 6 * 2 / (4 * 15) = 0.8; reversed order gives -1; one value gives None."""
+    from graphrec.analyze import spearman
+    assert spearman(torch.tensor([1.0, 2, 3, 4]), torch.tensor([10.0, 20, 40, 30])) == pytest.approx(0.8)
+    assert spearman(torch.tensor([1.0, 2, 3]), torch.tensor([3.0, 2, 1])) == pytest.approx(-1.0)
+    assert spearman(torch.tensor([1.0]), torch.tensor([2.0])) is None
 
 
 def test_layerwise_propagation_over_one_repeated_graph_is_the_fused_one(tmp_path):
