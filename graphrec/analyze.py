@@ -110,12 +110,18 @@ def view_report(run_dir: Path, checkpoint: str) -> dict:
 
 
 def spearman(x, y) -> float | None:
-    """Spearman rank correlation of two (n,) tensors (ties ranked by position); None under two values."""
-    import torch
+    """Spearman rank correlation of two (n,) tensors, ties at their mean rank; None under two values or for a constant
+    one."""
+    import math
+    import warnings
+
+    from scipy.stats import spearmanr
     if len(x) < 2:
         return None
-    ranks = [torch.argsort(torch.argsort(v.double(), stable=True)).double() for v in (x, y)]
-    return float(torch.corrcoef(torch.stack(ranks))[0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")                                                  # constant input: nan
+        rho = float(spearmanr(x.cpu().numpy(), y.cpu().numpy())[0])
+    return None if math.isnan(rho) else rho
 
 
 def cosine_summary(cosine) -> dict:
