@@ -102,7 +102,8 @@ def view_report(run_dir: Path, checkpoint: str) -> dict:
         cosine[:, groups["items"]].cpu().numpy(), bins=edges)[0].tolist(), "all": counts.tolist()}
     user_cosine = cosine[:, :model.num_users].min(0).values                              # a user's noisier view
     user_degree = model.graph.degree[:model.num_users]
-    report["users_cosine_degree_spearman"] = spearman(user_cosine[user_degree > 0], user_degree[user_degree > 0])
+    trained_users = trained[:model.num_users]
+    report["users_cosine_degree_spearman"] = spearman(user_cosine[trained_users], user_degree[trained_users])
     scorer = model.scorer()
     report["test"] = {split: group_metrics(evaluator, scorer, user_cosine, user_degree)
                       for split, evaluator in evaluators.items() if split != "valid"}
