@@ -156,3 +156,19 @@ def test_alloc_refuses_policy_numbers_it_does_not_have(policies, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["alloc", "--quick", "--policies", policies])
     assert exit_info.value.code == 2 and "expected numbers from 1 to 4" in capsys.readouterr().err
+
+
+def test_robustness_curves_keep_each_losss_weight_chosen_on_valid_at_share_0():
+    from benchmarks.robustness import selected_weights, table
+
+    def row(loss, weight, share, seed, valid, test):
+        return {"loss": loss, "ssl_weight": str(weight), "share": str(share), "seed": str(seed),
+                "valid_recall@20": str(valid), "test_recall@20": str(test)}
+    rows = [row("infonce", 0.1, 0, 1, 0.30, 0.20), row("infonce", 0.1, 0, 2, 0.10, 0.22),   # valid mean 0.20
+            row("infonce", 0.01, 0, 1, 0.21, 0.10), row("infonce", 0.01, 0, 2, 0.21, 0.12),  # 0.21: chosen
+            row("infonce", 0.01, 0.5, 1, 0.90, 0.11), row("infonce", 0.1, 0.5, 1, 0.99, 0.30),
+            row("symmetric-q1", 0.001, 0.5, 1, 0.5, 0.5)]                                    # no share 0: no curve
+    assert selected_weights(rows) == {"infonce": 0.01}
+    markdown = table(rows).markdown()
+    assert "| infonce (weight 0.01) | 0.1100 (0.1000-0.1200, 2 seeds) | 0.1100 (0.1100-0.1100, 1 seeds) |" in markdown
+    assert "infonce (weight 0.1)" not in markdown and "symmetric-q1" not in markdown
