@@ -24,7 +24,8 @@ from .common import REPO, Table
 
 LOSSES = {"infonce": {"ssl_loss": "infonce"}, "symmetric": {"ssl_loss": "symmetric"},
           "symmetric-q1": {"ssl_loss": "symmetric", "ssl_q": 1.0}}
-FIELDS = ["loss", "ssl_weight", "share", "seed", "best_epoch", "valid_recall@20", "test_recall@20", "test_ndcg@20", "train_s"]
+FIELDS = ["loss", "ssl_weight", "share", "seed", "best_epoch", "valid_recall@20", "test_recall@20", "test_ndcg@20",
+          "train_s"]
 
 
 def run_config(loss: str, weight: float, share: float, seed: int, args: argparse.Namespace, folder: str) -> dict:
@@ -102,8 +103,8 @@ def table(rows: list[dict]) -> Table:
     out = Table("test Recall@20, mean (min-max) over seeds; each loss at its weight chosen on valid at share 0",
                 ["loss"] + [f"share {s:g}" for s in shares])
     for label, by_share in by_label.items():
-        cells = [f"{sum(v) / len(v):.4f} ({min(v):.4f}-{max(v):.4f}, {len(v)} seeds)" if (v := by_share.get(s))
-                 else "-" for s in shares]
+        cells = [f"{sum(v) / len(v):.4f} ({min(v):.4f}-{max(v):.4f}, {len(v)} seed{'s' * (len(v) > 1)})"
+                 if (v := by_share.get(s)) else "-" for s in shares]
         out.add(label, *cells)
     return out
 

@@ -158,7 +158,7 @@ def test_alloc_refuses_policy_numbers_it_does_not_have(policies, capsys):
     assert exit_info.value.code == 2 and "expected numbers from 1 to 4" in capsys.readouterr().err
 
 
-def test_robustness_curves_keep_each_losss_weight_chosen_on_valid_at_share_0():
+def test_robustness_draws_each_loss_at_its_weight_chosen_on_valid_at_share_0():
     from benchmarks.robustness import selected_weights, table
 
     def row(loss, weight, share, seed, valid, test):
@@ -170,5 +170,5 @@ def test_robustness_curves_keep_each_losss_weight_chosen_on_valid_at_share_0():
             row("symmetric-q1", 0.001, 0.5, 1, 0.5, 0.5)]                                    # no share 0: no curve
     assert selected_weights(rows) == {"infonce": 0.01}
     markdown = table(rows).markdown()
-    assert "| infonce (weight 0.01) | 0.1100 (0.1000-0.1200, 2 seeds) | 0.1100 (0.1100-0.1100, 1 seeds) |" in markdown
+    assert "| infonce (weight 0.01) | 0.1100 (0.1000-0.1200, 2 seeds) | 0.1100 (0.1100-0.1100, 1 seed) |" in markdown
     assert "infonce (weight 0.1)" not in markdown and "symmetric-q1" not in markdown
