@@ -111,10 +111,8 @@ def table(rows: list[dict]) -> Table:
 
 def plot(rows: list[dict], png: Path) -> None:
     """Test Recall@20 against the noisy share, one line per loss at its selected weight (mean, bars min..max)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    from graphrec.report import pyplot
+    fig, ax = pyplot().subplots(figsize=(5, 3.5))
     for label, by_share in curves(rows).items():
         shares = sorted(by_share)
         means = [sum(by_share[s]) / len(by_share[s]) for s in shares]
@@ -146,10 +144,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     shares = [float(s) for s in args.shares.split(",") if s]
     weights = [float(w) for w in args.ssl_weights.split(",") if w]
     if args.plot:
+        from graphrec.errors import GraphrecError
+        from graphrec.report import pyplot
         try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            parser.error("--plot needs matplotlib, which is not installed: pip install 'graphrec[plot]'")
+            pyplot()                                                  # before any run: matplotlib is an extra
+        except GraphrecError as err:
+            parser.error(str(err))
     losses = [name for name in args.losses.split(",") if name]
     unknown = sorted(set(losses) - set(LOSSES))
     if unknown:

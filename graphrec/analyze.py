@@ -11,7 +11,9 @@ cosine with their training degree says whether a low cosine marks the view or th
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import warnings
 from pathlib import Path
 
 from .errors import GraphrecError
@@ -113,9 +115,6 @@ def view_report(run_dir: Path, checkpoint: str) -> dict:
 def spearman(x, y) -> float | None:
     """Spearman rank correlation of two (n,) tensors, ties at their mean rank; None under two values or for a constant
     one."""
-    import math
-    import warnings
-
     from scipy.stats import spearmanr
     if len(x) < 2:
         return None

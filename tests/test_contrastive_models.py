@@ -196,7 +196,8 @@ def test_analyze_views_without_dropout_has_no_noisy_view(tmp_path, capsys):
     dataset = load_dataset(trainer.cfg)
     degree = dataset.matrix(dataset.train).sum(1).A1[np.unique(dataset.tests["test"].user)]  # each test user's
     assert test["clean"]["mean_degree"] == pytest.approx(degree[degree > 0].mean())              # distinct train items
-    assert "users_cosine_degree_spearman" in report                   # None here when every cosine is exactly 1
+    rho = report["users_cosine_degree_spearman"]          # cosines are 1 up to roundoff here, so rho ranks roundoff
+    assert rho is None or -1.0 <= rho <= 1.0              # (None if it is exactly constant); values: next test
     assert plot is None or plot.stat().st_size > 0
     assert "noisy nan (0 users)" in capsys.readouterr().out
 

@@ -203,12 +203,8 @@ def _axis_values(dim: Dimension, values: list[Any]) -> tuple[list[float], Option
 
 def plot_sweep(sweep_dir: str | Path, metric: str, path: str | Path) -> Path:
     """A PNG at `path` of `metric` against each swept parameter (one panel each; the best run marked)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise GraphrecError("plotting a sweep needs matplotlib; pip install 'graphrec[plot]'") from None
+    from ..report import pyplot  # report imports this module
+    plt = pyplot()
     sweep_dir, path = Path(sweep_dir), Path(path)
     rows = [r for r in sweep_rows(sweep_dir, metric) if r["value"] is not None]
     if not rows:
