@@ -3,8 +3,9 @@
 The copies keep what `graphrec report` reads (config.yaml, metrics.json, run.json, log.jsonl, shift.json) and what
 `graphrec sweep --resume` reads (sweep.json, sweep.yaml, base.yaml, runs.jsonl), so results can be kept in git,
 shared, tabulated again and continued on another machine. Finished and failed run folders are copied; one still
-training (no metrics.json yet) is skipped. Each run folder lands whole or not at all; archiving again replaces a run
-folder already there and keeps the ones its source no longer holds.
+training (no metrics.json yet) is skipped, and so is the log of a sweep trial that runs.jsonl still records as running
+(a partial log is no result). Each run folder lands whole or not at all; archiving again replaces a run folder already
+there and keeps the ones its source no longer holds.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 from .atomic import TEMP_SUFFIX, atomic_write_bytes
 from .errors import GraphrecError
 from .runs import PARTIAL_SUFFIX, is_failed
+from .sweep.runlog import read_runs
 
 LEFT_OUT_SUFFIXES = (".pt",)  # checkpoints: graphrec eval needs them, a table does not
 RUN_MARKER = "config.yaml"
@@ -108,8 +110,15 @@ def _copy_run(source: Path, dest: Path, totals: ArchiveTotals) -> None:
     totals.runs += 1
 
 
-def _copy_tree(source: Path, dest: Path, totals: ArchiveTotals) -> None:
-    """Merge source into dest: run folders whole (_copy_run), other files each written atomically."""
+def _running_logs(sweep: Path) -> set[Path]:
+    """The log files of the trials a sweep folder's runs.jsonl still records as running (or left running when killed)."""
+    return {sweep / r["log"] for r in read_runs(sweep / SWEEP_MARKER).values()
+            if r.get("status") == "running" and isinstance(r.get("log"), str)}
+
+
+def _copy_tree(source: Path, dest: Path, totals: ArchiveTotals, skipped: frozenset[Path] = frozenset()) -> None:
+    """Merge source into dest: run folders whole (_copy_run), other files each written atomically, except the files in
+    skipped (running trials' logs)."""
     if (source / RUN_MARKER).is_file():
         if (source / "metrics.json").is_file() or is_failed(source):
             _copy_run(source, dest, totals)
@@ -117,11 +126,15 @@ def _copy_tree(source: Path, dest: Path, totals: ArchiveTotals) -> None:
             totals.unfinished += 1
         return
     dest.mkdir(parents=True, exist_ok=True)
+    if (source / SWEEP_MARKER).is_file():
+        skipped = skipped | _running_logs(source)
     for path in sorted(source.iterdir()):
+        if path in skipped:
+            continue
         if _left_out(path):
             totals.left_out_bytes += path.stat().st_size if path.is_file() else 0
         elif path.is_dir():
-            _copy_tree(path, dest / path.name, totals)
+            _copy_tree(path, dest / path.name, totals, skipped)
         elif path.is_file():
             payload = path.read_bytes()
             atomic_write_bytes(dest / path.name, payload)

@@ -90,6 +90,20 @@ def test_a_run_still_training_is_skipped_and_a_failed_run_is_kept():
     assert sorted(p.name for p in Path("kept/a").iterdir()) == sorted([finished.name, failed.name])
 
 
+def test_a_sweep_trial_still_running_leaves_its_log_out():
+    sweep = Path("sweeps/s")
+    (sweep / "logs").mkdir(parents=True)
+    records = [{"id": "r000", "status": "running", "log": "logs/r000.log"},
+               {"id": "r001", "status": "running", "log": "logs/r001.log"},
+               {"id": "r000", "status": "finished", "metric": 0.2}]
+    (sweep / "runs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    for trial in ("r000", "r001"):
+        (sweep / "logs" / f"{trial}.log").write_text(f"{trial} epoch 0\n")
+    archive(["sweeps/s"], "kept")
+    assert sorted(p.name for p in Path("kept/s/logs").iterdir()) == ["r000.log"]
+    assert Path("kept/s/runs.jsonl").read_bytes() == (sweep / "runs.jsonl").read_bytes()
+
+
 def test_a_copy_that_fails_midway_leaves_the_earlier_copy_whole(monkeypatch):
     run = train(1)
     archive(["runs/a"], "kept")
