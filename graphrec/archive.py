@@ -111,7 +111,7 @@ def _copy_run(source: Path, dest: Path, totals: ArchiveTotals) -> None:
 
 
 def _running_logs(sweep: Path) -> set[Path]:
-    """The log files of the trials a sweep folder's runs.jsonl still records as running (or left running when killed)."""
+    """The log files of the trials a sweep folder's runs.jsonl still records as running (a killed one too)."""
     return {sweep / r["log"] for r in read_runs(sweep / SWEEP_MARKER).values()
             if r.get("status") == "running" and isinstance(r.get("log"), str)}
 
