@@ -147,7 +147,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from graphrec.errors import GraphrecError
         from graphrec.report import pyplot
         try:
-            pyplot()                                                  # before any run: matplotlib is an extra
+            pyplot()  # before any run: matplotlib is an extra
         except GraphrecError as err:
             parser.error(str(err))
     losses = [name for name in args.losses.split(",") if name]
