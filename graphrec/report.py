@@ -479,19 +479,22 @@ def _status(row: dict) -> str:
 
 
 def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str]) -> str:
-    """Each sweep folder's runs ranked by `metric` (a table per sweep), the best config written beside them."""
+    """Each sweep folder's runs ranked by `metric` (a table per sweep), the best config written beside them; the
+    folders of one sweep split with --trials all get the best config over the whole sweep."""
     from .sweep.summary import plot_sweep, progress_note, sweep_rows, time_left_note, write_best_config
-    texts, written, best_rows = [], {}, {}
+    tables = {}
     for folder in folders:
         if not (Path(folder) / "runs.jsonl").is_file():
             raise GraphrecError(f"report --best: '{folder}' is not a sweep folder (no runs.jsonl); pass "
                                 "sweeps/<name>-<time>/ as printed by graphrec sweep")
-        rows = sweep_rows(folder, metric)
+        tables[folder] = sweep_rows(folder, metric)
+    source, notes = _best_sources(tables, metric)
+    texts = []
+    for folder, rows in tables.items():
         names = list(dict.fromkeys(k for row in rows for k in row["params"]))
         body = [[str(r["rank"]), r["id"], _status(r), _number(r["value"])] +
                 [str(r["params"].get(n, "")) for n in names] for r in rows]
-        best = written[folder] = write_best_config(folder, metric)  # refuses a folder without a best run
-        best_rows[folder] = rows[0]
+        best = write_best_config(folder, metric, source=source[folder])  # refuses a folder without a best run
         if plot:
             plot_sweep(folder, metric, plot)
         partial = progress_note(folder)
@@ -500,23 +503,29 @@ def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str])
             "still running" if live else f"graphrec sweep --resume {folder} finishes it") + ")")
         eta = time_left_note(folder) if live else None
         note += f"; {eta}" if eta else ""
-        texts.append(f"sweep {folder}: best config written to {best}{note}\n"
+        whose = "" if source[folder] == folder else f" (the split sweep's best, from {source[folder]})"
+        texts.append(f"sweep {folder}: best config written to {best}{whose}{note}\n"
                      + _render(["rank", "run", "status", metric] + names, body, fmt))
-    return "\n\n".join(texts + _split_sweep_notes(written, best_rows, metric))
+    return "\n\n".join(texts + notes)
 
 
-def _split_sweep_notes(written: dict[str, Path], best_rows: dict[str, dict], metric: str) -> list[str]:
-    """A line per sweep whose trials are split over several folders (same sweep file; `written`: folder -> its best
-    config, `best_rows`: folder -> its best run): the best run over all of them, and the config to train it from."""
-    from .sweep.summary import best_across, sweeps_by_file
-    notes = []
-    for sweep_file, group in sweeps_by_file(list(written), "--best").items():
-        if len(group) > 1:
-            folder = best_across({f: best_rows[f] for f in group}, metric)
-            row = best_rows[folder]
+def _best_sources(tables: dict[str, list[dict]], metric: str) -> tuple[dict[str, str], list[str]]:
+    """Folder -> the folder whose best run its best config is (itself, or for a sweep split over several folders
+    with --trials the one holding the best run over all of them; `tables`: folder -> its ranked sweep_rows), and a
+    line per split sweep naming that run and the config to train it from."""
+    from .sweep.summary import SELECTABLE, best_across, best_config_name, sweeps_by_file
+    source, notes = {folder: folder for folder in tables}, []
+    for sweep_file, group in sweeps_by_file(list(tables), "--best").items():
+        finished = {f: tables[f][0] for f in group
+                    if tables[f] and tables[f][0]["value"] is not None and tables[f][0]["status"] in SELECTABLE}
+        if len(group) > 1 and finished:
+            winner = best_across(finished, metric)
+            source.update({f: winner for f in group})
+            row = finished[winner]
             notes.append(f"sweep {Path(sweep_file).name} over {len(group)} folders: best {row['id']} "
-                         f"({metric} {_number(row['value'])}) in {folder}; train it from {written[folder]}")
-    return notes
+                         f"({metric} {_number(row['value'])}) in {winner}; train it from "
+                         f"{Path(winner) / best_config_name(metric)} (the same config is in each folder)")
+    return source, notes
 
 
 def run(args: argparse.Namespace) -> int:

@@ -595,7 +595,8 @@ def test_a_resumed_folder_changes_its_trials_but_keeps_the_runs_it_has_begun(tmp
 
 def test_report_best_names_the_best_run_of_a_sweep_split_over_folders(tmp_path, fake_train):
     """report --best over the folders of one sweep split with --trials ends with the best run over all of them and
-    the config to train it from; a folder of another sweep file is not pooled with them."""
+    the config to train it from, and writes that config in every folder (not each folder's own best); a folder
+    reported alone gets its own best."""
     sweep_file = write_sweep(tmp_path, {"train.lr": {"distribution": "log_uniform_values", "min": 1e-4, "max": 1.0}},
                              "random", seed=3)
     folders = [str(agent.run_offline(sweep_file, sweep_dir=tmp_path / name, trials=trials))
@@ -606,8 +607,15 @@ def test_report_best_names_the_best_run_of_a_sweep_split_over_folders(tmp_path, 
     assert len(set(values.values())) == 4  # a real choice between the folders
     last = sweep_report(folders, METRIC, "markdown", None).splitlines()[-1]
     assert last.startswith(f"sweep sweep.yaml over 2 folders: best {run_id} (")
-    assert last.endswith(f"in {folder}; train it from {Path(folder) / 'best-valid-recall@10.yaml'}")
-    assert "over 1 folders" not in sweep_report(folders[:1], METRIC, "markdown", None)
+    assert last.endswith(f"in {folder}; train it from {Path(folder) / 'best-valid-recall@10.yaml'} "
+                         "(the same config is in each folder)")
+    configs = {f: (Path(f) / "best-valid-recall@10.yaml").read_text() for f in folders}
+    other = next(f for f in folders if f != folder)
+    body = {f: text.split("\n", 2)[2] for f, text in configs.items()}  # past the two header lines
+    assert body[other] == body[folder] and f"run {run_id} " in configs[other]
+    assert f"split into, from {folder})" in configs[other] and "split into" not in configs[folder]
+    assert "over 1 folders" not in sweep_report([other], METRIC, "markdown", None)
+    assert f"run {run_id} " not in (Path(other) / "best-valid-recall@10.yaml").read_text()  # its own best alone
 
 
 def test_dry_run_of_a_bayes_sweep_is_refused_in_one_line(tmp_path):

@@ -171,24 +171,32 @@ def _best(sweep_dir: Path, metric: str) -> dict[str, Any]:
     return rows[0]
 
 
-def write_best_config(sweep_dir: str | Path, metric: str) -> Path:
+def best_config_name(metric: str) -> str:
+    """The best config's file name for `metric`: best-valid-recall@20.yaml."""
+    return f"best-{metric.replace('/', '-')}.yaml"
+
+
+def write_best_config(sweep_dir: str | Path, metric: str, source: Optional[str | Path] = None) -> Path:
     """Write <sweep_dir>/best-<metric>.yaml: the sweep's base experiment with its --set and the best run's params
-    applied (its checkpoint selected on `metric`), ready for graphrec train; returns its path."""
+    applied (its checkpoint selected on `metric`), ready for graphrec train; returns its path. `source`: the folder
+    whose best run to write, for a sweep split over folders with --trials (default: sweep_dir)."""
     sweep_dir = Path(sweep_dir)
-    best = _best(sweep_dir, metric)
-    state = json.loads((sweep_dir / "sweep.json").read_text())
-    raw = read_yaml(sweep_dir / "sweep.yaml")
-    base = read_yaml(sweep_dir / "base.yaml")
+    source = sweep_dir if source is None else Path(source)
+    best = _best(source, metric)
+    state = json.loads((source / "sweep.json").read_text())
+    raw = read_yaml(source / "sweep.yaml")
+    base = read_yaml(source / "base.yaml")
     select = [f"train.select_metric={metric.split('/', 1)[1]}"] if metric.startswith("valid/") else []
     config = apply_overrides(base, list(state.get("overrides") or []) + set_args(best["params"]) + select)
-    build_config(config, source=str(sweep_dir / "base.yaml"), base_dir=str(sweep_dir))  # always loadable
-    runs = read_runs(sweep_dir / "runs.jsonl")
-    partial = progress_note(sweep_dir)
+    build_config(config, source=str(source / "base.yaml"), base_dir=str(source))  # always loadable
+    runs = read_runs(source / "runs.jsonl")
+    partial = progress_note(source)
     budget = f"{len(runs)} runs" if partial is None else f"provisional, {partial}"
-    header = (f"# Best run of sweep {sweep_dir.name} by {metric} = {best['value']:.6g}: run {best['id']} "
-              f"({best['run_dir']}).\n# Budget: {budget}, method {raw.get('method')}, seed "
+    split = "" if source == sweep_dir else f" (the best over the folders this sweep is split into, from {source})"
+    header = (f"# Best run of sweep {source.name} by {metric} = {best['value']:.6g}: run {best['id']} "
+              f"({best['run_dir']}){split}.\n# Budget: {budget}, method {raw.get('method')}, seed "
               f"{raw.get('seed', 0)}; base {state.get('base')}.\n")
-    path = sweep_dir / f"best-{metric.replace('/', '-')}.yaml"
+    path = sweep_dir / best_config_name(metric)
     atomic_write_text(path, header + yaml.safe_dump(config, sort_keys=False))
     return path
 
