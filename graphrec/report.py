@@ -513,11 +513,10 @@ def _best_sources(tables: dict[str, list[dict]], metric: str) -> tuple[dict[str,
     """Folder -> the folder whose best run its best config is (itself, or for a sweep split over several folders
     with --trials the one holding the best run over all of them; `tables`: folder -> its ranked sweep_rows), and a
     line per split sweep naming that run and the config to train it from."""
-    from .sweep.summary import SELECTABLE, best_across, best_config_name, sweeps_by_file
+    from .sweep.summary import best_across, best_config_name, selectable_best, sweeps_by_file
     source, notes = {folder: folder for folder in tables}, []
     for sweep_file, group in sweeps_by_file(list(tables), "--best").items():
-        finished = {f: tables[f][0] for f in group
-                    if tables[f] and tables[f][0]["value"] is not None and tables[f][0]["status"] in SELECTABLE}
+        finished = {f: best for f in group if (best := selectable_best(tables[f])) is not None}
         if len(group) > 1 and finished:
             winner = best_across(finished, metric)
             source.update({f: winner for f in group})

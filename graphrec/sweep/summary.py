@@ -163,12 +163,19 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min"
 
 
+def selectable_best(rows: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """The first of sweep_rows' ranked rows if it is a finished (or stopped) run with a value, else None."""
+    if rows and rows[0]["value"] is not None and rows[0]["status"] in SELECTABLE:
+        return rows[0]
+    return None
+
+
 def _best(sweep_dir: Path, metric: str) -> dict[str, Any]:
-    rows = sweep_rows(sweep_dir, metric)
-    if not rows or rows[0]["value"] is None or rows[0]["status"] not in SELECTABLE:
+    best = selectable_best(sweep_rows(sweep_dir, metric))
+    if best is None:
         raise GraphrecError(f"sweep '{sweep_dir}' has no finished run with a value of '{metric}' yet; finish some "
                             f"runs (graphrec sweep --resume {sweep_dir}) or choose a metric its runs log")
-    return rows[0]
+    return best
 
 
 def best_config_name(metric: str) -> str:
