@@ -164,11 +164,16 @@ def summary_text(report: dict) -> str:
     rho = report["users_cosine_degree_spearman"]
     lines.append(f"users' view cosine vs training degree: Spearman {'n/a' if rho is None else f'{rho:+.3f}'}")
     key = report["metric"]
+
+    def show(group: dict) -> str:
+        """'0.1745 (29858 users, mean degree 24.9)', or '- (0 users)' for a group without test users."""
+        if key not in group:
+            return f"- ({group['users']} users)"
+        return f"{group[key]:.4f} ({group['users']} users, mean degree {group['mean_degree']:.1f})"
+
     for split, groups in report["test"].items():
-        show = lambda g: (f"{groups[g].get(key, float('nan')):.4f} ({groups[g]['users']} users"  # noqa: E731
-                          + (f", mean degree {groups[g]['mean_degree']:.1f})" if "mean_degree" in groups[g] else ")"))
-        lines.append(f"{split} {key}: noisy {show('noisy')} vs clean {show('clean')}; bottom {BOTTOM_SHARE:.0%} "
-                     f"{show('bottom')} vs rest {show('rest')}")
+        lines.append(f"{split} {key}: noisy {show(groups['noisy'])} vs clean {show(groups['clean'])}; bottom "
+                     f"{BOTTOM_SHARE:.0%} {show(groups['bottom'])} vs rest {show(groups['rest'])}")
     return "\n".join(lines)
 
 
@@ -179,7 +184,8 @@ def plot_histogram(pyplot, report: dict, path: Path) -> None:
     for group in ("users", "items"):
         ax.stairs(hist[group], hist["edges"], label=f"{group} ({report['cosine'][group]['views']} views)")
     ax.axvline(NOISY_BELOW, color="k", linestyle="--", linewidth=1, label=f"noisy below {NOISY_BELOW}")
-    ax.set(xlabel="cosine(view embedding, clean embedding)", ylabel="views", title=f"{report['model']}: {report['run']}")
+    ax.set(xlabel="cosine(view embedding, clean embedding)", ylabel="views",
+           title=f"{report['model']}: {report['run']}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     partial = path.with_name(f".{path.name}.tmp{path.suffix}")
