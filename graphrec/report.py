@@ -481,7 +481,7 @@ def _status(row: dict) -> str:
 def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str]) -> str:
     """Each sweep folder's runs ranked by `metric` (a table per sweep), the best config written beside them; the
     folders of one sweep split with --trials all get the best config over the whole sweep."""
-    from .sweep.summary import plot_sweep, progress_note, sweep_rows, time_left_note, write_best_config
+    from .sweep.summary import plot_sweep, progress_note, selectable_best, sweep_rows, time_left_note, write_best_config
     tables = {}
     for folder in folders:
         if not (Path(folder) / "runs.jsonl").is_file():
@@ -494,7 +494,8 @@ def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str])
         names = list(dict.fromkeys(k for row in rows for k in row["params"]))
         body = [[str(r["rank"]), r["id"], _status(r), _number(r["value"])] +
                 [str(r["params"].get(n, "")) for n in names] for r in rows]
-        best = write_best_config(folder, metric, source=source[folder])  # refuses a folder without a best run
+        best = write_best_config(folder, metric, source=source[folder],  # refuses a folder without a best run
+                                 best=selectable_best(tables[source[folder]]))
         if plot:
             plot_sweep(folder, metric, plot)
         partial = progress_note(folder)

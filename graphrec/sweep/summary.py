@@ -183,13 +183,15 @@ def best_config_name(metric: str) -> str:
     return f"best-{metric.replace('/', '-')}.yaml"
 
 
-def write_best_config(sweep_dir: str | Path, metric: str, source: Optional[str | Path] = None) -> Path:
+def write_best_config(sweep_dir: str | Path, metric: str, source: Optional[str | Path] = None,
+                      best: Optional[dict[str, Any]] = None) -> Path:
     """Write <sweep_dir>/best-<metric>.yaml: the sweep's base experiment with its --set and the best run's params
     applied (its checkpoint selected on `metric`), ready for graphrec train; returns its path. `source`: the folder
-    whose best run to write, for a sweep split over folders with --trials (default: sweep_dir)."""
+    whose best run to write, for a sweep split over folders with --trials (default: sweep_dir); `best`: that
+    folder's best row when the caller has ranked it already (default: ranked here)."""
     sweep_dir = Path(sweep_dir)
     source = sweep_dir if source is None else Path(source)
-    best = _best(source, metric)
+    best = best if best is not None else _best(source, metric)
     state = json.loads((source / "sweep.json").read_text())
     raw = read_yaml(source / "sweep.yaml")
     base = read_yaml(source / "base.yaml")
