@@ -145,10 +145,6 @@ class Timing:
     def total(self) -> float:
         return sum(self.seconds)
 
-    def as_dict(self) -> dict[str, float]:
-        return {"n": self.n, "mean_s": self.mean, "median_s": self.median,
-                "min_s": min(self.seconds) if self.seconds else math.nan}
-
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     """(fn(), seconds it took)."""

@@ -22,7 +22,7 @@ from graphrec.trainer import apply_protocol
 from .partitioned import CONFIG
 
 
-def halo_rows(owner: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor, world_size: int) -> int:
+def halo_rows(owner: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> int:
     """Rows all ranks receive per layer: for each rank, the distinct remote endpoints of its rows' entries."""
     remote = owner[rows] != owner[cols]
     return len(torch.unique(owner[rows[remote]] * len(owner) + cols[remote]))
@@ -51,9 +51,9 @@ def main() -> None:
         started = time.perf_counter()
         propagated = label_propagation_owner(rows, cols, degree, ranges, world)
         seconds["label_propagation"] = time.perf_counter() - started + seconds["ranges"]
-        base = halo_rows(ranges, rows, cols, world)
+        base = halo_rows(ranges, rows, cols)
         for name, owner in (("ranges", ranges), ("label_propagation", propagated)):
-            halo = halo_rows(owner, rows, cols, world)
+            halo = halo_rows(owner, rows, cols)
             load = torch.bincount(owner, weights=degree.double(), minlength=world)
             print(f"| {world} | {name} | {halo:,} | {halo / base:.2f} | {load.max().item() * world / len(rows):.3f} "
                   f"| {seconds[name]:.2f} |")

@@ -211,10 +211,6 @@ class Recommender(Model):
         unique, inverse = torch.unique(nodes, return_inverse=True)
         return unique, BatchIndex(inverse[:b], inverse[b:2 * b], inverse[2 * b:].view(batch.neg.shape))
 
-    def node_index(self, batch: PairBatch) -> BatchIndex:
-        """The batch's positions in a full (num_nodes, dim) table: the node ids themselves."""
-        return BatchIndex(batch.users, batch.pos + self.num_users, batch.neg + self.num_users)
-
     def pair_embeddings(self, batch: PairBatch, table: torch.Tensor, index: BatchIndex
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """u (b, d), p (b, d), n (b, d) or (b, k, d), and the negatives used, (b,) or (b, k), from a table.
