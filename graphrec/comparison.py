@@ -2,6 +2,7 @@
 --baseline`): the relative change of the mean, beyond one sd or by a paired t-test over shared seeds."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -64,9 +65,10 @@ def compare_to_baseline(rows: list[dict], baseline: str, paired: bool = False) -
 
 def _baseline_settings(baseline: str, selector: str) -> dict[str, str]:
     """'lightgcn:train.batch_size=2048,train.lr=0.001' -> {'train.batch_size': '2048', ...}: the settings that pick
-    one setting group of the baseline model."""
+    one setting group of the baseline model; a comma inside [...] or {...} belongs to its value
+    ('lightgcn:model.layer_weights=[0, 0.5, 0.5]')."""
     wanted = {}
-    for part in filter(None, (p.strip() for p in selector.split(","))):
+    for part in filter(None, (p.strip() for p in re.split(r",(?![^\[{]*[\]}])", selector))):
         key, eq, value = part.partition("=")
         if not eq or not key:
             raise GraphrecError(f"--baseline {baseline}: '{part}' is not KEY=VALUE; write MODEL or "
