@@ -2,6 +2,7 @@
 --baseline`): the relative change of the mean, beyond one sd or by a paired t-test over shared seeds."""
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -79,7 +80,8 @@ def _baseline_settings(baseline: str, selector: str) -> dict[str, str]:
 
 def _matches(actual: Any, text: str) -> bool:
     """Whether a setting's value is the one a --baseline selector names: as the settings column prints it (floats to
-    4 significant digits), exactly, as a number (1e-4) or as YAML reads the text (true)."""
+    4 significant digits), exactly, as a number (1e-4) or as YAML reads the text (true; [0, 0.5, 0.5] for a list
+    [0.0, 0.5, 0.5])."""
     if actual is ABSENT:
         return False
     if text in (str(actual), setting_text(actual, "markdown")):
@@ -90,9 +92,12 @@ def _matches(actual: Any, text: str) -> bool:
         except ValueError:
             return False
     try:
-        return yaml.safe_load(text) == actual  # true, null
+        wanted = yaml.safe_load(text)  # true, null, [0, 0.5, 0.5]
     except yaml.YAMLError:
         return False
+    if isinstance(wanted, list) and isinstance(actual, str):  # report keeps a list as its JSON text
+        return wanted == json.loads(actual)
+    return wanted == actual
 
 
 def _per_seed(row: dict, column: str) -> dict:

@@ -295,10 +295,10 @@ def test_report_baseline_picks_one_setting_group_of_its_model_and_compares_the_o
 
 
 def test_report_baseline_selector_takes_a_list_value_with_commas(tmp_path, capsys):
-    """`lightgcn:model.layer_weights=[0, 0.5, 0.5]` names the group with that list; the commas inside the brackets
-    are the value's, not separators between KEY=VALUE pairs."""
+    """`lightgcn:model.layer_weights=[0, 0.5, 0.5]` names the group with that list (written [0.0, 0.5, 0.5] in its
+    config); the commas inside the brackets are the value's, not separators between KEY=VALUE pairs."""
     root = tmp_path / "runs"
-    for name, weights, recall in (("plain", None, 0.10), ("shaped", [0, 0.5, 0.5], 0.12)):
+    for name, weights, recall in (("plain", None, 0.10), ("shaped", [0.0, 0.5, 0.5], 0.12)):
         folder = make_run(root / name, metrics={"test/recall@20": recall})
         config = yaml.safe_load((folder / "config.yaml").read_text())
         config["model"]["layer_weights"] = weights
@@ -306,7 +306,7 @@ def test_report_baseline_selector_takes_a_list_value_with_commas(tmp_path, capsy
     _, captured = _report([str(root), "--baseline", "lightgcn:model.layer_weights=[0, 0.5, 0.5],train.lr=0.001",
                            "--splits", "test", "--format", "json"], capsys)
     rows = {str(r["settings"].get("model.layer_weights")): r for r in json.loads(captured.out)}
-    assert "vs_baseline" not in rows["[0, 0.5, 0.5]"]
+    assert "vs_baseline" not in rows["[0.0, 0.5, 0.5]"]  # the config's floats, the selector's ints
     assert rows["None"]["vs_baseline"]["recall@20"]["relative"] == pytest.approx(0.10 / 0.12 - 1)
 
 
