@@ -308,6 +308,8 @@ def test_report_baseline_selector_takes_a_list_value_with_commas(tmp_path, capsy
     rows = {str(r["settings"].get("model.layer_weights")): r for r in json.loads(captured.out)}
     assert "vs_baseline" not in rows["[0.0, 0.5, 0.5]"]  # the config's floats, the selector's ints
     assert rows["None"]["vs_baseline"]["recall@20"]["relative"] == pytest.approx(0.10 / 0.12 - 1)
+    with pytest.raises(GraphrecError, match="no lightgcn run has data.format=\\[pairs\\]"):  # a list against a string
+        _report([str(root), "--baseline", "lightgcn:data.format=[pairs]"], capsys)
 
 
 def test_report_baseline_errors_name_the_models_and_the_groups(runs, capsys):
