@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import difflib
 import functools
 import glob
 import io
@@ -454,6 +455,9 @@ def add_parser(subparsers) -> None:
                         "mean on the same split, marked ▲ / ▼ when they differ by more than the larger sd; "
                         "MODEL:KEY=VALUE[,KEY=VALUE] picks one of the model's setting groups (the others are "
                         "compared with it too)")
+    parser.add_argument("--settings", metavar="KEYS", help="the settings column shows only these keys, comma-"
+                        "separated, as each row's runs have them (e.g. model.ssl_loss,model.mixgcf), or none; "
+                        "the rows still group by every setting")
     parser.add_argument("--paired", action="store_true", help="with --baseline: compare by seed (the seeds both "
                         "models ran): the mean per-seed change, the seeds it is ahead in, and a paired t-test's p, "
                         "marked ▲ / ▼ at p < 0.05")
@@ -537,6 +541,9 @@ def run(args: argparse.Namespace) -> int:
         raise GraphrecError("report --plot goes with --best METRIC (a sweep's metric against its parameters); "
                             "for one run's splits use graphrec eval RUN --plot")
     check_out(args.out)
+    if args.settings and (args.best or args.by_trial):
+        raise GraphrecError("report --settings narrows the settings column of the runs' table; --best and "
+                            "--by-trial print sweep tables without one: drop --settings")
     if args.best and args.baseline:
         raise GraphrecError("report --best ranks one sweep's trials; --baseline compares models over seeds: run "
                             "them as two commands (--baseline on the seeds' run folders)")
@@ -564,8 +571,24 @@ def run(args: argparse.Namespace) -> int:
     columns, rows = report_rows(runs, _names(args.splits), _names(args.metrics))
     if args.baseline:
         compare_to_baseline(rows, args.baseline, paired=args.paired)
+    if args.settings:
+        show_settings(rows, _names(args.settings))
     emit(format_report(columns, rows, args.format), args.out)
     return 0
+
+
+def show_settings(rows: list[dict], keys: list[str]) -> None:
+    """Narrow each row's settings column to `keys` (['none']: no key), taken from all of its group's settings."""
+    keys = [] if keys == ["none"] else keys
+    known = list(dict.fromkeys(k for row in rows for k in row["all_settings"]))
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            raise GraphrecError(f"report --settings: no run has the key '{key}'"
+                                + (f"; did you mean '{close[0]}'?" if close else "")
+                                + " Name keys as the settings column prints them (e.g. model.ssl_loss), or none")
+    for row in rows:
+        row["settings"] = {k: row["all_settings"][k] for k in keys if k in row["all_settings"]}
 
 
 def check_out(out: Optional[str]) -> None:

@@ -312,6 +312,19 @@ def test_report_baseline_selector_takes_a_list_value_with_commas(tmp_path, capsy
         _report([str(root), "--baseline", "lightgcn:data.format=[pairs]"], capsys)
 
 
+def test_report_settings_option_narrows_the_column_but_not_the_groups(runs, capsys):
+    """--settings shows the keys named (even one no group varies), keeps lightgcn's two lr groups apart, and
+    `none` empties the column; the comparison with the baseline still picks its group by every setting."""
+    _, captured = _report([str(runs), "--splits", "test", "--format", "json", "--settings", "model.embedding_dim",
+                           "--baseline", "lightgcn:train.lr=0.001"], capsys)
+    rows = json.loads(captured.out)
+    assert [(r["model"], r["settings"]) for r in rows] == [("lightgcn", {"model.embedding_dim": 64})] * 2 + [
+        ("mf", {"model.embedding_dim": 64})]
+    assert rows[1]["vs_baseline"]["recall@20"]["relative"] == pytest.approx(0.2 / 0.12 - 1)
+    _, captured = _report([str(runs), "--splits", "test", "--settings", "none"], capsys)
+    assert [line.split(" | ")[5] for line in captured.out.splitlines()[2:]] == ["-"] * 3
+
+
 def test_report_baseline_errors_name_the_models_and_the_groups(runs, capsys):
     with pytest.raises(GraphrecError, match=r"--baseline lgcn: no run of that model among the runs \(models: "
                                             r"lightgcn, mf\)"):
