@@ -578,8 +578,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def show_settings(rows: list[dict], keys: list[str]) -> None:
-    """Narrow each row's settings column to `keys` (['none']: no key), taken from all of its group's settings."""
-    keys = [] if keys == ["none"] else keys
+    """Narrow each row's settings column to `keys` (['none']: no key) from all of its group's settings, adding the
+    fewest of the column's own keys that keep two setting groups of one model apart, so that no two rows read alike."""
+    keys = [] if keys == ["none"] else list(keys)
     known = list(dict.fromkeys(k for row in rows for k in row["all_settings"]))
     for key in keys:
         if key not in known:
@@ -587,8 +588,25 @@ def show_settings(rows: list[dict], keys: list[str]) -> None:
             raise GraphrecError(f"report --settings: no run has the key '{key}'"
                                 + (f"; did you mean '{close[0]}'?" if close else "")
                                 + " Name keys as the settings column prints them (e.g. model.ssl_loss), or none")
+    spare = list(dict.fromkeys(k for row in rows for k in row["settings"] if k not in keys))
+
+    def shown(row: dict) -> dict:
+        return {k: row["all_settings"][k] for k in keys if k in row["all_settings"]}
+
+    def alike() -> list[dict]:
+        """The first rows of one model, dataset, protocol and split that the chosen keys do not tell apart."""
+        seen: dict[str, list[dict]] = {}
+        for row in rows:
+            label = json.dumps([row[k] for k in ("model", "dataset", "protocol", "split")] + [shown(row)],
+                               sort_keys=True, default=str)
+            seen.setdefault(label, []).append(row)
+        return next((same for same in seen.values() if len(same) > 1), [])
+
+    while same := alike():
+        keys.append(next(k for k in spare if k not in keys and len(
+            {json.dumps(r["all_settings"].get(k), default=str) for r in same}) > 1))
     for row in rows:
-        row["settings"] = {k: row["all_settings"][k] for k in keys if k in row["all_settings"]}
+        row["settings"] = shown(row)
 
 
 def check_out(out: Optional[str]) -> None:

@@ -313,16 +313,23 @@ def test_report_baseline_selector_takes_a_list_value_with_commas(tmp_path, capsy
 
 
 def test_report_settings_option_narrows_the_column_but_not_the_groups(runs, capsys):
-    """--settings shows the keys named (even one no group varies), keeps lightgcn's two lr groups apart, and
-    `none` empties the column; the comparison with the baseline still picks its group by every setting."""
+    """--settings shows the keys named (even one no group varies) and adds only the column's keys that keep two
+    groups of one model apart (lightgcn's two lrs); `none` empties the column where no groups would read alike; the
+    baseline still picks its group by every setting."""
     _, captured = _report([str(runs), "--splits", "test", "--format", "json", "--settings", "model.embedding_dim",
                            "--baseline", "lightgcn:train.lr=0.001"], capsys)
     rows = json.loads(captured.out)
-    assert [(r["model"], r["settings"]) for r in rows] == [("lightgcn", {"model.embedding_dim": 64})] * 2 + [
-        ("mf", {"model.embedding_dim": 64})]
+    assert [(r["model"], r["settings"]) for r in rows] == [
+        ("lightgcn", {"model.embedding_dim": 64, "train.lr": 0.001}),
+        ("lightgcn", {"model.embedding_dim": 64, "train.lr": 0.01}), ("mf", {"model.embedding_dim": 64,
+                                                                            "train.lr": 0.001})]
     assert rows[1]["vs_baseline"]["recall@20"]["relative"] == pytest.approx(0.2 / 0.12 - 1)
     _, captured = _report([str(runs), "--splits", "test", "--settings", "none"], capsys)
-    assert [line.split(" | ")[5] for line in captured.out.splitlines()[2:]] == ["-"] * 3
+    assert [line.split(" | ")[5] for line in captured.out.splitlines()[2:]] == [
+        "train.lr=0.001", "train.lr=0.01", "train.lr=0.001"]
+    _, captured = _report([str(runs / "mf-1"), str(runs / "mf-2"), str(runs / "lightgcn-lr"), "--splits", "test",
+                           "--settings", "none"], capsys)
+    assert [line.split(" | ")[5] for line in captured.out.splitlines()[2:]] == ["-", "-"]
 
 
 def test_report_baseline_errors_name_the_models_and_the_groups(runs, capsys):
