@@ -457,7 +457,7 @@ def add_parser(subparsers) -> None:
                         "compared with it too)")
     parser.add_argument("--settings", metavar="KEYS", help="the settings column shows only these keys, comma-"
                         "separated, as each row's runs have them (e.g. model.ssl_loss,model.mixgcf), or none; "
-                        "the rows still group by every setting")
+                        "the rows still group by every setting, and keys that tell two rows apart are added")
     parser.add_argument("--paired", action="store_true", help="with --baseline: compare by seed (the seeds both "
                         "models ran): the mean per-seed change, the seeds it is ahead in, and a paired t-test's p, "
                         "marked ▲ / ▼ at p < 0.05")
@@ -579,7 +579,7 @@ def run(args: argparse.Namespace) -> int:
 
 def show_settings(rows: list[dict], keys: list[str]) -> None:
     """Narrow each row's settings column to `keys` (['none']: no key) from all of its group's settings, adding the
-    fewest of the column's own keys that keep two setting groups of one model apart, so that no two rows read alike."""
+    column's own keys, in its order, while two setting groups of one model would read alike."""
     keys = [] if keys == ["none"] else list(keys)
     known = list(dict.fromkeys(k for row in rows for k in row["all_settings"]))
     for key in keys:
