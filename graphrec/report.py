@@ -467,6 +467,9 @@ def add_parser(subparsers) -> None:
                         "draw the same settings at the same trial (e.g. a model's sweep and LightGCN's): METRIC per "
                         "trial and sweep, whether the shared draw agrees, and a last row with the trials each sweep "
                         "is ahead of the first one in")
+    parser.add_argument("--trial", metavar="ID", help="with --by-trial: trial ID's METRIC at each evaluated epoch in "
+                        "each sweep (its learning curve under each model on the same shared draw), each peak and "
+                        "the last value's change from it")
     parser.add_argument("--plot", metavar="PNG", help="with --best: METRIC against each swept parameter "
                         "(graphrec[plot])")
     parser.set_defaults(func=run)
@@ -547,12 +550,17 @@ def run(args: argparse.Namespace) -> int:
     if args.best and args.baseline:
         raise GraphrecError("report --best ranks one sweep's trials; --baseline compares models over seeds: run "
                             "them as two commands (--baseline on the seeds' run folders)")
+    if args.trial and not args.by_trial:
+        raise GraphrecError("report --trial goes with --by-trial METRIC (the metric whose curve it prints, e.g. "
+                            "--by-trial valid/recall@20 --trial r009); add --by-trial")
     if args.by_trial:
         if args.best or args.baseline or args.plot:
             raise GraphrecError("report --by-trial compares sweeps on their own; drop --best, --baseline and --plot "
                                 "(run them as separate commands)")
-        from .sweep.compare import compare_by_trial
-        emit(_render(*compare_by_trial(args.runs, args.by_trial), args.format), args.out)
+        from .sweep.compare import compare_by_trial, curves_of_trial
+        table = (curves_of_trial(args.runs, args.by_trial, args.trial) if args.trial
+                 else compare_by_trial(args.runs, args.by_trial))
+        emit(_render(*table, args.format), args.out)
         return 0
     if args.best:
         if args.plot:

@@ -642,3 +642,28 @@ def test_report_by_trial_sets_sweeps_side_by_side_on_their_shared_draws(tmp_path
     assert rows[1:4] == [["r000", "0.5000", "1.0000", "yes"], ["r001", "0.5000", "1.0000", "yes"],
                          ["r002", "0.5000", "1.0000", "no (train.batch_size)"]]
     assert rows[4] == ["ahead of ref", "-", "2 of 2", "trials finished on one shared draw"]
+
+
+def test_report_trial_prints_one_draws_curve_in_each_sweep_with_its_peak(tmp_path, fake_train, capsys):
+    """--trial r001: each sweep's valid metric per evaluated epoch of that trial, the peak (earliest on a tie), the
+    last value's change from it and the draw check; a trial id no sweep has is refused naming those they have."""
+    from graphrec.cli import main
+    folders = []
+    for name, epochs in (("ref", 2), ("model", 4)):
+        (tmp_path / name).mkdir()
+        sweep_file = write_sweep(tmp_path / name, {"train.batch_size": {"values": [32, 64]},
+                                                   "train.epochs": {"values": [epochs]}})
+        folders.append(str(agent.run_offline(sweep_file.rename(tmp_path / name / f"{name}.yaml"),
+                                             sweep_dir=tmp_path / f"{name}-sweep")))
+    run_dir = Path(folders[1]) / read_runs(Path(folders[1]) / "runs.jsonl")["r001"]["run_dir"]
+    (run_dir / "log.jsonl").write_text("".join(json.dumps({"epoch": e, METRIC: v}) + "\n"
+                                               for e, v in enumerate([0.3, 0.5, 0.5, 0.4])))
+    assert main(["report", *folders, "--by-trial", METRIC, "--trial", "r001", "--format", "csv"]) == 0
+    rows = [line.split(",") for line in capsys.readouterr().out.strip().splitlines()]
+    # ref: fake_train's (e + 1) / epochs at the base's lr 0.01 (score 1)
+    assert rows == [["epoch", "ref", "model"], ["0", "0.5000", "0.3000"], ["1", "1.0000", "0.5000"],
+                    ["2", "-", "0.5000"], ["3", "-", "0.4000"], ["peak (epoch)", "1.0000 (1)", "0.5000 (1)"],
+                    ["last against peak", "+0.0% (epoch 1)", "-20.0% (epoch 3)"],
+                    ["same shared draw", "no (train.epochs)", "-"]]  # the epochs, swept in both, differ
+    assert main(["report", *folders, "--by-trial", METRIC, "--trial", "r9"]) == 2
+    assert "no sweep given has trial 'r9' (they have r000, r001)" in capsys.readouterr().err

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import GraphrecError
+from .runlog import metric_curve
 from .summary import SELECTABLE, sweep_goal, sweep_rows, sweeps_by_file
 
 
@@ -30,10 +31,9 @@ def _cell(trial: Optional[dict]) -> str:
     return value if trial["status"] in SELECTABLE else f"{value} ({trial['status']})"
 
 
-def compare_by_trial(folders: list[str], metric: str) -> tuple[list[str], list[list[str]]]:
-    """(header, rows): a row per trial id with `metric` in each sweep (a column per sweep file; the first is the
-    reference) and whether the shared draw agrees; a last row counts, per other sweep, the trials it is ahead of
-    the first in, among those every sweep finished on the same shared draw."""
+def _trials_by_sweep(folders: list[str], metric: str) -> tuple[list[str], dict[str, dict[str, dict]], list[str]]:
+    """Sweep names (one per sweep file, the first is the reference), name -> trial id -> its sweep row, and the
+    keys every sweep draws (the shared dimensions)."""
     groups = list(sweeps_by_file(folders, "--by-trial").items())
     names = [Path(sweep_file).stem for sweep_file, _ in groups]
     if len(groups) < 2:
@@ -42,7 +42,20 @@ def compare_by_trial(folders: list[str], metric: str) -> tuple[list[str], list[l
     trials = {name: {row["id"]: row for folder in group for row in sweep_rows(folder, metric)}
               for name, (_, group) in zip(names, groups)}
     keys = [set(row["params"]) for name in names for row in trials[name].values()]
-    shared = sorted(set.intersection(*keys)) if keys else []
+    return names, trials, sorted(set.intersection(*keys)) if keys else []
+
+
+def _goal_sign(folders: list[str], metric: str) -> float:
+    """+1 where the first sweep maximizes `metric`, -1 where it minimizes it."""
+    first = next(iter(sweeps_by_file(folders, "--by-trial").values()))[0]
+    return -1.0 if sweep_goal(first, metric) == "minimize" else 1.0
+
+
+def compare_by_trial(folders: list[str], metric: str) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): a row per trial id with `metric` in each sweep (a column per sweep file; the first is the
+    reference) and whether the shared draw agrees; a last row counts, per other sweep, the trials it is ahead of
+    the first in, among those every sweep finished on the same shared draw."""
+    names, trials, shared = _trials_by_sweep(folders, metric)
     rows, comparable = [], []
     for run_id in sorted({run_id for name in names for run_id in trials[name]}):
         cells = [trials[name].get(run_id) for name in names]
@@ -51,8 +64,36 @@ def compare_by_trial(folders: list[str], metric: str) -> tuple[list[str], list[l
         if not differing and all(c is not None and c["status"] in SELECTABLE and c["value"] is not None
                                  for c in cells):
             comparable.append([c["value"] for c in cells])
-    better = (lambda a, b: a < b) if sweep_goal(groups[0][1][0], metric) == "minimize" else (lambda a, b: a > b)
-    ahead = [f"{sum(better(values[column], values[0]) for values in comparable)} of {len(comparable)}"
+    sign = _goal_sign(folders, metric)
+    ahead = [f"{sum(sign * values[column] > sign * values[0] for values in comparable)} of {len(comparable)}"
              for column in range(1, len(names))]
     rows.append([f"ahead of {names[0]}", "-", *ahead, "trials finished on one shared draw"])
     return ["trial", *names, "same shared draw"], rows
+
+
+def curves_of_trial(folders: list[str], metric: str, trial: str) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): `metric` at each evaluated epoch of trial `trial` in each sweep (a column per sweep file),
+    then each sweep's peak with its epoch, the last value's change from the peak, and whether the shared draw
+    agrees: how one shared draw trains under each model."""
+    names, trials, shared = _trials_by_sweep(folders, metric)
+    cells = [trials[name].get(trial) for name in names]
+    if all(cell is None for cell in cells):
+        known = sorted({run_id for name in names for run_id in trials[name]})
+        raise GraphrecError(f"report --trial: no sweep given has trial '{trial}' (they have "
+                            f"{', '.join(known) or 'none'}); pass one of those ids")
+    curves = [{epoch: value for epoch, value in metric_curve(Path(cell["run_dir"]), metric) if epoch is not None}
+              if cell and cell["run_dir"] else {} for cell in cells]
+    epochs = sorted({epoch for curve in curves for epoch in curve})
+    rows = [[str(epoch), *(f"{curve[epoch]:.4f}" if epoch in curve else "-" for curve in curves)]
+            for epoch in epochs]
+    sign = _goal_sign(folders, metric)
+    peaks = [min(curve, key=lambda e: (-sign * curve[e], e)) if curve else None for curve in curves]
+    rows.append(["peak (epoch)", *("-" if peak is None else f"{curve[peak]:.4f} ({peak})"
+                                   for peak, curve in zip(peaks, curves))])
+    rows.append(["last against peak", *("-" if peak is None or curve[peak] == 0 else
+                                        f"{curve[max(curve)] / curve[peak] - 1:+.1%} (epoch {max(curve)})"
+                                        for peak, curve in zip(peaks, curves))])
+    differing = _differing(cells, shared)
+    rows.append(["same shared draw", *(["yes" if not differing else f"no ({', '.join(differing)})"]
+                                       + ["-"] * (len(names) - 1))])
+    return ["epoch", *names], rows

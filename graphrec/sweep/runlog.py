@@ -74,10 +74,15 @@ def logged_seconds(run_dir: Path) -> float:
     return float(train) + float(evaluation)
 
 
+def metric_curve(run_dir: Path, metric: str) -> list[tuple[Optional[int], float]]:
+    """(epoch, value) of `metric` in a run folder's log.jsonl, one per validation evaluation, in order."""
+    return [(r.get("epoch"), float(r[metric])) for r in log_records(run_dir)
+            if not r.get("final") and isinstance(r.get(metric), (int, float))]
+
+
 def metric_history(run_dir: Path, metric: str) -> list[float]:
     """The values of `metric` in a run folder's log.jsonl, one per validation evaluation, in order."""
-    return [float(r[metric]) for r in log_records(run_dir)
-            if not r.get("final") and isinstance(r.get(metric), (int, float))]
+    return [value for _, value in metric_curve(run_dir, metric)]
 
 
 def run_folders(sweep_dir: Path, name: str, run_id: str) -> list[Path]:
