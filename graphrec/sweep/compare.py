@@ -24,6 +24,12 @@ def _differing(trials: list[Optional[dict]], shared: list[str]) -> list[str]:
                                          for t in present[1:])]
 
 
+def _draw_check(trials: list[Optional[dict]], shared: list[str]) -> str:
+    """'yes' where the sweeps that ran this trial drew the same shared settings, else 'no (keys that differ)'."""
+    differing = _differing(trials, shared)
+    return "yes" if not differing else f"no ({', '.join(differing)})"
+
+
 def _cell(trial: Optional[dict]) -> str:
     if trial is None:
         return "-"
@@ -31,9 +37,10 @@ def _cell(trial: Optional[dict]) -> str:
     return value if trial["status"] in SELECTABLE else f"{value} ({trial['status']})"
 
 
-def _trials_by_sweep(folders: list[str], metric: str) -> tuple[list[str], dict[str, dict[str, dict]], list[str]]:
-    """Sweep names (one per sweep file, the first is the reference), name -> trial id -> its sweep row, and the
-    keys every sweep draws (the shared dimensions)."""
+def _trials_by_sweep(folders: list[str], metric: str) -> tuple[list[str], dict[str, dict[str, dict]], list[str],
+                                                                  float]:
+    """Sweep names (one per sweep file, the first is the reference), name -> trial id -> its sweep row, the keys
+    every sweep draws (the shared dimensions), and +1 where the reference maximizes `metric`, -1 where it minimizes."""
     groups = list(sweeps_by_file(folders, "--by-trial").items())
     names = [Path(sweep_file).stem for sweep_file, _ in groups]
     if len(groups) < 2:
@@ -42,29 +49,23 @@ def _trials_by_sweep(folders: list[str], metric: str) -> tuple[list[str], dict[s
     trials = {name: {row["id"]: row for folder in group for row in sweep_rows(folder, metric)}
               for name, (_, group) in zip(names, groups)}
     keys = [set(row["params"]) for name in names for row in trials[name].values()]
-    return names, trials, sorted(set.intersection(*keys)) if keys else []
-
-
-def _goal_sign(folders: list[str], metric: str) -> float:
-    """+1 where the first sweep maximizes `metric`, -1 where it minimizes it."""
-    first = next(iter(sweeps_by_file(folders, "--by-trial").values()))[0]
-    return -1.0 if sweep_goal(first, metric) == "minimize" else 1.0
+    sign = -1.0 if sweep_goal(groups[0][1][0], metric) == "minimize" else 1.0
+    return names, trials, sorted(set.intersection(*keys)) if keys else [], sign
 
 
 def compare_by_trial(folders: list[str], metric: str) -> tuple[list[str], list[list[str]]]:
     """(header, rows): a row per trial id with `metric` in each sweep (a column per sweep file; the first is the
     reference) and whether the shared draw agrees; a last row counts, per other sweep, the trials it is ahead of
     the first in, among those every sweep finished on the same shared draw."""
-    names, trials, shared = _trials_by_sweep(folders, metric)
+    names, trials, shared, sign = _trials_by_sweep(folders, metric)
     rows, comparable = [], []
     for run_id in sorted({run_id for name in names for run_id in trials[name]}):
         cells = [trials[name].get(run_id) for name in names]
-        differing = _differing(cells, shared)
-        rows.append([run_id, *map(_cell, cells), "yes" if not differing else f"no ({', '.join(differing)})"])
-        if not differing and all(c is not None and c["status"] in SELECTABLE and c["value"] is not None
+        check = _draw_check(cells, shared)
+        rows.append([run_id, *map(_cell, cells), check])
+        if check == "yes" and all(c is not None and c["status"] in SELECTABLE and c["value"] is not None
                                  for c in cells):
             comparable.append([c["value"] for c in cells])
-    sign = _goal_sign(folders, metric)
     ahead = [f"{sum(sign * values[column] > sign * values[0] for values in comparable)} of {len(comparable)}"
              for column in range(1, len(names))]
     rows.append([f"ahead of {names[0]}", "-", *ahead, "trials finished on one shared draw"])
@@ -75,7 +76,7 @@ def curves_of_trial(folders: list[str], metric: str, trial: str) -> tuple[list[s
     """(header, rows): `metric` at each evaluated epoch of trial `trial` in each sweep (a column per sweep file),
     then each sweep's peak with its epoch, the last value's change from the peak, and whether the shared draw
     agrees: how one shared draw trains under each model."""
-    names, trials, shared = _trials_by_sweep(folders, metric)
+    names, trials, shared, sign = _trials_by_sweep(folders, metric)
     cells = [trials[name].get(trial) for name in names]
     if all(cell is None for cell in cells):
         known = sorted({run_id for name in names for run_id in trials[name]})
@@ -86,14 +87,11 @@ def curves_of_trial(folders: list[str], metric: str, trial: str) -> tuple[list[s
     epochs = sorted({epoch for curve in curves for epoch in curve})
     rows = [[str(epoch), *(f"{curve[epoch]:.4f}" if epoch in curve else "-" for curve in curves)]
             for epoch in epochs]
-    sign = _goal_sign(folders, metric)
     peaks = [min(curve, key=lambda e: (-sign * curve[e], e)) if curve else None for curve in curves]
     rows.append(["peak (epoch)", *("-" if peak is None else f"{curve[peak]:.4f} ({peak})"
                                    for peak, curve in zip(peaks, curves))])
     rows.append(["last against peak", *("-" if peak is None or curve[peak] == 0 else
                                         f"{curve[max(curve)] / curve[peak] - 1:+.1%} (epoch {max(curve)})"
                                         for peak, curve in zip(peaks, curves))])
-    differing = _differing(cells, shared)
-    rows.append(["same shared draw", *(["yes" if not differing else f"no ({', '.join(differing)})"]
-                                       + ["-"] * (len(names) - 1))])
+    rows.append(["same shared draw", _draw_check(cells, shared), *["-"] * (len(names) - 1)])
     return ["epoch", *names], rows
