@@ -614,8 +614,15 @@ def test_report_best_names_the_best_run_of_a_sweep_split_over_folders(tmp_path, 
     body = {f: text.split("\n", 2)[2] for f, text in configs.items()}  # past the two header lines
     assert body[other] == body[folder] and f"run {run_id} " in configs[other]
     assert f"split into, from {folder})" in configs[other] and "split into" not in configs[folder]
+    assert all(text.splitlines()[1].startswith("# Budget: 4 runs over 2 folders,") for text in configs.values())
     assert "over 1 folders" not in sweep_report([other], METRIC, "markdown", None)
     assert f"run {run_id} " not in (Path(other) / "best-valid-recall@10.yaml").read_text()  # its own best alone
+    state = json.loads((Path(folders[1]) / "sweep.json").read_text())  # b given one more trial, not begun
+    (Path(folders[1]) / "sweep.json").write_text(json.dumps({**state, "trials": [2, 3, 5]}))
+    last = sweep_report(folders, METRIC, "markdown", None).splitlines()[-1]
+    assert last.endswith("(the same config is in each folder); provisional, b: 2 of 3 runs done, 1 not begun")
+    header = (Path(folders[0]) / "best-valid-recall@10.yaml").read_text().splitlines()[1]
+    assert header.startswith("# Budget: provisional, b: 2 of 3 runs done, 1 not begun,")
 
 
 def test_dry_run_of_a_bayes_sweep_is_refused_in_one_line(tmp_path):

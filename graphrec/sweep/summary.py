@@ -183,12 +183,25 @@ def best_config_name(metric: str) -> str:
     return f"best-{metric.replace('/', '-')}.yaml"
 
 
+def budget_note(folders: list[str | Path]) -> str:
+    """The budget a best config was chosen within: '12 runs over 3 folders' for the folders of one sweep, or
+    'provisional, <folder>: 2 of 3 runs done, 1 running; ...' naming each folder not complete ('provisional, 2 of 3
+    runs done, ...' for one folder)."""
+    notes = {Path(f): note for f in folders if (note := progress_note(f)) is not None}
+    if notes:
+        return "provisional, " + "; ".join(note if len(folders) == 1 else f"{folder.name}: {note}"
+                                           for folder, note in notes.items())
+    runs = sum(len(read_runs(Path(folder) / "runs.jsonl")) for folder in folders)
+    return f"{runs} runs" + (f" over {len(folders)} folders" if len(folders) > 1 else "")
+
+
 def write_best_config(sweep_dir: str | Path, metric: str, source: Optional[str | Path] = None,
-                      best: Optional[dict[str, Any]] = None) -> Path:
+                      best: Optional[dict[str, Any]] = None, group: Optional[list[str | Path]] = None) -> Path:
     """Write <sweep_dir>/best-<metric>.yaml: the sweep's base experiment with its --set and the best run's params
     applied (its checkpoint selected on `metric`), ready for graphrec train; returns its path. `source`: the folder
     whose best run to write, for a sweep split over folders with --trials (default: sweep_dir); `best`: that
-    folder's best row when the caller has ranked it already (default: ranked here)."""
+    folder's best row when the caller has ranked it already (default: ranked here); `group`: all the folders the
+    sweep is split into, whose runs the header's budget counts (default: source alone)."""
     sweep_dir = Path(sweep_dir)
     source = sweep_dir if source is None else Path(source)
     best = best if best is not None else _best(source, metric)
@@ -198,9 +211,7 @@ def write_best_config(sweep_dir: str | Path, metric: str, source: Optional[str |
     select = [f"train.select_metric={metric.split('/', 1)[1]}"] if metric.startswith("valid/") else []
     config = apply_overrides(base, list(state.get("overrides") or []) + set_args(best["params"]) + select)
     build_config(config, source=str(source / "base.yaml"), base_dir=str(source))  # always loadable
-    runs = read_runs(source / "runs.jsonl")
-    partial = progress_note(source)
-    budget = f"{len(runs)} runs" if partial is None else f"provisional, {partial}"
+    budget = budget_note(group or [source])
     split = "" if source == sweep_dir else f" (the best over the folders this sweep is split into, from {source})"
     header = (f"# Best run of sweep {source.name} by {metric} = {best['value']:.6g}: run {best['id']} "
               f"({best['run_dir']}){split}.\n# Budget: {budget}, method {raw.get('method')}, seed "
