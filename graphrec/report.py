@@ -495,14 +495,14 @@ def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str])
             raise GraphrecError(f"report --best: '{folder}' is not a sweep folder (no runs.jsonl); pass "
                                 "sweeps/<name>-<time>/ as printed by graphrec sweep")
         tables[folder] = sweep_rows(folder, metric)
-    source, groups, notes = _best_sources(tables, metric)
+    source, budgets, notes = _best_sources(tables, metric)
     texts = []
     for folder, rows in tables.items():
         names = list(dict.fromkeys(k for row in rows for k in row["params"]))
         body = [[str(r["rank"]), r["id"], _status(r), _number(r["value"])] +
                 [str(r["params"].get(n, "")) for n in names] for r in rows]
         best = write_best_config(folder, metric, source=source[folder],  # refuses a folder without a best run
-                                 best=selectable_best(tables[source[folder]]), group=groups[folder])
+                                 best=selectable_best(tables[source[folder]]), budget=budgets[folder])
         if plot:
             plot_sweep(folder, metric, plot)
         partial = progress_note(folder)
@@ -517,25 +517,26 @@ def sweep_report(folders: list[str], metric: str, fmt: str, plot: Optional[str])
     return "\n\n".join(texts + notes)
 
 
-def _best_sources(tables: dict[str, list[dict]], metric: str) -> tuple[dict[str, str], dict[str, list[str]],
-                                                                          list[str]]:
+def _best_sources(tables: dict[str, list[dict]], metric: str) -> tuple[dict[str, str], dict[str, str], list[str]]:
     """Folder -> the folder whose best run its best config is (itself, or for a sweep split over several folders
     with --trials the one holding the best run over all of them; `tables`: folder -> its ranked sweep_rows), folder
-    -> the folders of its sweep given, and a line per split sweep naming that run and the config to train it from."""
+    -> the budget its sweep's best was chosen within (over all that sweep's folders given), and a line per split
+    sweep naming that run and the config to train it from."""
     from .sweep.summary import best_across, best_config_name, budget_note, selectable_best, sweeps_by_file
-    source, groups, notes = {folder: folder for folder in tables}, {}, []
+    source, budgets, notes = {folder: folder for folder in tables}, {}, []
     for sweep_file, group in sweeps_by_file(list(tables), "--best").items():
-        groups.update({f: group for f in group})
+        budget = budget_note(group)  # read once per sweep, not once per folder
+        budgets.update({f: budget for f in group})
         finished = {f: best for f in group if (best := selectable_best(tables[f])) is not None}
         if len(group) > 1 and finished:
             winner = best_across(finished, metric)
             source.update({f: winner for f in group})
-            row, budget = finished[winner], budget_note(group)
+            row = finished[winner]
             notes.append(f"sweep {Path(sweep_file).name} over {len(group)} folders: best {row['id']} "
                          f"({metric} {_number(row['value'])}) in {winner}; train it from "
                          f"{Path(winner) / best_config_name(metric)} (the same config is in each folder)"
                          + (f"; {budget}" if budget.startswith("provisional") else ""))
-    return source, groups, notes
+    return source, budgets, notes
 
 
 def run(args: argparse.Namespace) -> int:

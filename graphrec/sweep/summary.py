@@ -196,12 +196,12 @@ def budget_note(folders: list[str | Path]) -> str:
 
 
 def write_best_config(sweep_dir: str | Path, metric: str, source: Optional[str | Path] = None,
-                      best: Optional[dict[str, Any]] = None, group: Optional[list[str | Path]] = None) -> Path:
+                      best: Optional[dict[str, Any]] = None, budget: Optional[str] = None) -> Path:
     """Write <sweep_dir>/best-<metric>.yaml: the sweep's base experiment with its --set and the best run's params
     applied (its checkpoint selected on `metric`), ready for graphrec train; returns its path. `source`: the folder
     whose best run to write, for a sweep split over folders with --trials (default: sweep_dir); `best`: that
-    folder's best row when the caller has ranked it already (default: ranked here); `group`: all the folders the
-    sweep is split into, whose runs the header's budget counts (default: source alone)."""
+    folder's best row when the caller has ranked it already (default: ranked here); `budget`: the header's budget,
+    budget_note over all the folders the sweep is split into (default: budget_note of source alone)."""
     sweep_dir = Path(sweep_dir)
     source = sweep_dir if source is None else Path(source)
     best = best if best is not None else _best(source, metric)
@@ -211,7 +211,7 @@ def write_best_config(sweep_dir: str | Path, metric: str, source: Optional[str |
     select = [f"train.select_metric={metric.split('/', 1)[1]}"] if metric.startswith("valid/") else []
     config = apply_overrides(base, list(state.get("overrides") or []) + set_args(best["params"]) + select)
     build_config(config, source=str(source / "base.yaml"), base_dir=str(source))  # always loadable
-    budget = budget_note(group or [source])
+    budget = budget if budget is not None else budget_note([source])
     split = "" if source == sweep_dir else f" (the best over the folders this sweep is split into, from {source})"
     header = (f"# Best run of sweep {source.name} by {metric} = {best['value']:.6g}: run {best['id']} "
               f"({best['run_dir']}){split}.\n# Budget: {budget}, method {raw.get('method')}, seed "
