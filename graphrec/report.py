@@ -170,10 +170,11 @@ def plot_eval(metrics: dict[str, Any], path: str | os.PathLike, splits: Optional
 
 # --- graphrec report --------------------------------------------------------------------------------------------------
 
-def find_runs(paths: list[str]) -> list[Path]:
-    """Run folders (holding config.yaml) named by the paths: glob patterns expanded, a folder that holds run folders
-    (at any depth) expanded to them; one-line errors for paths that match nothing."""
-    found: list[Path] = []
+def find_runs(paths: list[str]) -> dict[Path, str]:
+    """Run folders (holding config.yaml) named by the paths, each with its source: the folder given that holds it, or
+    for a run folder given itself (or through a glob pattern) its parent. Glob patterns expanded, a folder that holds
+    run folders (at any depth) expanded to them; one-line errors for paths that match nothing."""
+    found: dict[Path, str] = {}
     for text in paths:
         matches = sorted(glob.glob(os.path.expanduser(text))) if glob.has_magic(text) else [text]
         if not matches or not all(Path(m).exists() for m in matches):
@@ -181,7 +182,7 @@ def find_runs(paths: list[str]) -> list[Path]:
                                 "that holds them")
         for match in map(Path, matches):
             if (match / "config.yaml").is_file():
-                found.append(match)
+                found.setdefault(match, str(match.parent))
                 continue
             inside = []
             for root, dirs, files in os.walk(match):
@@ -191,8 +192,9 @@ def find_runs(paths: list[str]) -> list[Path]:
                 dirs.sort()
             if not inside:
                 raise GraphrecError(f"report: '{match}' is not a run folder (no config.yaml) and holds none")
-            found += inside
-    return list(dict.fromkeys(found))
+            for folder in inside:
+                found.setdefault(folder, str(match))
+    return found
 
 
 # mappings whose keys are the user's (modality names): one setting each, so that a modality left out shows
@@ -306,7 +308,9 @@ def _fill_defaults(runs: list[dict]) -> None:
 
 
 def _group(runs: list[dict]) -> list[dict]:
-    """Runs with the same model, dataset, protocol and settings (all but the seed) as one group each."""
+    """Runs with the same model, dataset, protocol and settings (all but the seed) as one group each; a group that
+    holds a seed twice, from runs of different sources (`find_runs`: a model re-run after a fix beside its old runs),
+    is one group per source, told apart by a `source` setting."""
     _fill_defaults(runs)
     groups: dict[tuple, dict] = {}
     for run in runs:
@@ -314,7 +318,17 @@ def _group(runs: list[dict]) -> list[dict]:
         group = groups.setdefault(key, {**{k: run[k] for k in ("model", "dataset", "protocol", "settings")},
                                         "runs": []})
         group["runs"].append(run)
-    return list(groups.values())
+    return [part for group in groups.values() for part in _by_source(group)]
+
+
+def _by_source(group: dict) -> list[dict]:
+    """`group` split by its runs' sources when a seed repeats across sources, else as it is."""
+    seeds = [run["seed"] for run in group["runs"]]
+    sources = list(dict.fromkeys(run.get("source") for run in group["runs"]))
+    if len(set(seeds)) == len(seeds) or len(sources) == 1:
+        return [group]
+    return [{**group, "settings": {**group["settings"], "source": source},
+             "runs": [run for run in group["runs"] if run.get("source") == source]} for source in sources]
 
 
 def _varying(groups: list[dict]) -> list[str]:
@@ -571,7 +585,11 @@ def run(args: argparse.Namespace) -> int:
             pyplot()
         emit(sweep_report(args.runs, args.best, args.format, args.plot), args.out)
         return 0
-    runs = [r for r in map(read_run, find_runs(args.runs)) if r is not None]
+    runs = []
+    for folder, source in find_runs(args.runs).items():
+        run = read_run(folder)
+        if run is not None:
+            runs.append({**run, "source": source})
     if not runs:
         raise GraphrecError("report: none of the runs has metrics.json; pass finished run folders")
     if not args.allow_mixed:

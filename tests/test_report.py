@@ -405,3 +405,22 @@ def test_report_leaves_out_a_key_every_row_keeps_at_its_own_models_default(tmp_p
     (drgo / "config.yaml").write_text(yaml.safe_dump(config))
     _, captured = _report([str(root), "--format", "json"], capsys)
     assert [r["settings"].get("model.num_layers") for r in json.loads(captured.out)] == [3, 1]
+
+
+def test_report_keeps_a_rerun_of_the_same_seeds_apart_from_the_old_runs_by_source(tmp_path, capsys):
+    """A model re-run after a fix (same settings, same seeds, another folder) is its own row, not 6 seeds pooled;
+    runs of one group spread over folders with distinct seeds still pool."""
+    old, new, more = tmp_path / "old", tmp_path / "new", tmp_path / "more"
+    for seed in (1, 2):
+        make_run(old / f"freedom-{seed}", model="freedom", seed=seed, metrics={"test/recall@20": 0.10})
+        make_run(new / "seeds" / "runs" / f"freedom-{seed}", model="freedom", seed=seed,
+                 metrics={"test/recall@20": 0.10 + 0.01 * seed})
+    make_run(more / "freedom-3", model="freedom", seed=3, metrics={"test/recall@20": 0.30})
+    _, captured = _report([str(old / "freedom-1"), str(old / "freedom-2"), str(new), "--baseline",
+                           f"freedom:source={old}", "--paired"], capsys)
+    rows = [line for line in captured.out.splitlines() if line.startswith("| freedom")]
+    assert len(rows) == 2
+    assert f"| 2 (1,2) | source={old} | 0.1000 ± 0.0000 |" in rows[0]
+    assert f"| 2 (1,2) | source={new} | 0.1150 ± 0.0071 (+15.0%, 2/2 seeds," in rows[1]
+    _, captured = _report([str(old), str(more)], capsys)
+    assert "| 3 (1,2,3) | - | 0.1667 ± 0.1155 |" in captured.out
