@@ -585,11 +585,8 @@ def run(args: argparse.Namespace) -> int:
             pyplot()
         emit(sweep_report(args.runs, args.best, args.format, args.plot), args.out)
         return 0
-    runs = []
-    for folder, source in find_runs(args.runs).items():
-        run = read_run(folder)
-        if run is not None:
-            runs.append({**run, "source": source})
+    runs = [{**found, "source": source} for folder, source in find_runs(args.runs).items()
+            if (found := read_run(folder)) is not None]
     if not runs:
         raise GraphrecError("report: none of the runs has metrics.json; pass finished run folders")
     if not args.allow_mixed:
